@@ -1,0 +1,93 @@
+"""``studylib`` command line: run the study's notebooks, build its book, check parameter files.
+
+Imports stay light until a command needs more, so that a bad parameter file
+fails within a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .config import ParamsError, load_params
+
+__all__ = ["main"]
+
+
+def _add_params(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", required=True, metavar="FILE", help="parameter set, e.g. params/default.yaml")
+    parser.add_argument("--results", default="results", metavar="DIR",
+                        help="results root; the run writes to DIR/<params name>/ (default: results)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="studylib", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="execute the numbered notebooks with papermill")
+    _add_params(run)
+    run.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="run only these notebooks, e.g. 02_flatten")
+    run.add_argument("--force", action="store_true", help="re-run even notebooks whose inputs did not change")
+    run.add_argument("--verbose", action="store_true", help="stream the notebooks' output")
+
+    book = commands.add_parser("book", help="build the Jupyter Book HTML from a run's executed notebooks")
+    _add_params(book)
+
+    check = commands.add_parser("params", help="validate parameter files and print the resolved values")
+    check.add_argument("files", nargs="+", metavar="FILE")
+    check.add_argument("--quiet", action="store_true", help="only report problems")
+    return parser
+
+
+def _check_params(files: Sequence[str], quiet: bool) -> int:
+    import yaml
+
+    status = 0
+    for file in files:
+        try:
+            params = load_params(file)
+        except ParamsError as error:
+            print(f"error: {error}", file=sys.stderr)
+            status = 1
+            continue
+        if not quiet:
+            print(f"# {file}: valid")
+            print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``studylib`` console command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "params":
+            return _check_params(args.files, args.quiet)
+        if args.command == "run":
+            from .runner import StageFailed, run_study
+
+            try:
+                report = run_study(args.params, results_root=args.results, only=args.only, force=args.force,
+                                   verbose=args.verbose, echo=lambda line: print(line, flush=True))
+            except StageFailed as failure:
+                print(f"error: {failure}", file=sys.stderr)
+                return 1
+            print(f"done: {len(report.by_status('ran'))} ran, {len(report.by_status('skipped'))} skipped")
+            return 0
+        if args.command == "book":
+            from .book import BookError, build_book
+
+            try:
+                build_book(args.params, results_root=args.results, echo=lambda line: print(line, flush=True))
+            except BookError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 1
+            return 0
+    except (ParamsError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 2  # pragma: no cover - argparse requires a command
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

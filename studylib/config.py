@@ -1,0 +1,352 @@
+"""Parameter sets: one schema for ``params/*.yaml``.
+
+A parameter set is a YAML file whose keys follow :class:`StudyParams`. A file may
+start from another with ``extends: NAME`` (a sibling file ``NAME.yaml``, or a
+path relative to the file) and override any subset of keys; nested sections are
+merged key by key. Relative paths inside a file resolve against that file's
+directory.
+
+Every problem (unknown key, wrong type, impossible value, missing data
+directory, a cycle in ``extends``) raises :class:`ParamsError` naming the key
+and the file that set it.
+
+Examples
+--------
+>>> from studylib.config import load_params
+>>> params = load_params("params/smoke.yaml")      # doctest: +SKIP
+>>> params.train.epochs                             # doctest: +SKIP
+2
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "DATA_ENV_VAR",
+    "NETWORK_STRIDE",
+    "ParamsError",
+    "StudyParams",
+    "load_params",
+    "resolve_data_dir",
+]
+
+#: Environment variable naming the data directory when params leave it unset.
+DATA_ENV_VAR = "STUDYLIB_DATA"
+
+#: All backbones downsample their input by this factor; image sides must be multiples of it.
+NETWORK_STRIDE = 32
+
+Metric = Literal["thickness", "sulc", "curvature", "myelin"]
+Backbone = Literal["resnet50", "densenet121", "resnet18", "efficientnet_lite0"]
+
+
+class ParamsError(ValueError):
+    """A parameter file is unreadable or invalid; the message names file and key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CohortParams(_Section):
+    """Where one cohort comes from and how large it is."""
+
+    source: Literal["simulated", "semi-real", "hcp", "freesurfer"] = Field(
+        description="simulated (offline default), semi-real (real ABIDE I regional values on the template), "
+        "or a real-data layout read from `path`."
+    )
+    n_subjects: PositiveInt | None = Field(
+        default=None, description="Number of subjects (simulated) or a cap on real subjects; null = all."
+    )
+    n_sites: PositiveInt = Field(default=1, description="Scanning sites (simulated cohorts).")
+    template: Literal["fs_LR_32k", "fsaverage5"] = "fs_LR_32k"
+    metrics: list[Metric] = Field(min_length=1)
+    path: Path | None = Field(default=None, description="Root of real data (hcp or freesurfer sources).")
+
+    @model_validator(mode="after")
+    def _real_sources_need_a_path(self) -> CohortParams:
+        if self.source in ("hcp", "freesurfer") and self.path is None:
+            raise ValueError(f"source '{self.source}' reads real data and needs `path`")
+        if self.path is not None and not self.path.is_dir():
+            raise ValueError(f"path '{self.path}' is not an existing directory")
+        return self
+
+
+class CohortsParams(_Section):
+    hcp: CohortParams = Field(description="The cohort that plays HCP (sex classification, stage 1 of transfer).")
+    abide: CohortParams = Field(description="The cohort that plays ABIDE (autism classification).")
+
+
+class FlattenParams(_Section):
+    mode: Literal["template", "subject"] = Field(
+        default="template", description="One map per template (default) or one per individual surface."
+    )
+    tolerance: float = Field(default=1e-9, gt=0, lt=1e-2, description="Newton residual at which solves stop.")
+    max_iterations: PositiveInt = 100
+
+
+class RasterParams(_Section):
+    image_size: PositiveInt = Field(description=f"Side of the square images; a multiple of {NETWORK_STRIDE}.")
+    method: Literal["barycentric", "paper-average"] = "barycentric"
+    dtype: Literal["float32", "float16"] = "float32"
+
+    @field_validator("image_size")
+    @classmethod
+    def _multiple_of_stride(cls, value: int) -> int:
+        if value % NETWORK_STRIDE:
+            raise ValueError(
+                f"must be a multiple of {NETWORK_STRIDE} (the backbones downsample by {NETWORK_STRIDE}); "
+                f"got {value}, nearest valid: {max(NETWORK_STRIDE, round(value / NETWORK_STRIDE) * NETWORK_STRIDE)}"
+            )
+        return value
+
+
+class TrainParams(_Section):
+    backbones: list[Backbone] = Field(min_length=1)
+    epochs: PositiveInt
+    mixup_epochs: int = Field(ge=0, description="Leading epochs trained with mix-up (paper: 75 of 125).")
+    batch_size: PositiveInt
+    lr: float = Field(gt=0, description="Initial learning rate (paper: 0.01).")
+    lr_step_epochs: PositiveInt = Field(description="Divide the lr by 10 every this many mix-up epochs (paper: 25).")
+    finetune_lr: float = Field(gt=0, description="Fixed lr after mix-up (paper: 1e-4).")
+    momentum: float = Field(ge=0, lt=1)
+    folds: int = Field(ge=2, description="Cross-validation folds (paper: 10).")
+    num_workers: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _mixup_within_epochs(self) -> TrainParams:
+        if self.mixup_epochs > self.epochs:
+            raise ValueError(f"mixup_epochs ({self.mixup_epochs}) cannot exceed epochs ({self.epochs})")
+        return self
+
+
+class StackingParams(_Section):
+    n_bootstrap: int = Field(ge=0, description="Bootstrap resamples for confidence intervals.")
+
+
+class OcclusionParams(_Section):
+    patch: PositiveInt = Field(description="Side of the occluding square in pixels (paper: 30).")
+    stride: PositiveInt = Field(description="Step between occlusions in pixels (paper: 4).")
+
+
+class BaselinesParams(_Section):
+    pca_variance: float = Field(gt=0, le=1, description="Variance kept by PCA before the SVM.")
+
+
+class StudyParams(_Section):
+    """The whole parameter set of one study run."""
+
+    description: str = ""
+    seed: int = Field(ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data_dir: Path | None = Field(
+        default=None,
+        description=f"Downloaded or user-provided data; null = ${DATA_ENV_VAR}, else ~/studylib_data.",
+    )
+    cohorts: CohortsParams
+    flatten: FlattenParams = FlattenParams()
+    raster: RasterParams
+    train: TrainParams
+    stacking: StackingParams
+    occlusion: OcclusionParams
+    baselines: BaselinesParams
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"directory '{value}' does not exist")
+        return value
+
+    @model_validator(mode="after")
+    def _occlusion_fits_image(self) -> StudyParams:
+        if self.occlusion.patch > self.raster.image_size:
+            raise ValueError(
+                f"occlusion.patch ({self.occlusion.patch}) is larger than raster.image_size "
+                f"({self.raster.image_size})"
+            )
+        return self
+
+    def section(self, key: str) -> Any:
+        """JSON-ready value of one top-level key (used for fingerprints)."""
+        return self.model_dump(mode="json")[key]
+
+
+def resolve_data_dir(params: StudyParams | None = None, *, create: bool = False) -> Path:
+    """The data directory: ``params.data_dir``, else ``$STUDYLIB_DATA``, else ``~/studylib_data``.
+
+    Parameters
+    ----------
+    params : StudyParams, optional
+        A loaded parameter set; its ``data_dir`` wins when set.
+    create : bool
+        Create the default directory if it does not exist (fetchers download there).
+
+    Raises
+    ------
+    ParamsError
+        When ``$STUDYLIB_DATA`` names a directory that does not exist.
+    """
+    if params is not None and params.data_dir is not None:
+        return params.data_dir
+    from_env = os.environ.get(DATA_ENV_VAR, "").strip()
+    if from_env:
+        path = Path(from_env).expanduser().resolve()
+        if not path.is_dir():
+            raise ParamsError(f"${DATA_ENV_VAR}={from_env!r}: directory does not exist")
+        return path
+    path = Path.home() / "studylib_data"
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# --------------------------------------------------------------------------- loading
+
+_PATH_KEYS = {("data_dir",), ("cohorts", "hcp", "path"), ("cohorts", "abide", "path")}
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: parameter file not found") from None
+    except OSError as exc:
+        raise ParamsError(f"{path}: cannot read parameter file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    return data
+
+
+def _absolutise_paths(data: dict[str, Any], base: Path, prefix: tuple[str, ...] = ()) -> None:
+    for key, value in data.items():
+        loc = (*prefix, key)
+        if isinstance(value, dict):
+            _absolutise_paths(value, base, loc)
+        elif loc in _PATH_KEYS and isinstance(value, str):
+            data[key] = str((base / Path(value).expanduser()).resolve())
+
+
+def _merge(
+    base: dict[str, Any], override: dict[str, Any], origin: dict[tuple[str, ...], Path], source: Path,
+    prefix: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        loc = (*prefix, key)
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value, origin, source, loc)
+        else:
+            merged[key] = value
+            for stale in [k for k in origin if k[: len(loc)] == loc]:
+                del origin[stale]
+        origin[loc] = source
+    return merged
+
+
+def _load_raw(path: Path, chain: tuple[Path, ...], origin: dict[tuple[str, ...], Path]) -> dict[str, Any]:
+    path = path.resolve()
+    if path in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, path))
+        raise ParamsError(f"{chain[-1]}: extends: cycle {cycle}")
+    data = _read_yaml(path)
+    _absolutise_paths(data, path.parent)
+    parent_name = data.pop("extends", None)
+    if parent_name is None:
+        return _merge({}, data, origin, path)
+    if not isinstance(parent_name, str) or not parent_name:
+        raise ParamsError(f"{path}: extends: expected the name of another parameter file, got {parent_name!r}")
+    parent = Path(parent_name)
+    if parent.suffix not in (".yaml", ".yml"):
+        parent = parent.with_suffix(".yaml")
+    parent = path.parent / parent
+    if not parent.is_file():
+        raise ParamsError(f"{path}: extends: {parent_name!r} not found (looked for {parent})")
+    base = _load_raw(parent, (*chain, path), origin)
+    return _merge(base, data, origin, path)
+
+
+def _describe(error: dict[str, Any], origin: dict[tuple[str, ...], Path], default: Path) -> str:
+    loc = tuple(str(part) for part in error["loc"])
+    source = default
+    for cut in range(len(loc), 0, -1):
+        if loc[:cut] in origin:
+            source = origin[loc[:cut]]
+            break
+    key = ".".join(loc) if loc else "(top level)"
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        hint = f" (allowed here: {', '.join(allowed)})" if allowed else ""
+        return f"{source}: {key}: unknown key{hint}"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "missing":
+        return f"{source}: {key}: required key is missing"
+    got = error.get("input")
+    # Our own validators already quote the offending value.
+    shown = "" if error["type"] == "value_error" or isinstance(got, dict) or got is None else f" (got {got!r})"
+    return f"{source}: {key}: {message}{shown}"
+
+
+def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
+    model: type[BaseModel] | None = StudyParams
+    for part in loc:
+        field = model.model_fields.get(part) if model else None
+        annotation = field.annotation if field else None
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    if model is None:
+        return []
+    keys = list(model.model_fields)
+    return ["extends", *keys] if model is StudyParams else keys
+
+
+def load_params(path: str | os.PathLike[str]) -> StudyParams:
+    """Read, merge (``extends``) and validate a parameter file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A YAML parameter file, e.g. ``params/default.yaml``.
+
+    Returns
+    -------
+    StudyParams
+        The validated, fully resolved parameter set.
+
+    Raises
+    ------
+    ParamsError
+        Naming the file and key of every problem found.
+    """
+    path = Path(path).resolve()
+    origin: dict[tuple[str, ...], Path] = {}
+    raw = _load_raw(path, (), origin)
+    try:
+        return StudyParams.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_describe(err, origin, path) for err in exc.errors()]
+        raise ParamsError("invalid parameters:\n  " + "\n  ".join(lines)) from None
+
+
+def params_name(path: str | os.PathLike[str]) -> str:
+    """The name a parameter set's results go under: the file's stem (``params/smoke.yaml`` -> ``smoke``)."""
+    return Path(path).stem

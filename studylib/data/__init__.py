@@ -1,0 +1,1 @@
+"""Cohorts: templates, readers of real data, simulated and semi-real cohorts."""

@@ -1,0 +1,1 @@
+"""Geometry of cortical meshes: disk preparation, conformal and area-preserving maps, distortion."""

@@ -1,0 +1,118 @@
+"""Topology of triangle meshes given as plain arrays.
+
+``vertices`` is an ``(n, 3)`` float array and ``faces`` an ``(m, 3)`` integer
+array of vertex indices. Everything is vectorised (sparse matrices, no loops
+over vertices).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+__all__ = ["MeshTopology", "mesh_topology", "submesh"]
+
+
+@dataclass(frozen=True)
+class MeshTopology:
+    """Counts that decide whether a mesh can be mapped to a square (a disk: ``is_disk``)."""
+
+    vertices: int
+    faces: int
+    edges: int
+    euler_characteristic: int
+    components: int
+    boundary_edges: int
+    boundary_loops: int
+    nonmanifold_edges: int
+    isolated_vertices: int
+
+    @property
+    def is_disk(self) -> bool:
+        """One component, one boundary loop, manifold edges, Euler characteristic 1."""
+        return (
+            self.components == 1
+            and self.boundary_loops == 1
+            and self.nonmanifold_edges == 0
+            and self.isolated_vertices == 0
+            and self.euler_characteristic == 1
+        )
+
+
+def _check(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    vertices = np.asarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces)
+    if vertices.ndim != 2 or vertices.shape[1] != 3:
+        raise ValueError(f"vertices must have shape (n, 3), got {vertices.shape}")
+    if faces.ndim != 2 or faces.shape[1] != 3 or not np.issubdtype(faces.dtype, np.integer):
+        raise ValueError(f"faces must be an (m, 3) integer array, got shape {faces.shape} and dtype {faces.dtype}")
+    if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
+        raise ValueError(f"faces index vertices outside 0..{len(vertices) - 1}")
+    return vertices, faces.astype(np.int64)
+
+
+def _count_components(n: int, edges: np.ndarray) -> int:
+    graph = sp.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    return connected_components(graph, directed=False)[0]
+
+
+def mesh_topology(vertices: np.ndarray, faces: np.ndarray) -> MeshTopology:
+    """Count vertices, edges, faces, components, boundary loops and non-manifold edges.
+
+    Components and loops count only vertices used by a face; unused vertices are
+    reported as ``isolated_vertices``.
+    """
+    vertices, faces = _check(vertices, faces)
+    half_edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+    edges, uses = np.unique(half_edges, axis=0, return_counts=True)
+    used = np.unique(faces)
+    boundary = edges[uses == 1]
+    if len(boundary):
+        # Boundary vertices each touch two boundary edges on a manifold; count loops as components of that graph.
+        boundary_vertices, relabelled = np.unique(boundary, return_inverse=True)
+        loops = _count_components(len(boundary_vertices), relabelled.reshape(-1, 2))
+    else:
+        loops = 0
+    components = _count_components(len(vertices), edges) - (len(vertices) - len(used))
+    return MeshTopology(
+        vertices=len(used),
+        faces=len(faces),
+        edges=len(edges),
+        euler_characteristic=int(len(used) - len(edges) + len(faces)),
+        components=int(components),
+        boundary_edges=int(len(boundary)),
+        boundary_loops=int(loops),
+        nonmanifold_edges=int((uses > 2).sum()),
+        isolated_vertices=int(len(vertices) - len(used)),
+    )
+
+
+def submesh(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The faces whose three vertices are all kept, re-indexed to the kept vertices.
+
+    Parameters
+    ----------
+    vertices, faces : ndarray
+        The mesh.
+    keep : ndarray of bool, shape (n,)
+        Vertices to keep (e.g. the cortex mask, ``False`` on the medial wall).
+
+    Returns
+    -------
+    vertices : ndarray, shape (k, 3)
+    faces : ndarray, shape (f, 3)
+    vertex_index : ndarray, shape (k,)
+        Index in the input mesh of each kept vertex.
+    """
+    vertices, faces = _check(vertices, faces)
+    keep = np.asarray(keep, dtype=bool)
+    if keep.shape != (len(vertices),):
+        raise ValueError(f"keep must be a boolean mask of shape ({len(vertices)},), got {keep.shape}")
+    vertex_index = np.flatnonzero(keep)
+    new_index = np.full(len(vertices), -1, dtype=np.int64)
+    new_index[vertex_index] = np.arange(len(vertex_index))
+    kept_faces = faces[keep[faces].all(axis=1)]
+    return vertices[vertex_index], new_index[kept_faces], vertex_index
