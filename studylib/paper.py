@@ -58,7 +58,7 @@ ABLATION_GAINS: dict[str, float] = {"stacking": 1.50, "mix-up": 0.70}
 #: The training recipe of the paper's "Training Details" section.
 TRAINING: dict[str, object] = {
     "image_size": 224,
-    "backbones": ("ResNet-50", "DenseNet-121"),
+    "backbones": ("resnet50", "densenet121"),  # ResNet-50, DenseNet-121 (torchvision names)
     "epochs": 125,
     "mixup_epochs": 75,
     "batch_size": 64,

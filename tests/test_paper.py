@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import pytest
+
+from studylib import paper
+from studylib.config import load_params
+
+from .conftest import PROJECT
+
+
+def test_results_tables():
+    sex = paper.results_table("sex")
+    asd = paper.results_table("asd")
+    assert len(sex) == 4 and len(asd) == 15
+    best = asd.loc[asd["accuracy"].idxmax()]
+    assert (best["model"], best["arm"], best["accuracy"], best["auc"]) == ("DenseNet-121", "2-stage", 67.85, 0.7237)
+    assert set(asd["cv"]) == {"10-fold", "leave-one-site-out"}
+    with pytest.raises(ValueError, match="unknown task"):
+        paper.results_table("age")
+
+
+def test_training_settings_put_paper_beside_run():
+    params = load_params(PROJECT / "params" / "paper.yaml")
+    table = paper.training_settings(params.train, params.raster.image_size)
+    assert (table["paper"] == table["this run"]).all(), table[table["paper"] != table["this run"]]
+    smoke = load_params(PROJECT / "params" / "smoke.yaml")
+    table = paper.training_settings(smoke.train, smoke.raster.image_size).set_index("setting")
+    assert table.loc["epochs", "this run"] == "2" and table.loc["epochs", "paper"] == "125"
