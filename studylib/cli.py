@@ -34,6 +34,13 @@ def _parser() -> argparse.ArgumentParser:
     book = commands.add_parser("book", help="build the Jupyter Book HTML from a run's executed notebooks")
     _add_params(book)
 
+    cohort = commands.add_parser("cohort", help="cohorts: build those named in a parameter set")
+    cohort_commands = cohort.add_subparsers(dest="cohort_command", required=True)
+    build = cohort_commands.add_parser("build", help="build every cohort of the parameter set (unchanged ones are reused)")
+    _add_params(build)
+    build.add_argument("--only", nargs="+", metavar="COHORT", help="build only these cohorts")
+    build.add_argument("--force", action="store_true", help="rebuild even unchanged cohorts")
+
     check = commands.add_parser("params", help="validate parameter files and print the resolved values")
     check.add_argument("files", nargs="+", metavar="FILE")
     check.add_argument("--quiet", action="store_true", help="only report problems")
@@ -73,6 +80,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"error: {failure}", file=sys.stderr)
                 return 1
             print(f"done: {len(report.by_status('ran'))} ran, {len(report.by_status('skipped'))} skipped")
+            return 0
+        if args.command == "cohort":
+            from .config import params_name
+            from .data.build import build_cohorts
+            from .layout import ResultsLayout
+
+            params = load_params(args.params)
+            out = ResultsLayout.for_params(params_name(args.params), args.results).cohorts
+            for result in build_cohorts(params, out, only=args.only, force=args.force,
+                                        echo=lambda line: print(line, flush=True)):
+                if result.cohort is not None:
+                    qc = len(result.cohort.qc)
+                    print(f"  {result.name}: {len(result.cohort)} subjects, {qc} QC exclusion(s)")
             return 0
         if args.command == "book":
             from .book import BookError, build_book

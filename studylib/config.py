@@ -21,8 +21,9 @@ Examples
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -50,7 +51,7 @@ DATA_ENV_VAR = "STUDYLIB_DATA"
 #: All backbones downsample their input by this factor; image sides must be multiples of it.
 NETWORK_STRIDE = 32
 
-Metric = Literal["thickness", "sulc", "curvature", "myelin"]
+Metric = Literal["thickness", "sulc", "curvature", "myelin", "area", "volume"]
 Backbone = Literal["resnet50", "densenet121", "resnet18", "efficientnet_lite0"]
 
 
@@ -62,33 +63,62 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+SIMULATED_METRICS = ("thickness", "sulc", "curvature", "myelin")
+REGIONAL_METRICS = ("thickness", "area", "volume")
+
+
 class CohortParams(_Section):
-    """Where one cohort comes from and how large it is."""
+    """Where one cohort comes from, what it classifies and how large it is."""
 
     source: Literal["simulated", "semi-real", "hcp", "freesurfer"] = Field(
-        description="simulated (offline default), semi-real (real ABIDE I regional values on the template), "
-        "or a real-data layout read from `path`."
+        description="simulated (offline default), semi-real (real ABIDE I regional values painted on the "
+        "template; needs the data directory), or a real-data layout read from `path`."
     )
+    task: Literal["sex", "autism"] = Field(description="Label: sex (1 = female) or autism (1 = autism).")
     n_subjects: PositiveInt | None = Field(
-        default=None, description="Number of subjects (simulated) or a cap on real subjects; null = all."
+        default=None, description="Number of subjects (simulated) or a seeded random subset of real ones; null = all."
     )
     n_sites: PositiveInt = Field(default=1, description="Scanning sites (simulated cohorts).")
     template: Literal["fs_LR_32k", "fsaverage5"] = "fs_LR_32k"
     metrics: list[Metric] = Field(min_length=1)
     path: Path | None = Field(default=None, description="Root of real data (hcp or freesurfer sources).")
+    phenotypes: Path | None = Field(
+        default=None, description="Behavioural / phenotypic CSV of a real-data source (HCP or ABIDE format)."
+    )
+    registration_sphere: Path | None = Field(
+        default=None,
+        description="freesurfer source on fs_LR_32k: folder with fs_LR-deformed_to-fsaverage.{L,R}.sphere.32k_fs_LR.surf.gii",
+    )
+    required: bool = Field(
+        default=True, description="If false, a cohort whose data are absent is skipped with a note instead of failing."
+    )
+    n_modes: PositiveInt = Field(default=60, description="Smooth Laplace-Beltrami modes per hemisphere (simulated).")
+    effect_regions: PositiveInt = Field(default=8, description="Regions carrying planted effects per metric (simulated).")
 
     @model_validator(mode="after")
-    def _real_sources_need_a_path(self) -> CohortParams:
+    def _consistent(self) -> CohortParams:
         if self.source in ("hcp", "freesurfer") and self.path is None:
             raise ValueError(f"source '{self.source}' reads real data and needs `path`")
         if self.path is not None and not self.path.is_dir():
             raise ValueError(f"path '{self.path}' is not an existing directory")
+        if self.phenotypes is not None and not self.phenotypes.is_file():
+            raise ValueError(f"phenotypes '{self.phenotypes}' is not an existing file")
+        if self.source == "simulated" and self.n_subjects is None:
+            raise ValueError("a simulated cohort needs n_subjects")
+        if self.source == "freesurfer" and self.template == "fs_LR_32k" and self.registration_sphere is None:
+            raise ValueError("reading FreeSurfer subjects onto fs_LR_32k needs `registration_sphere` (a folder with "
+                             "fs_LR-deformed_to-fsaverage.{L,R}.sphere.32k_fs_LR.surf.gii); or use template fsaverage5")
+        if self.registration_sphere is not None and not self.registration_sphere.is_dir():
+            raise ValueError(f"registration_sphere '{self.registration_sphere}' is not an existing directory")
+        allowed = REGIONAL_METRICS if self.source == "semi-real" else SIMULATED_METRICS
+        wrong = [m for m in self.metrics if m not in allowed]
+        if wrong:
+            raise ValueError(f"source '{self.source}' provides {', '.join(allowed)}; not {', '.join(wrong)}")
+        if self.source == "semi-real" and self.task != "autism":
+            raise ValueError("the semi-real ABIDE I cohort classifies autism; set task: autism")
+        if self.template == "fsaverage5" and "myelin" in self.metrics:
+            raise ValueError("fsaverage5 has no group myelin map; drop myelin or use fs_LR_32k")
         return self
-
-
-class CohortsParams(_Section):
-    hcp: CohortParams = Field(description="The cohort that plays HCP (sex classification, stage 1 of transfer).")
-    abide: CohortParams = Field(description="The cohort that plays ABIDE (autism classification).")
 
 
 class FlattenParams(_Section):
@@ -157,7 +187,9 @@ class StudyParams(_Section):
         default=None,
         description=f"Downloaded or user-provided data; null = ${DATA_ENV_VAR}, else ~/studylib_data.",
     )
-    cohorts: CohortsParams
+    cohorts: dict[str, CohortParams] = Field(
+        min_length=1, description="Cohorts by name; each says its source and task (e.g. hcp, abide, abide1)."
+    )
     flatten: FlattenParams = FlattenParams()
     raster: RasterParams
     train: TrainParams
@@ -170,6 +202,14 @@ class StudyParams(_Section):
     def _data_dir_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_dir():
             raise ValueError(f"directory '{value}' does not exist")
+        return value
+
+    @field_validator("cohorts")
+    @classmethod
+    def _cohort_names(cls, value: dict[str, CohortParams]) -> dict[str, CohortParams]:
+        bad = [name for name in value if not re.fullmatch(r"[a-z][a-z0-9_-]*", name)]
+        if bad:
+            raise ValueError(f"cohort names must be lower-case identifiers (folder names); not {bad}")
         return value
 
     @model_validator(mode="after")
@@ -217,7 +257,9 @@ def resolve_data_dir(params: StudyParams | None = None, *, create: bool = False)
 
 # --------------------------------------------------------------------------- loading
 
-_PATH_KEYS = {("data_dir",), ("cohorts", "hcp", "path"), ("cohorts", "abide", "path")}
+def _is_path_key(loc: tuple[str, ...]) -> bool:
+    return loc == ("data_dir",) or (
+        len(loc) == 3 and loc[0] == "cohorts" and loc[2] in ("path", "phenotypes", "registration_sphere"))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -243,7 +285,7 @@ def _absolutise_paths(data: dict[str, Any], base: Path, prefix: tuple[str, ...] 
         loc = (*prefix, key)
         if isinstance(value, dict):
             _absolutise_paths(value, base, loc)
-        elif loc in _PATH_KEYS and isinstance(value, str):
+        elif _is_path_key(loc) and isinstance(value, str):
             data[key] = str((base / Path(value).expanduser()).resolve())
 
 
@@ -308,10 +350,18 @@ def _describe(error: dict[str, Any], origin: dict[tuple[str, ...], Path], defaul
 
 
 def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
-    model: type[BaseModel] | None = StudyParams
-    for part in loc:
-        field = model.model_fields.get(part) if model else None
+    model: Any = StudyParams
+    parts = list(loc)
+    while parts and model is not None:
+        part = parts.pop(0)
+        field = model.model_fields.get(part)
         annotation = field.annotation if field else None
+        if get_origin(annotation) is dict:  # a mapping of named sections: skip the name
+            annotation = get_args(annotation)[1]
+            if parts:
+                parts.pop(0)
+            else:
+                return []
         model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
     if model is None:
         return []

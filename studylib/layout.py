@@ -65,3 +65,8 @@ class ResultsLayout:
 
     def artifacts(self, stage: str) -> Path:
         return self.root / "artifacts" / stage
+
+    @property
+    def cohorts(self) -> Path:
+        """Built cohorts, one folder each (written by ``01_preprocess`` or ``studylib cohort build``)."""
+        return self.artifacts("01_preprocess") / "cohorts"

@@ -29,11 +29,11 @@ def shared_data() -> Path:
 
 def minimal_params() -> dict:
     """A complete, valid parameter set (small values)."""
-    cohort = {"source": "simulated", "n_subjects": 8, "n_sites": 2, "template": "fs_LR_32k",
+    cohort = {"source": "simulated", "task": "sex", "n_subjects": 8, "n_sites": 1, "template": "fs_LR_32k",
               "metrics": ["thickness"]}
     return {
         "seed": 1,
-        "cohorts": {"hcp": dict(cohort), "abide": dict(cohort)},
+        "cohorts": {"hcp": dict(cohort), "abide": dict(cohort, task="autism", n_sites=2)},
         "raster": {"image_size": 32},
         "train": {"backbones": ["resnet18"], "epochs": 2, "mixup_epochs": 1, "batch_size": 4, "lr": 0.01,
                   "lr_step_epochs": 1, "finetune_lr": 1e-4, "momentum": 0.9, "folds": 2},

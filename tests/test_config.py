@@ -25,7 +25,7 @@ def test_paper_set_has_the_papers_settings():
     assert (params.train.epochs, params.train.mixup_epochs, params.train.batch_size) == (125, 75, 64)
     assert (params.train.lr, params.train.lr_step_epochs, params.train.finetune_lr) == (0.01, 25, 1e-4)
     assert params.train.folds == 10
-    assert (params.cohorts.hcp.n_subjects, params.cohorts.abide.n_subjects) == (1113, 1994)
+    assert (params.cohorts["hcp"].n_subjects, params.cohorts["abide"].n_subjects) == (1113, 1994)
     assert (params.occlusion.patch, params.occlusion.stride) == (30, 4)
 
 
@@ -35,8 +35,9 @@ def test_smoke_extends_default_and_overrides_nested_keys():
     assert smoke.train.epochs < default.train.epochs
     # Keys smoke does not set come from default, nested ones included.
     assert smoke.train.momentum == default.train.momentum
-    assert smoke.cohorts.hcp.metrics == default.cohorts.hcp.metrics
-    assert smoke.cohorts.hcp.n_subjects != default.cohorts.hcp.n_subjects
+    assert smoke.cohorts["hcp"].metrics == default.cohorts["hcp"].metrics
+    assert smoke.cohorts["hcp"].n_subjects != default.cohorts["hcp"].n_subjects
+    assert set(smoke.cohorts) == set(default.cohorts) == {"hcp", "abide", "abide1"}
 
 
 def test_params_name_is_the_file_stem():
@@ -186,3 +187,40 @@ def test_cli_params_prints_resolved_values():
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "momentum: 0.9" in done.stdout  # inherited from default.yaml
+
+
+def test_unknown_key_inside_a_named_cohort(write_params):
+    data = minimal_params()
+    data["cohorts"]["abide"]["sites"] = 3
+    message = _error(write_params(data))
+    assert "cohorts.abide.sites: unknown key" in message
+    assert "n_sites" in message
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"source": "semi-real", "task": "sex", "metrics": ["thickness"]}, "semi-real ABIDE I cohort classifies autism"),
+        ({"source": "semi-real", "task": "autism", "metrics": ["sulc"]}, "provides thickness, area, volume; not sulc"),
+        ({"metrics": ["area"]}, "source 'simulated' provides thickness, sulc, curvature, myelin; not area"),
+        ({"template": "fsaverage5", "metrics": ["myelin"]}, "fsaverage5 has no group myelin map"),
+    ],
+)
+def test_cohort_consistency(write_params, change, expected):
+    data = minimal_params()
+    data["cohorts"]["hcp"].update(change)
+    assert expected in _error(write_params(data))
+
+
+def test_cohort_names_are_folder_names(write_params):
+    data = minimal_params()
+    data["cohorts"]["My Cohort"] = data["cohorts"].pop("hcp")
+    assert "cohort names must be lower-case identifiers" in _error(write_params(data))
+
+
+def test_relative_cohort_paths_resolve_against_the_file(write_params, tmp_path):
+    (tmp_path / "hcp_data").mkdir()
+    data = minimal_params()
+    data["cohorts"]["hcp"].update({"source": "hcp", "path": "../hcp_data"})
+    params = load_params(write_params(data))
+    assert params.cohorts["hcp"].path == (tmp_path / "hcp_data").resolve()

@@ -12,7 +12,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["PHENOTYPES_FILE", "load_abide1_phenotypes", "site_summary"]
+__all__ = [
+    "MEASURES",
+    "PHENOTYPES_FILE",
+    "load_abide1_phenotypes",
+    "load_brainstats",
+    "load_regional_table",
+    "regional_cohens_d",
+    "site_summary",
+]
+
+#: Regional FreeSurfer measures of the ABIDE I tables.
+MEASURES = ("thickness", "area", "volume")
+FREESURFER_DIR = Path("abide1") / "freesurfer6"
 
 #: Location of the phenotypic table inside a data directory.
 PHENOTYPES_FILE = Path("abide1") / "Phenotypic_V1_0b_preprocessed1.csv"
@@ -94,3 +106,97 @@ def site_summary(subjects: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(rows).sort_values(["subjects", "site"], ascending=[False, True])
     total = pd.DataFrame([{"site": "all sites", **summarise(subjects)}])
     return pd.concat([table, total], ignore_index=True)
+
+
+def _subject_id(path: Path, names: pd.Series) -> pd.Series:
+    """``Caltech_0051456`` -> 51456 (the trailing number is SUB_ID)."""
+    ids = names.astype(str).str.extract(r"(\d+)$")[0]
+    bad = names[ids.isna()].tolist()
+    if bad:
+        raise ValueError(f"{path}: subject name(s) without a trailing SUB_ID number: {bad[:5]}")
+    return ids.astype(int)
+
+
+def load_regional_table(data_dir: str | Path, measure: str) -> pd.DataFrame:
+    """Desikan–Killiany regional values of both hemispheres for all subjects (FreeSurfer 6, ABIDE I).
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        The data directory (holding ``abide1/freesurfer6/{lh,rh}.aparc_table_<measure>.tsv``).
+    measure : {"thickness", "area", "volume"}
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``subject`` (SUB_ID); columns ``(hemisphere, region)`` with hemisphere "left"/"right"
+        and the 34 D-K region names; FreeSurfer's whole-hemisphere summary columns are dropped.
+    """
+    if measure not in MEASURES:
+        raise ValueError(f"unknown measure {measure!r}; choose from {', '.join(MEASURES)}")
+    from .templates import DK_REGIONS
+
+    parts = []
+    for prefix, hemisphere in (("lh", "left"), ("rh", "right")):
+        path = Path(data_dir) / FREESURFER_DIR / f"{prefix}.aparc_table_{measure}.tsv"
+        if not path.is_file():
+            raise FileNotFoundError(f"ABIDE I regional table not found: {path}")
+        raw = pd.read_csv(path, sep="\t")
+        subjects = _subject_id(path, raw.iloc[:, 0])
+        columns = {}
+        for column in raw.columns[1:]:
+            region = column.removeprefix(f"{prefix}_").removesuffix(f"_{measure}")
+            if region in DK_REGIONS:
+                columns[(hemisphere, region)] = column
+        unknown = [c for c in raw.columns[1:] if c not in columns.values()
+                   and not c.removeprefix(f"{prefix}_").startswith(("WhiteSurfArea", "MeanThickness"))]
+        if unknown:
+            raise ValueError(f"{path}: column(s) that are not Desikan–Killiany regions: {unknown[:5]}")
+        values = raw[list(columns.values())].astype(float)
+        values.columns = pd.MultiIndex.from_tuples(list(columns), names=["hemisphere", "region"])
+        values.index = pd.Index(subjects, name="subject")
+        bad = values.index[~np.isfinite(values).all(axis=1)].tolist()
+        if bad:
+            raise ValueError(f"{path}: non-finite values for subject(s) {bad[:10]}")
+        parts.append(values)
+    left, right = parts
+    if not left.index.equals(right.index):
+        raise ValueError(f"{FREESURFER_DIR}: left and right {measure} tables list different subjects")
+    return pd.concat(parts, axis=1)
+
+
+def load_brainstats(data_dir: str | Path) -> pd.DataFrame:
+    """Whole-brain FreeSurfer measures per subject (TIV as ``EstimatedTotalIntraCranialVol``), indexed by SUB_ID."""
+    path = Path(data_dir) / FREESURFER_DIR / "brainstats_abide_with_pial.txt"
+    if not path.is_file():
+        raise FileNotFoundError(f"ABIDE I brain statistics not found: {path}")
+    raw = pd.read_csv(path, sep=r"\s+")
+    raw.index = pd.Index(_subject_id(path, raw["subject"]), name="subject")
+    return raw.drop(columns="subject")
+
+
+def regional_cohens_d(data_dir: str | Path, measure: str, contrast: str) -> pd.Series:
+    """Cohen's d per D-K region from the real ABIDE I tables.
+
+    Parameters
+    ----------
+    contrast : {"autism", "sex"}
+        ``autism``: autism minus control, all subjects. ``sex``: female minus male, controls only.
+
+    Returns
+    -------
+    pandas.Series
+        Indexed by ``(hemisphere, region)``; pooled-SD Cohen's d.
+    """
+    table = load_regional_table(data_dir, measure)
+    phenotypes = load_abide1_phenotypes(data_dir).set_index("subject").reindex(table.index)
+    if contrast == "autism":
+        group, reference = phenotypes["diagnosis"] == "autism", phenotypes["diagnosis"] == "control"
+    elif contrast == "sex":
+        controls = phenotypes["diagnosis"] == "control"
+        group, reference = controls & (phenotypes["sex"] == "female"), controls & (phenotypes["sex"] == "male")
+    else:
+        raise ValueError(f"unknown contrast {contrast!r}; choose 'autism' or 'sex'")
+    a, b = table[group.to_numpy()], table[reference.to_numpy()]
+    pooled = np.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2))
+    return (a.mean() - b.mean()) / pooled

@@ -116,3 +116,42 @@ def submesh(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray) -> tuple[
     new_index[vertex_index] = np.arange(len(vertex_index))
     kept_faces = faces[keep[faces].all(axis=1)]
     return vertices[vertex_index], new_index[kept_faces], vertex_index
+
+
+def vertex_adjacency(n_vertices: int, faces: np.ndarray) -> sp.csr_matrix:
+    """Symmetric 0/1 sparse matrix of the mesh's edges."""
+    faces = np.asarray(faces, dtype=np.int64)
+    i = faces[:, [0, 1, 2, 1, 2, 0]].ravel()
+    j = faces[:, [1, 2, 0, 0, 1, 2]].ravel()
+    adjacency = sp.coo_matrix((np.ones(len(i)), (i, j)), shape=(n_vertices, n_vertices)).tocsr()
+    adjacency.data[:] = 1.0
+    return adjacency
+
+
+def fill_missing(values: np.ndarray, faces: np.ndarray, missing: np.ndarray, max_rounds: int = 1000) -> np.ndarray:
+    """Fill ``values[missing]`` by repeated averaging of already-known mesh neighbours.
+
+    Each round gives every missing vertex that touches a known one (not missing and finite)
+    the mean of its known neighbours, growing inward from the edge of the gap. Non-finite
+    vertices outside ``missing`` stay as they are and never count as known.
+
+    Raises
+    ------
+    ValueError
+        When a missing vertex has no path to a known one.
+    """
+    values = np.array(values, dtype=np.float64)
+    missing = np.array(missing, dtype=bool)
+    adjacency = vertex_adjacency(len(values), faces)
+    for _ in range(max_rounds):
+        if not missing.any():
+            return values
+        known = ~missing & np.isfinite(values)
+        counts = adjacency @ known.astype(np.float64)
+        sums = adjacency @ np.where(known, values, 0.0)
+        reachable = missing & (counts > 0)
+        if not reachable.any():
+            break
+        values[reachable] = sums[reachable] / counts[reachable]
+        missing &= ~reachable
+    raise ValueError(f"{int(missing.sum())} vertices have no path to a vertex with a value")

@@ -1,0 +1,138 @@
+"""Build every cohort a parameter set names, each into ``<out>/<name>/``, skipping unchanged ones."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ..config import CohortParams, StudyParams, resolve_data_dir
+from .cohort import Cohort, CohortWriter
+from .templates import HEMISPHERES, load_template
+
+__all__ = ["CohortBuild", "build_cohorts", "simulate_cohort"]
+
+#: Subjects generated at a time: bounds memory whatever the cohort size.
+CHUNK = 64
+_LABEL_NAMES = {"sex": ("male", "female"), "autism": ("control", "autism")}
+
+
+@dataclass(frozen=True)
+class CohortBuild:
+    """Outcome for one cohort: built, reused (unchanged) or skipped (data absent, not required)."""
+
+    name: str
+    status: str
+    cohort: Cohort | None
+    note: str = ""
+
+
+def _key(name: str, spec: CohortParams, params: StudyParams, data_dir: Path) -> str:
+    from ..runner import data_dir_listing_hash, package_source_hash
+
+    payload = {"name": name, "spec": spec.model_dump(mode="json"), "seed": params.seed,
+               "code": package_source_hash(), "data": data_dir_listing_hash(data_dir)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def simulate_cohort(out: Path, name: str, spec: CohortParams, *, seed: int, data_dir: Path | None,
+                    cache: Path | None, meta: dict, progress: bool = True) -> Cohort:
+    """Sample a simulated cohort (see :mod:`studylib.data.simulate`) into ``out`` with its ground truth."""
+    from .simulate import build_model, sample_covariates, sample_maps, save_truth
+
+    template = load_template(spec.template, data_dir)
+    model = build_model(template, spec.task, spec.metrics, spec.n_sites, seed=seed, data_dir=data_dir,
+                        n_modes=spec.n_modes, effect_regions=spec.effect_regions, cache=cache)
+    rng = np.random.default_rng([seed, 1, *name.encode()])
+    covariates = sample_covariates(model, spec.n_subjects or 100, rng)
+    negative, positive = _LABEL_NAMES[spec.task]
+    subjects = pd.DataFrame({
+        "subject": [f"{name}-{i + 1:05d}" for i in range(len(covariates))],
+        "label": covariates["label"],
+        "label_name": np.where(covariates["label"] == 1, positive, negative),
+        "sex": np.where(covariates["female"], "female", "male"),
+        "age": covariates["age"],
+        "site": [model.site_names[s] for s in covariates["site_index"]],
+        "tiv": np.nan,
+    })
+    n_vertices = {h: template.n_vertices(h) for h in HEMISPHERES}
+    writer = CohortWriter(out, subjects, template.name, n_vertices, spec.metrics,
+                          {**meta, "notes": model.notes, "task": spec.task})
+    chunks = range(0, len(subjects), CHUNK)
+    for start in tqdm(chunks, desc=f"simulating {name}", unit="chunk", disable=not progress):
+        rows = slice(start, min(start + CHUNK, len(subjects)))
+        for metric in spec.metrics:
+            maps = sample_maps(model, metric, covariates.iloc[rows], rng)
+            first = 0
+            for h in HEMISPHERES:
+                index = model.vertex_index[h]
+                full = np.full((maps.shape[0], n_vertices[h]), np.nan, dtype=np.float32)
+                full[:, index] = maps[:, first: first + len(index)]
+                writer.write(h, metric, rows, full)
+                first += len(index)
+    cohort = writer.close()
+    save_truth(model, out / "truth", n_vertices)
+    return cohort
+
+
+def build_cohorts(params: StudyParams, out: str | Path, *, only: list[str] | None = None, force: bool = False,
+                  progress: bool = True, echo: Callable[[str], None] = print) -> list[CohortBuild]:
+    """Build the cohorts named in ``params`` into ``out/<name>``.
+
+    A cohort whose specification, seed, data directory listing and ``studylib`` code are unchanged since it
+    was built is reused. A cohort whose data are absent fails with the file named, unless its
+    ``required`` is false: then it is skipped with a note.
+    """
+    from .fetchers import FetchError
+    from .semireal import build_semireal_cohort
+
+    out = Path(out)
+    data_dir = resolve_data_dir(params)
+    names = list(params.cohorts) if not only else only
+    unknown = [n for n in names if n not in params.cohorts]
+    if unknown:
+        raise ValueError(f"unknown cohort(s) {', '.join(unknown)}; this parameter set names "
+                         f"{', '.join(params.cohorts)}")
+    results = []
+    for name in names:
+        spec = params.cohorts[name]
+        folder = out / name
+        key = _key(name, spec, params, data_dir)
+        if not force and (folder / "cohort.json").is_file() and Cohort(folder).meta.get("build_key") == key:
+            results.append(CohortBuild(name, "reused", Cohort(folder)))
+            echo(f"cohort {name}: unchanged, reused ({folder})")
+            continue
+        if folder.exists():
+            shutil.rmtree(folder)
+        meta = {"name": name, "source": spec.source, "task": spec.task, "build_key": key,
+                "spec": spec.model_dump(mode="json"), "seed": params.seed, "data_dir": str(data_dir)}
+        try:
+            if spec.source == "simulated":
+                cohort = simulate_cohort(folder, name, spec, seed=params.seed, data_dir=data_dir,
+                                         cache=out / "_cache", meta=meta, progress=progress)
+            elif spec.source == "semi-real":
+                cohort = build_semireal_cohort(folder, load_template(spec.template, data_dir), data_dir,
+                                               list(spec.metrics), n_subjects=spec.n_subjects, seed=params.seed,
+                                               meta=meta)
+            else:
+                from .readers import read_real_cohort
+
+                cohort = read_real_cohort(folder, spec, data_dir=data_dir, meta=meta, progress=progress)
+        except (FileNotFoundError, FetchError) as missing:
+            if folder.exists():
+                shutil.rmtree(folder)
+            if spec.required:
+                raise
+            results.append(CohortBuild(name, "skipped", None, f"data absent: {missing}"))
+            echo(f"cohort {name}: skipped (not required) - data absent: {missing}")
+            continue
+        results.append(CohortBuild(name, "built", cohort))
+        echo(f"cohort {name}: built {len(cohort)} subjects ({folder})")
+    return results

@@ -1,0 +1,353 @@
+"""Readers of real data in their usual layouts (nibabel): HCP S1200 folders and FreeSurfer subjects.
+
+Every subject or file that cannot be used becomes a row of the cohort's QC table naming the subject, the
+file and the reason; nothing is dropped silently. Problems with the whole input (no phenotype file, no
+subject at all) raise an error naming the path.
+
+HCP layout (``source: hcp``)::
+
+    {path}/{subject}/MNINonLinear/fsaverage_LR32k/{subject}.{L,R}.{thickness,sulc,curvature}.32k_fs_LR.shape.gii
+    {path}/{subject}/MNINonLinear/fsaverage_LR32k/{subject}.{L,R}.MyelinMap_BC.32k_fs_LR.func.gii
+
+also with ``_MSMAll`` before ``.32k_fs_LR``, or as CIFTI ``{subject}.{name}[_MSMAll].32k_fs_LR.dscalar.nii``;
+phenotypes: the HCP behavioural CSV (``Subject``, ``Gender``, ``Age``).
+
+FreeSurfer layout (``source: freesurfer``): a ``SUBJECTS_DIR`` with ``{subject}/surf/{lh,rh}.{thickness,sulc,curv}``,
+``surf/{lh,rh}.sphere.reg`` and ``label/{lh,rh}.cortex.label``, resampled to the template through the
+registration sphere by barycentric interpolation; phenotypes: the ABIDE phenotypic CSV (``SUB_ID``,
+``SITE_ID``, ``DX_GROUP``, ``SEX``, ``AGE_AT_SCAN``). Subject folders match ``SUB_ID`` by their trailing number.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.spatial import cKDTree
+from tqdm.auto import tqdm
+
+from ..config import CohortParams
+from ..geometry.mesh import fill_missing
+from .cohort import Cohort, CohortWriter
+from .templates import HEMISPHERES, Template, load_template
+
+__all__ = ["SphereResampler", "read_hcp_maps", "read_real_cohort"]
+
+_HCP_NAMES = {"thickness": "thickness", "sulc": "sulc", "curvature": "curvature", "myelin": "MyelinMap_BC"}
+_HCP_HEMI = {"left": "L", "right": "R"}
+_CIFTI_STRUCTURE = {"left": "CIFTI_STRUCTURE_CORTEX_LEFT", "right": "CIFTI_STRUCTURE_CORTEX_RIGHT"}
+_FS_NAMES = {"thickness": "thickness", "sulc": "sulc", "curvature": "curv"}
+_FS_HEMI = {"left": "lh", "right": "rh"}
+
+
+class InputProblem(ValueError):
+    """One subject's file cannot be used; becomes a QC row."""
+
+    def __init__(self, file: Path, reason: str):
+        super().__init__(f"{file}: {reason}")
+        self.file = file
+        self.reason = reason
+
+
+# --------------------------------------------------------------------------- HCP
+
+
+def _hcp_candidates(folder: Path, subject: str, hemisphere: str, metric: str) -> list[Path]:
+    name, hemi = _HCP_NAMES[metric], _HCP_HEMI[hemisphere]
+    kind = "func" if metric == "myelin" else "shape"
+    return [folder / f"{subject}.{hemi}.{name}{msm}.32k_fs_LR.{kind}.gii" for msm in ("", "_MSMAll")] + \
+        [folder / f"{subject}.{name}{msm}.32k_fs_LR.dscalar.nii" for msm in ("", "_MSMAll")]
+
+
+def _read_gifti(path: Path) -> np.ndarray:
+    import nibabel as nib
+
+    try:
+        image = nib.load(str(path))
+        return np.asarray(image.darrays[0].data, dtype=np.float64).ravel()
+    except Exception as error:  # nibabel raises many types for corrupt files
+        raise InputProblem(path, f"unreadable GIFTI ({type(error).__name__}: {error})") from None
+
+
+def _read_cifti_hemisphere(path: Path, hemisphere: str, n_vertices: int) -> np.ndarray:
+    import nibabel as nib
+
+    try:
+        image = nib.load(str(path))
+        data = np.asarray(image.get_fdata(), dtype=np.float64)[0]
+        models = image.header.get_axis(1)
+    except Exception as error:
+        raise InputProblem(path, f"unreadable CIFTI ({type(error).__name__}: {error})") from None
+    for structure, rows, model in models.iter_structures():
+        if structure == _CIFTI_STRUCTURE[hemisphere]:
+            if model.nvertices[structure] != n_vertices:
+                raise InputProblem(path, f"{hemisphere} cortex has {model.nvertices[structure]} vertices in the "
+                                         f"CIFTI header, the template {n_vertices}")
+            values = np.full(n_vertices, np.nan)
+            values[model.vertex] = data[rows]
+            return values
+    raise InputProblem(path, f"no {_CIFTI_STRUCTURE[hemisphere]} in the CIFTI file")
+
+
+def read_hcp_maps(subject_dir: Path, subject: str, hemisphere: str, metric: str, cortex: np.ndarray) -> np.ndarray:
+    """One HCP subject's map on fs_LR 32k (NaN outside ``cortex``); raises :class:`InputProblem`."""
+    folder = subject_dir / "MNINonLinear" / "fsaverage_LR32k"
+    candidates = _hcp_candidates(folder, subject, hemisphere, metric)
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        raise InputProblem(candidates[0], f"missing (also looked for {', '.join(p.name for p in candidates[1:])})")
+    if path.name.endswith(".dscalar.nii"):
+        values = _read_cifti_hemisphere(path, hemisphere, len(cortex))
+    else:
+        values = _read_gifti(path)
+    if len(values) != len(cortex):
+        raise InputProblem(path, f"{len(values)} vertices, the fs_LR 32k template has {len(cortex)}")
+    bad = ~np.isfinite(values[cortex])
+    if bad.any():
+        raise InputProblem(path, f"{int(bad.sum())} NaN/inf values inside the cortex")
+    values[~cortex] = np.nan
+    return values
+
+
+def _hcp_phenotypes(path: Path) -> pd.DataFrame:
+    raw = pd.read_csv(path)
+    missing = [c for c in ("Subject", "Gender", "Age") if c not in raw.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (HCP behavioural CSV)")
+    duplicated = raw.loc[raw["Subject"].astype(str).duplicated(), "Subject"].tolist()
+    if duplicated:
+        raise ValueError(f"{path}: subject id(s) listed more than once: {duplicated[:10]}")
+
+    def age(value: object) -> float:  # the public file gives ranges such as "26-30" and "36+"
+        numbers = [float(x) for x in re.findall(r"\d+(?:\.\d+)?", str(value))]
+        return float(np.mean(numbers)) if numbers else np.nan
+
+    return pd.DataFrame({"subject": raw["Subject"].astype(str), "gender": raw["Gender"].astype(str).str.upper(),
+                         "age": raw["Age"].map(age)})
+
+
+# --------------------------------------------------------------------------- FreeSurfer
+
+
+@dataclass(frozen=True)
+class SphereResampler:
+    """Barycentric interpolation from a subject's registration sphere to template sphere positions.
+
+    Both spheres are normalised to the unit sphere. Each template vertex is located in the subject
+    triangle that contains it (searching the triangles with the nearest centroids).
+    """
+
+    faces: np.ndarray  # (k, 3) subject vertex indices of the containing triangle per template vertex
+    weights: np.ndarray  # (k, 3) barycentric weights
+
+    @classmethod
+    def build(cls, subject_sphere: np.ndarray, subject_faces: np.ndarray, template_sphere: np.ndarray,
+              candidates: int = 12) -> SphereResampler:
+        source = subject_sphere / np.linalg.norm(subject_sphere, axis=1, keepdims=True)
+        target = template_sphere / np.linalg.norm(template_sphere, axis=1, keepdims=True)
+        corners = source[subject_faces]
+        centroids = corners.mean(axis=1)
+        _, nearest = cKDTree(centroids).query(target, k=min(candidates, len(subject_faces)))
+        nearest = nearest.reshape(len(target), -1)
+        best_face = nearest[:, 0].copy()
+        best_weights = np.full((len(target), 3), np.nan)
+        best_score = np.full(len(target), -np.inf)
+        for column in range(nearest.shape[1]):
+            face = nearest[:, column]
+            a, b, c = (corners[face, i] for i in range(3))
+            normal = np.cross(b - a, c - a)
+            # Project the target point along its ray onto the triangle's plane, then take barycentrics.
+            scale = np.einsum("ij,ij->i", normal, a) / np.einsum("ij,ij->i", normal, target)
+            point = target * scale[:, None]
+            area = np.einsum("ij,ij->i", normal, normal)
+            weights = np.stack([
+                np.einsum("ij,ij->i", np.cross(c - b, point - b), normal),
+                np.einsum("ij,ij->i", np.cross(a - c, point - c), normal),
+                np.einsum("ij,ij->i", np.cross(b - a, point - a), normal),
+            ], axis=1) / area[:, None]
+            score = weights.min(axis=1)  # >= 0 inside the triangle
+            better = score > best_score
+            best_face[better], best_weights[better], best_score[better] = face[better], weights[better], score[better]
+        weights = np.clip(best_weights, 0.0, None)
+        weights /= weights.sum(axis=1, keepdims=True)
+        return cls(subject_faces[best_face], weights)
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """Interpolate subject ``values``; NaN (outside the subject's cortex) corners are left out."""
+        corner_values = values[self.faces]
+        known = np.isfinite(corner_values)
+        weights = np.where(known, self.weights, 0.0)
+        total = weights.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = (np.where(known, corner_values, 0.0) * weights).sum(axis=1) / total
+        out[total <= 1e-12] = np.nan
+        return out
+
+
+def _template_sphere(template: Template, hemisphere: str, spec: CohortParams) -> np.ndarray:
+    if template.name == "fsaverage5":
+        from nilearn.datasets import load_fsaverage
+
+        return np.asarray(load_fsaverage("fsaverage5")["sphere"].parts[hemisphere].coordinates, dtype=np.float64)
+    path = spec.registration_sphere / f"fs_LR-deformed_to-fsaverage.{_HCP_HEMI[hemisphere]}.sphere.32k_fs_LR.surf.gii"
+    if not path.is_file():
+        raise FileNotFoundError(f"registration sphere not found: {path}")
+    import nibabel as nib
+
+    return np.asarray(nib.load(str(path)).darrays[0].data, dtype=np.float64)
+
+
+def _freesurfer_subject(folder: Path, hemisphere: str, metrics: list[str], template: Template,
+                        template_sphere: np.ndarray) -> dict[str, np.ndarray]:
+    import nibabel.freesurfer as fs
+
+    hemi = _FS_HEMI[hemisphere]
+    sphere_path = folder / "surf" / f"{hemi}.sphere.reg"
+    label_path = folder / "label" / f"{hemi}.cortex.label"
+    for path in (sphere_path, label_path):
+        if not path.is_file():
+            raise InputProblem(path, "missing")
+    try:
+        sphere, faces = fs.read_geometry(str(sphere_path))
+    except Exception as error:
+        raise InputProblem(sphere_path, f"unreadable surface ({type(error).__name__}: {error})") from None
+    try:
+        cortex_vertices = fs.read_label(str(label_path))
+    except Exception as error:
+        raise InputProblem(label_path, f"unreadable label ({type(error).__name__}: {error})") from None
+    if cortex_vertices.size and cortex_vertices.max() >= len(sphere):
+        raise InputProblem(label_path, f"vertex {cortex_vertices.max()} beyond the {len(sphere)} of {sphere_path.name}")
+    cortex = np.zeros(len(sphere), dtype=bool)
+    cortex[cortex_vertices] = True
+    resampler = SphereResampler.build(np.asarray(sphere, np.float64), np.asarray(faces, np.int64), template_sphere)
+    surface = template.surfaces[hemisphere]
+    out = {}
+    for metric in metrics:
+        path = folder / "surf" / f"{hemi}.{_FS_NAMES[metric]}"
+        if not path.is_file():
+            raise InputProblem(path, "missing")
+        try:
+            values = np.asarray(fs.read_morph_data(str(path)), dtype=np.float64)
+        except Exception as error:
+            raise InputProblem(path, f"unreadable morphometry file ({type(error).__name__}: {error})") from None
+        if len(values) != len(sphere):
+            raise InputProblem(path, f"{len(values)} values for the {len(sphere)} vertices of {sphere_path.name}")
+        bad = ~np.isfinite(values[cortex])
+        if bad.any():
+            raise InputProblem(path, f"{int(bad.sum())} NaN/inf values inside the cortex")
+        values[~cortex] = np.nan
+        resampled = resampler.apply(values)
+        resampled[~surface.cortex] = np.nan
+        gaps = surface.cortex & ~np.isfinite(resampled)
+        if gaps.any():  # template cortex that lands on the subject's medial wall
+            resampled = fill_missing(resampled, surface.faces, gaps)
+        out[metric] = resampled
+    return out
+
+
+def _abide_phenotypes(path: Path) -> pd.DataFrame:
+    from .abide import _DIAGNOSIS, _SEX
+
+    raw = pd.read_csv(path)
+    missing = [c for c in ("SUB_ID", "SITE_ID", "DX_GROUP", "SEX", "AGE_AT_SCAN") if c not in raw.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (ABIDE phenotypic CSV)")
+    duplicated = raw.loc[raw["SUB_ID"].duplicated(), "SUB_ID"].tolist()
+    if duplicated:
+        raise ValueError(f"{path}: subject id(s) listed more than once: {duplicated[:10]}")
+    return pd.DataFrame({"sub_id": raw["SUB_ID"].astype(int), "site": raw["SITE_ID"].astype(str),
+                         "diagnosis": raw["DX_GROUP"].map(_DIAGNOSIS), "sex": raw["SEX"].map(_SEX),
+                         "age": raw["AGE_AT_SCAN"].astype(float)})
+
+
+# --------------------------------------------------------------------------- cohort
+
+
+def read_real_cohort(out: Path, spec: CohortParams, *, data_dir: Path | None, meta: dict,
+                     progress: bool = True) -> Cohort:
+    """Read an HCP or FreeSurfer folder into a cohort at ``out``, with a QC row for every exclusion."""
+    if spec.phenotypes is None:
+        raise ValueError(f"cohort {meta.get('name')}: source '{spec.source}' needs `phenotypes` (the "
+                         f"{'HCP behavioural' if spec.source == 'hcp' else 'ABIDE phenotypic'} CSV)")
+    template = load_template(spec.template, data_dir)
+    root = spec.path
+    qc: list[dict] = []
+    rows: list[dict] = []
+    folders = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+    if spec.source == "hcp":
+        if spec.template != "fs_LR_32k":
+            raise ValueError("HCP folders hold fs_LR 32k maps; set template: fs_LR_32k")
+        if spec.task != "sex":
+            raise ValueError("HCP data carry sex labels only; set task: sex")
+        phenotypes = _hcp_phenotypes(spec.phenotypes)
+        for subject, gender, age in phenotypes.itertuples(index=False):
+            if gender not in ("M", "F"):
+                qc.append({"subject": subject, "file": str(spec.phenotypes), "reason": f"Gender {gender!r} is not M/F"})
+            elif subject not in folders:
+                qc.append({"subject": subject, "file": str(root / subject), "reason": "no subject folder"})
+            else:
+                rows.append({"subject": subject, "label": int(gender == "F"),
+                             "label_name": "female" if gender == "F" else "male",
+                             "sex": "female" if gender == "F" else "male", "age": age, "site": "HCP",
+                             "tiv": np.nan, "folder": folders[subject]})
+        listed = set(phenotypes["subject"])
+    else:
+        phenotypes = _abide_phenotypes(spec.phenotypes)
+        by_number = {}
+        for name, folder in folders.items():
+            match = re.search(r"(\d+)$", name)
+            if match:
+                by_number.setdefault(int(match.group(1)), []).append(folder)
+        for sub_id, site, diagnosis, sex, age in phenotypes.itertuples(index=False):
+            found = by_number.get(sub_id, [])
+            if diagnosis is None or pd.isna(diagnosis):
+                qc.append({"subject": str(sub_id), "file": str(spec.phenotypes), "reason": "DX_GROUP is not 1 or 2"})
+            elif not found:
+                qc.append({"subject": str(sub_id), "file": str(root), "reason": "no subject folder"})
+            elif len(found) > 1:
+                qc.append({"subject": str(sub_id), "file": str(root),
+                           "reason": f"several folders match: {', '.join(f.name for f in found)}"})
+            else:
+                label = int(diagnosis == "autism")
+                rows.append({"subject": str(sub_id), "label": label, "label_name": diagnosis, "sex": sex,
+                             "age": age, "site": site, "tiv": np.nan, "folder": found[0]})
+        listed = {str(n) for n in phenotypes["sub_id"]}
+        folders = {str(int(m.group(1))): f for f in folders.values() if (m := re.search(r"(\d+)$", f.name))} | \
+            {name: f for name, f in folders.items() if not re.search(r"(\d+)$", name)}
+    for name in sorted(set(folders) - listed):
+        qc.append({"subject": name, "file": str(folders[name]), "reason": "no row in the phenotype file (no label)"})
+    if spec.n_subjects is not None and spec.n_subjects < len(rows):
+        keep = np.sort(np.random.default_rng(int(meta.get("seed", 0))).choice(len(rows), spec.n_subjects, replace=False))
+        rows = [rows[i] for i in keep]
+
+    if not rows:
+        reasons = "; ".join(f"{q['subject']}: {q['reason']}" for q in qc[:5])
+        raise ValueError(f"no subject in {root} has both a folder and a label ({len(qc)} QC rows, e.g. {reasons})")
+    spheres = {h: _template_sphere(template, h, spec) for h in HEMISPHERES} if spec.source == "freesurfer" else {}
+    candidates = pd.DataFrame(rows)
+    n_vertices = {h: template.n_vertices(h) for h in HEMISPHERES}
+    writer = CohortWriter(out, candidates.drop(columns="folder"), template.name, n_vertices, spec.metrics, meta)
+    keep = np.zeros(len(candidates), dtype=bool)
+    for index, row in enumerate(tqdm(rows, desc=f"reading {meta.get('name')}", unit="subject",
+                                     disable=not progress)):
+        try:
+            if spec.source == "hcp":
+                subject_maps = {(h, m): read_hcp_maps(row["folder"], row["subject"], h, m,
+                                                      template.surfaces[h].cortex)
+                                for h in HEMISPHERES for m in spec.metrics}
+            else:
+                subject_maps = {(h, m): values for h in HEMISPHERES for m, values in _freesurfer_subject(
+                    row["folder"], h, list(spec.metrics), template, spheres[h]).items()}
+        except InputProblem as problem:
+            qc.append({"subject": row["subject"], "file": str(problem.file), "reason": problem.reason})
+            continue
+        for (h, m), values in subject_maps.items():
+            writer.write(h, m, index, values.astype(np.float32))
+        keep[index] = True
+    if not keep.any():
+        reasons = "; ".join(f"{q['subject']}: {q['reason']}" for q in qc[:5])
+        raise ValueError(f"no usable subject in {root} ({len(qc)} QC exclusions, e.g. {reasons})")
+    return writer.close(pd.DataFrame(qc, columns=["subject", "file", "reason"]), keep=keep)
