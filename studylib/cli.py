@@ -41,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--only", nargs="+", metavar="COHORT", help="build only these cohorts")
     build.add_argument("--force", action="store_true", help="rebuild even unchanged cohorts")
 
+    fetch = commands.add_parser("fetch", help="download reference data (checksum-verified) into the data directory")
+    fetch.add_argument("group", choices=["atlas", "abide1"], help="atlas: D-K labels; abide1: ABIDE I tables")
+    fetch.add_argument("--data-dir", metavar="DIR", help="default: $STUDYLIB_DATA, else ~/studylib_data")
+
     check = commands.add_parser("params", help="validate parameter files and print the resolved values")
     check.add_argument("files", nargs="+", metavar="FILE")
     check.add_argument("--quiet", action="store_true", help="only report problems")
@@ -93,6 +97,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if result.cohort is not None:
                     qc = len(result.cohort.qc)
                     print(f"  {result.name}: {len(result.cohort)} subjects, {qc} QC exclusion(s)")
+            return 0
+        if args.command == "fetch":
+            from pathlib import Path
+
+            from .config import resolve_data_dir
+            from .data.fetchers import FetchError, fetch_group
+
+            data_dir = Path(args.data_dir) if args.data_dir else resolve_data_dir(create=True)
+            try:
+                for path in fetch_group(args.group, data_dir):
+                    print(f"ok: {path}")
+            except FetchError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 1
             return 0
         if args.command == "book":
             from .book import BookError, build_book

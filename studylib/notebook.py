@@ -66,15 +66,27 @@ class StageContext:
         table.to_csv(path, index=index)
         return path
 
-    def save_figure(self, figure: Figure, name: str) -> list[Path]:
-        """Write ``figure`` as ``figures/<stage>/<name>.png`` and ``.svg``; return both paths."""
+    def save_figure(self, figure: Figure, name: str, *, show: bool = True) -> list[Path]:
+        """Write ``figure`` as ``figures/<stage>/<name>.png`` and ``.svg`` and return both paths.
+
+        With ``show`` (in a notebook) the saved PNG is displayed and the figure closed, so it is
+        rendered once rather than again by the inline backend.
+        """
         import matplotlib as mpl
+        import matplotlib.pyplot as plt
 
         self.figures_dir.mkdir(parents=True, exist_ok=True)
         paths = [self.figures_dir / f"{name}.png", self.figures_dir / f"{name}.svg"]
         with mpl.rc_context(_DETERMINISTIC_SVG):
             figure.savefig(paths[0], dpi=150, bbox_inches="tight", metadata={"Software": None})
             figure.savefig(paths[1], bbox_inches="tight", metadata={"Date": None, "Creator": None})
+        if show:
+            plt.close(figure)
+            try:
+                from IPython.display import Image, display
+            except ImportError:  # pragma: no cover - IPython ships with the notebook stack
+                return paths
+            display(Image(filename=str(paths[0])))
         return paths
 
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "ABLATION_GAINS",
     "ASD_RESULTS",
+    "COHORTS",
     "OCCLUSION",
     "SEX_RESULTS",
     "TRAINING",
@@ -67,6 +68,18 @@ TRAINING: dict[str, object] = {
     "mixup_lambda": "U(0, 1)",
     "folds": 10,
 }
+
+#: The paper's cohorts (Materials and Methods, "Data and Preprocessing").
+COHORTS: tuple[dict[str, object], ...] = (
+    {"cohort": "HCP S1200 (paper)", "task": "sex", "subjects": 1113, "female": 505, "male": 606, "sites": 1,
+     "excluded": None, "note": "505 + 606 = 1111 of the 1113 stated"},
+    {"cohort": "ABIDE I (paper)", "task": "autism", "subjects": 1112, "autism": 539, "control": 573, "sites": 16,
+     "excluded": None, "note": "before FreeSurfer exclusions"},
+    {"cohort": "ABIDE II (paper)", "task": "autism", "subjects": 1114, "autism": 521, "control": 593, "sites": 19,
+     "excluded": None, "note": "before FreeSurfer exclusions"},
+    {"cohort": "ABIDE I+II analysed (paper)", "task": "autism", "subjects": 1994, "sites": 35, "excluded": 232,
+     "note": "219 failed FreeSurfer + 13 failed visual inspection"},
+)
 
 #: Occlusion test settings (Methods).
 OCCLUSION: dict[str, int] = {"patch": 30, "stride": 4, "image_size": 224}

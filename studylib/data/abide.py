@@ -80,32 +80,10 @@ def load_abide1_phenotypes(data_dir: str | Path) -> pd.DataFrame:
 
 
 def site_summary(subjects: pd.DataFrame) -> pd.DataFrame:
-    """Subjects per site by diagnosis and sex, with age, like the paper's data section.
+    """Subjects per site by diagnosis and sex, with age (see :func:`studylib.data.summary.subjects_by_site`)."""
+    from .summary import subjects_by_site
 
-    Parameters
-    ----------
-    subjects : pandas.DataFrame
-        Columns ``site``, ``diagnosis``, ``sex`` and ``age`` (as from :func:`load_abide1_phenotypes`).
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per site (largest first) and a final ``all sites`` row.
-    """
-    def summarise(group: pd.DataFrame) -> dict[str, object]:
-        return {
-            "subjects": len(group),
-            "autism": int((group["diagnosis"] == "autism").sum()),
-            "control": int((group["diagnosis"] == "control").sum()),
-            "female": int((group["sex"] == "female").sum()),
-            "age mean": round(float(group["age"].mean()), 1),
-            "age sd": round(float(group["age"].std(ddof=1)), 1) if len(group) > 1 else np.nan,
-        }
-
-    rows = [{"site": site, **summarise(group)} for site, group in subjects.groupby("site", sort=False)]
-    table = pd.DataFrame(rows).sort_values(["subjects", "site"], ascending=[False, True])
-    total = pd.DataFrame([{"site": "all sites", **summarise(subjects)}])
-    return pd.concat([table, total], ignore_index=True)
+    return subjects_by_site(subjects.rename(columns={"diagnosis": "label_name"}))
 
 
 def _subject_id(path: Path, names: pd.Series) -> pd.Series:
