@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..config import CohortParams, StudyParams, resolve_data_dir
 from .cohort import Cohort, CohortWriter
@@ -66,7 +66,7 @@ def simulate_cohort(out: Path, name: str, spec: CohortParams, *, seed: int, data
     writer = CohortWriter(out, subjects, template.name, n_vertices, spec.metrics,
                           {**meta, "notes": model.notes, "task": spec.task})
     chunks = range(0, len(subjects), CHUNK)
-    for start in tqdm(chunks, desc=f"simulating {name}", unit="chunk", disable=not progress):
+    for start in tqdm(chunks, desc=f"simulating {name}", unit="chunk", disable=None if progress else True):
         rows = slice(start, min(start + CHUNK, len(subjects)))
         for metric in spec.metrics:
             maps = sample_maps(model, metric, covariates.iloc[rows], rng)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..config import CohortParams
 from ..geometry.mesh import fill_missing
@@ -332,7 +332,7 @@ def read_real_cohort(out: Path, spec: CohortParams, *, data_dir: Path | None, me
     writer = CohortWriter(out, candidates.drop(columns="folder"), template.name, n_vertices, spec.metrics, meta)
     keep = np.zeros(len(candidates), dtype=bool)
     for index, row in enumerate(tqdm(rows, desc=f"reading {meta.get('name')}", unit="subject",
-                                     disable=not progress)):
+                                     disable=None if progress else True)):
         try:
             if spec.source == "hcp":
                 subject_maps = {(h, m): read_hcp_maps(row["folder"], row["subject"], h, m,
