@@ -124,3 +124,18 @@ def test_shipped_parameter_sets_name_the_three_roles():
     for name in ("smoke", "default", "paper"):
         params = load_params(PROJECT / "params" / f"{name}.yaml")
         assert params.cohorts["hcp"].task == "sex" and params.cohorts["abide"].task == "autism"
+
+
+def test_simulated_cohort_on_fsaverage5(shared_data, tmp_path, write_params):
+    data = minimal_params()
+    data["cohorts"] = {"fsa": {"source": "simulated", "task": "autism", "n_subjects": 12, "n_sites": 3,
+                               "template": "fsaverage5", "metrics": ["thickness", "sulc"], "n_modes": 10}}
+    [result] = build_cohorts(load_params(write_params(data)), tmp_path / "cohorts", progress=False,
+                             echo=lambda _: None)
+    cohort = result.cohort
+    assert cohort.template == "fsaverage5" and len(cohort) == 12
+    maps = cohort.maps("right", "sulc")
+    assert maps.shape == (12, 10242) and np.isnan(maps[0]).sum() == 821  # D-K medial wall + 1 isolated vertex
+    assert cohort.subjects["site"].nunique() <= 3
+    planted = pd.read_csv(cohort.path / "truth" / "planted_regions.csv")
+    assert set(planted["source"]) == {"ABIDE I thickness, autism", "ABIDE I area, autism"}

@@ -180,10 +180,15 @@ def _fsaverage5(data_dir: Path | None) -> Template:
     surfaces = {}
     for h in HEMISPHERES:
         pial = meshes["pial"].parts[h]
+        faces = np.asarray(pial.faces, np.int64)
+        # A vertex of the mask that no kept triangle uses is not part of the cortical sheet.
+        in_sheet = np.zeros(len(cortex_masks[h]), dtype=bool)
+        in_sheet[faces[cortex_masks[h][faces].all(axis=1)].ravel()] = True
+        cortex_masks[h] = cortex_masks[h] & in_sheet
         white = meshes["white_matter"].parts[h]
         midthickness = (np.asarray(pial.coordinates, np.float64) + np.asarray(white.coordinates, np.float64)) / 2
-        surfaces[h] = HemisphereSurface("fsaverage5", h, "midthickness (pial+white)/2", midthickness,
-                                        np.asarray(pial.faces, np.int64), cortex_masks[h])
+        surfaces[h] = HemisphereSurface("fsaverage5", h, "midthickness (pial+white)/2", midthickness, faces,
+                                        cortex_masks[h])
     maps = {(h, m): _restrict(data[m][h], surfaces[h]) for m in data for h in HEMISPHERES}
     return Template("fsaverage5", surfaces, maps, notes)
 

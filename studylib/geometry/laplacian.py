@@ -48,6 +48,8 @@ def laplacian_eigenmodes(vertices: np.ndarray, faces: np.ndarray, k: int) -> tup
         ``modes.T @ diag(mass) @ modes = I``.
     """
     stiffness, mass = cotangent_laplacian(vertices, faces)
+    if (mass <= 0).any():
+        raise ValueError(f"{int((mass <= 0).sum())} vertices belong to no triangle; remove them first")
     if not 1 <= k < len(vertices) - 1:
         raise ValueError(f"k must be between 1 and {len(vertices) - 2}, got {k}")
     # A fixed start vector makes ARPACK deterministic (a random one picks arbitrary bases of repeated eigenvalues).
