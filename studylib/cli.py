@@ -41,6 +41,14 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--only", nargs="+", metavar="COHORT", help="build only these cohorts")
     build.add_argument("--force", action="store_true", help="rebuild even unchanged cohorts")
 
+    flat = commands.add_parser("flatten", help="map a hemisphere surface (medial wall removed) onto the unit square")
+    flat.add_argument("surface", metavar="SURFACE", help="GIFTI .surf.gii or FreeSurfer geometry (lh.white, ...)")
+    flat.add_argument("--cortex-mask", required=True, metavar="MASK",
+                      help=".npy/.txt/.csv of 0/1 per vertex, or a FreeSurfer .label of cortex vertices")
+    flat.add_argument("--out", required=True, metavar="MAP.npz", help="where to write uv, faces, vertex_index, corners")
+    flat.add_argument("--conformal-only", action="store_true", help="stop after the conformal square map")
+    flat.add_argument("--json", action="store_true", help="print the distortion figures as JSON")
+
     fetch = commands.add_parser("fetch", help="download reference data (checksum-verified) into the data directory")
     fetch.add_argument("group", choices=["atlas", "abide1"], help="atlas: D-K labels; abide1: ABIDE I tables")
     fetch.add_argument("--data-dir", metavar="DIR", help="default: $STUDYLIB_DATA, else ~/studylib_data")
@@ -97,6 +105,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if result.cohort is not None:
                     qc = len(result.cohort.qc)
                     print(f"  {result.name}: {len(result.cohort)} subjects, {qc} QC exclusion(s)")
+            return 0
+        if args.command == "flatten":
+            import json
+
+            from .geometry.disk import DiskError
+            from .geometry.distortion import distortion_summary
+            from .geometry.flatten import flatten, load_mask, load_surface
+
+            vertices, faces = load_surface(args.surface)
+            mask = load_mask(args.cortex_mask, len(vertices))
+            try:
+                flat = flatten(vertices, faces, mask, area_preserving=not args.conformal_only)
+            except DiskError as error:
+                print(f"error: {args.surface} with mask {args.cortex_mask}: {error}", file=sys.stderr)
+                return 1
+            flat.save(args.out)
+            kept = vertices[flat.vertex_index]
+            figures = {**distortion_summary(kept, flat.faces, flat.uv), "seconds": flat.stats["seconds"],
+                       "conformal_iterations": flat.stats["conformal_iterations"], "aspect": flat.stats["aspect"],
+                       "vertices": flat.stats["vertices"], "removed": flat.stats["removed"], "out": args.out}
+            if args.json:
+                print(json.dumps(figures, indent=2, default=float))
+            else:
+                print(f"{args.out}: {figures['vertices']} vertices, {figures['flipped']} flipped, triangle area "
+                      f"ratio p5-p95 {figures['area_ratio_p5']:.3f}-{figures['area_ratio_p95']:.3f}, "
+                      f"mean |mu| {figures['mu_mean']:.3f}, {figures['seconds']:.1f} s")
             return 0
         if args.command == "fetch":
             from pathlib import Path

@@ -1,0 +1,239 @@
+"""Conformal map of a disk onto the unit square (discrete conformal / Ricci flow with a Newton solve).
+
+The paper computes the conformal step with discrete Ricci flow, prescribing target curvature at four
+boundary corners and zero elsewhere. We solve the same problem as the convex discrete conformal
+equivalence of Springborn, Schröder and Pinkall (CETM, 2008): find log scale factors ``u`` so that the
+edge lengths ``l_ij * exp((u_i + u_j) / 2)`` give angle sums of 2π at interior vertices, π along the
+boundary and π/2 at the four corners: a flat metric whose boundary is a rectangle. Newton's method
+uses the cotangent Laplacian of the current metric as the Jacobian. The flat mesh is laid out exactly:
+boundary vertices by arc length along the rectangle's sides, interior vertices by the cotangent
+Laplacian of the flat metric (coordinates are harmonic on a flat mesh); both axes are then scaled to
+[0, 1], which leaves the map conformal up to the rectangle's aspect ratio (reported).
+
+Corners are placed at four equally spaced positions of the boundary's harmonic measure seen from the
+vertex farthest from the boundary, starting at the most anterior boundary vertex (largest y), then
+moved to the sharpest convex boundary vertex nearby: a reflex corner stalls the flow.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import dijkstra
+from scipy.sparse.linalg import spsolve
+
+from .disk import Disk
+
+__all__ = ["ConformalMap", "choose_corners", "conformal_square"]
+
+
+@dataclass(frozen=True)
+class ConformalMap:
+    """Result of :func:`conformal_square`.
+
+    Attributes
+    ----------
+    uv : ndarray, shape (n, 2)
+        Vertex positions in the unit square.
+    corners : ndarray, shape (4,)
+        Corner vertices, mapped to (0, 0), (1, 0), (1, 1), (0, 1) in that order.
+    residuals : list of float
+        Max angle-sum error (radians) after each Newton iteration.
+    aspect : float
+        Width / height of the conformal rectangle before scaling to the square.
+    seconds : float
+    """
+
+    uv: np.ndarray
+    corners: np.ndarray
+    residuals: list[float]
+    aspect: float
+    seconds: float
+    scale_factors: np.ndarray = field(repr=False, default=None)
+
+    @property
+    def rectangle_uv(self) -> np.ndarray:
+        """The conformal map itself: the rectangle of width ``aspect`` and height 1 (before scaling to the square)."""
+        return self.uv * np.array([self.aspect, 1.0])
+
+
+def _edge_lengths(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(m, 3) lengths of the edge opposite each corner of each face."""
+    a = np.linalg.norm(vertices[faces[:, 1]] - vertices[faces[:, 2]], axis=1)
+    b = np.linalg.norm(vertices[faces[:, 2]] - vertices[faces[:, 0]], axis=1)
+    c = np.linalg.norm(vertices[faces[:, 0]] - vertices[faces[:, 1]], axis=1)
+    return np.stack([a, b, c], axis=1)
+
+
+def _angles(lengths: np.ndarray) -> np.ndarray:
+    """Corner angles from opposite edge lengths; degenerate triangles get (π, 0, 0) at the long edge."""
+    a, b, c = lengths.T
+    angles = np.empty_like(lengths)
+    for k, (x, y, z) in enumerate(((a, b, c), (b, c, a), (c, a, b))):
+        # half-angle formula: accurate for thin triangles
+        numerator = (x - y + z) * (x + y - z)
+        denominator = (x + y + z) * (-x + y + z)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            angles[:, k] = 2.0 * np.arctan(np.sqrt(np.clip(numerator, 0, None) / denominator))
+    violated = (a >= b + c) | (b >= c + a) | (c >= a + b)
+    if violated.any():
+        longest = np.argmax(lengths[violated], axis=1)
+        angles[violated] = 0.0
+        angles[np.flatnonzero(violated), longest] = np.pi
+    return angles
+
+
+def _cotan_matrix(faces: np.ndarray, angles: np.ndarray, n: int) -> sp.csr_matrix:
+    """Positive semi-definite cotangent Laplacian with weights (cot α + cot β) / 2."""
+    with np.errstate(divide="ignore"):
+        cot = 1.0 / np.tan(np.clip(angles, 1e-12, np.pi - 1e-12))
+    cot[(angles <= 1e-12) | (angles >= np.pi - 1e-12)] = 0.0
+    rows, cols, weights = [], [], []
+    for k in range(3):
+        i, j = faces[:, (k + 1) % 3], faces[:, (k + 2) % 3]
+        rows += [i, j]
+        cols += [j, i]
+        weights += [0.5 * cot[:, k]] * 2
+    off = sp.coo_matrix((np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)).tocsr()
+    return (sp.diags(np.asarray(off.sum(axis=1)).ravel()) - off).tocsr()
+
+
+def _angle_sums(faces: np.ndarray, angles: np.ndarray, n: int) -> np.ndarray:
+    return np.bincount(faces.ravel(), weights=angles.ravel(), minlength=n)
+
+
+def choose_corners(disk: Disk) -> np.ndarray:
+    """Four boundary vertices (indices into ``disk.vertices``) in loop order; see the module docstring."""
+    vertices, faces, loop = disk.vertices, disk.faces, disk.boundary
+    n = len(vertices)
+    lengths = _edge_lengths(vertices, faces)
+    angles = _angles(lengths)
+    stiffness = _cotan_matrix(faces, angles, n)
+    # the vertex farthest (along edges) from the boundary
+    edges = np.r_[faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]
+    edge_length = np.linalg.norm(vertices[edges[:, 0]] - vertices[edges[:, 1]], axis=1)
+    graph = sp.coo_matrix((edge_length, (edges[:, 0], edges[:, 1])), shape=(n, n)).tocsr()
+    distance = dijkstra(graph, directed=False, indices=loop, min_only=True)
+    centre = int(np.argmax(distance))
+    # harmonic measure of each boundary vertex seen from the centre: boundary flux of the Green's function
+    interior = np.ones(n, dtype=bool)
+    interior[loop] = False
+    inner = np.flatnonzero(interior)
+    rhs = np.zeros(len(inner))
+    rhs[np.searchsorted(inner, centre)] = 1.0
+    green = np.zeros(n)
+    green[inner] = spsolve(stiffness[inner][:, inner].tocsc(), rhs)
+    flux = -(stiffness[loop] @ green)
+    measure = np.clip(flux, 0, None)
+    measure /= measure.sum()
+    start = int(np.argmax(vertices[loop, 1]))  # most anterior boundary vertex
+    order = np.roll(np.arange(len(loop)), -start)
+    cumulative = np.cumsum(measure[order]) - measure[order][0]
+    sums = _angle_sums(faces, angles, n)[loop]
+    window = max(2, len(loop) // 50)
+    chosen = []
+    for quarter in range(4):
+        target = int(np.searchsorted(cumulative, quarter / 4))
+        candidates = order[np.clip(np.arange(target - window, target + window + 1), 0, len(loop) - 1)]
+        candidates = np.unique(candidates)
+        chosen.append(int(candidates[np.argmin(sums[candidates])]))  # sharpest (smallest angle sum)
+    positions = [int(np.flatnonzero(order == c)[0]) for c in chosen]
+    if len(set(positions)) < 4 or positions != sorted(positions):
+        raise ValueError("could not place four distinct corners in loop order; the boundary is too short")
+    return loop[np.asarray(chosen)]
+
+
+def conformal_square(disk: Disk, corners: np.ndarray | None = None, *, tolerance: float = 1e-9,
+                     max_iterations: int = 100) -> ConformalMap:
+    """Map a disk conformally onto the unit square with four corners.
+
+    Parameters
+    ----------
+    disk : Disk
+        From :func:`studylib.geometry.disk.prepare_disk`.
+    corners : ndarray, shape (4,), optional
+        Corner vertices in boundary-loop order; chosen by :func:`choose_corners` by default.
+    tolerance : float
+        Stop when the largest angle-sum error (radians) is below this.
+    max_iterations : int
+
+    Raises
+    ------
+    RuntimeError
+        When Newton's method does not reach ``tolerance`` (the message gives the residuals).
+    """
+    tick = time.perf_counter()
+    vertices, faces, loop = disk.vertices, disk.faces, disk.boundary
+    n = len(vertices)
+    corners = choose_corners(disk) if corners is None else np.asarray(corners, dtype=np.int64)
+    target = np.full(n, 2 * np.pi)
+    target[loop] = np.pi
+    target[corners] = np.pi / 2
+    base = _edge_lengths(vertices, faces)
+    log_base = np.log(base)
+    opposite = np.stack([faces[:, [1, 2]], faces[:, [2, 0]], faces[:, [0, 1]]], axis=1)  # (m, 3, 2)
+
+    def state(u: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        lengths = np.exp(log_base + 0.5 * (u[opposite[..., 0]] + u[opposite[..., 1]]))
+        angles = _angles(lengths)
+        degenerate = bool(((angles <= 1e-9) | (angles >= np.pi - 1e-9)).any())
+        return angles, _angle_sums(faces, angles, n) - target, degenerate
+
+    u = np.zeros(n)
+    angles, error, _ = state(u)
+    residuals = [float(np.abs(error).max())]
+    keep = np.arange(1, n)  # the solution is defined up to a constant: pin u[0]
+    for _ in range(max_iterations):
+        if residuals[-1] < tolerance:
+            break
+        jacobian = -_cotan_matrix(faces, angles, n)  # d(angle sums)/du (checked against finite differences)
+        step = np.zeros(n)
+        step[keep] = spsolve(jacobian[keep][:, keep].tocsc(), -error[keep])
+        scale = 1.0
+        while True:  # damped: keep every triangle valid and the error decreasing
+            trial_angles, trial_error, degenerate = state(u + scale * step)
+            if (not degenerate and np.linalg.norm(trial_error) < np.linalg.norm(error)) or scale < 1e-6:
+                break
+            scale *= 0.5
+        u = u + scale * step
+        angles, error = trial_angles, trial_error
+        residuals.append(float(np.abs(error).max()))
+    if residuals[-1] >= tolerance:
+        raise RuntimeError(f"conformal map did not converge: max angle error per iteration {residuals}")
+    lengths = np.exp(log_base + 0.5 * (u[opposite[..., 0]] + u[opposite[..., 1]]))
+    uv, aspect = _layout(faces, lengths, _angles(lengths), loop, corners, n)
+    return ConformalMap(uv, corners, residuals, aspect, time.perf_counter() - tick, u)
+
+
+def _layout(faces: np.ndarray, lengths: np.ndarray, angles: np.ndarray, loop: np.ndarray, corners: np.ndarray,
+            n: int) -> tuple[np.ndarray, float]:
+    """Boundary on the rectangle's sides by arc length; interior harmonic in the flat metric; scaled to [0,1]²."""
+    edge_length = {}
+    for k in range(3):
+        i, j = faces[:, (k + 1) % 3], faces[:, (k + 2) % 3]
+        edge_length.update(zip(zip(i.tolist(), j.tolist()), lengths[:, k].tolist()))
+    steps = np.array([edge_length[(int(a), int(b))] for a, b in zip(loop, np.roll(loop, -1))])
+    start = int(np.flatnonzero(loop == corners[0])[0])
+    loop = np.roll(loop, -start)
+    steps = np.roll(steps, -start)
+    corner_positions = [int(np.flatnonzero(loop == c)[0]) for c in corners] + [len(loop)]
+    uv = np.zeros((n, 2))
+    sides = ((0, 0), (1, 0)), ((1, 0), (1, 1)), ((1, 1), (0, 1)), ((0, 1), (0, 0))
+    side_lengths = []
+    for (begin, end), a, b in zip(sides, corner_positions[:-1], corner_positions[1:]):
+        travelled = np.r_[0.0, np.cumsum(steps[a:b])]
+        side_lengths.append(travelled[-1])
+        fraction = travelled[:-1] / travelled[-1]
+        uv[loop[a:b]] = np.asarray(begin) + fraction[:, None] * (np.asarray(end) - np.asarray(begin))
+    aspect = float((side_lengths[0] + side_lengths[2]) / (side_lengths[1] + side_lengths[3]))
+    laplacian = _cotan_matrix(faces, angles, n)
+    interior = np.ones(n, dtype=bool)
+    interior[loop] = False
+    inner, outer = np.flatnonzero(interior), loop
+    system = laplacian[inner][:, inner].tocsc()
+    rhs = -(laplacian[inner][:, outer] @ uv[outer])
+    uv[inner] = np.column_stack([spsolve(system, rhs[:, 0]), spsolve(system, rhs[:, 1])])
+    return uv, aspect

@@ -1,0 +1,589 @@
+"""Area-preserving map of the unit square by semi-discrete optimal transport (the "Brenier" step).
+
+A conformal map of a cortical disk onto the unit square preserves angles but distorts areas strongly.
+Following Zhao et al. (2013, "Area-preservation mapping using optimal mass transport", IEEE TVCG
+19(12)), the area distortion is removed by the optimal transport between the uniform measure on the
+square and point masses at the (conformal) vertex positions ``p_i`` with masses ``ν_i`` (each vertex's
+share of the 3D surface area). The Brenier potential is piecewise linear; its gradient sends the power
+cell
+
+    C_i(w) = {x in [0, 1]^2 : |x - p_i|^2 - w_i <= |x - p_j|^2 - w_j for all j}
+
+to ``p_i``, and the weights ``w`` are chosen so that ``area(C_i(w)) = ν_i`` for every vertex. Each vertex
+is then moved to the centroid of its cell, which gives an (approximately) area-preserving layout.
+
+Power diagram. The cells clipped to the square come from one unclipped power diagram: every point near a
+side is reflected across that side with the same weight. The power bisector between a point and its
+mirror copy is the side itself, and inside the square a point always beats its own mirror copies, so the
+original points' cells are exactly the clipped cells. A cell that still pokes out of the square (a
+needed mirror copy was left out) is detected and the computation repeated with a wider margin. The
+regular (weighted Delaunay) triangulation is the lower convex hull of the lifted points
+``(x, y, |x|^2 - w)`` (Qhull through :class:`scipy.spatial.ConvexHull`); its triangles' power centres
+are the cell vertices. Areas, centroids and the Hessian ``∂ area_i / ∂ w_j = -|e*_ij| / (2 |p_i - p_j|)``
+(``e*_ij`` the dual edge; the diagonal makes rows sum to zero) are accumulated per triangle corner with
+no loop over vertices.
+
+Solver. ``G(w) = areas`` is solved for ``G(w) = ν`` with the damped Newton method of Kitagawa, Mérigot
+and Thibert (2019, "Convergence of a Newton algorithm for semi-discrete optimal transport", JEMS 21(9)):
+the step ``H dw = ν - G(w)`` (``H`` singular with the constants in its kernel; one weight is pinned) is
+halved until no cell shrinks below half of min(its target, its current area) and the residual
+``|G - ν|`` decreases by the factor ``1 - τ/2``. Convergence is global and, near the solution, quadratic.
+
+Final layout. Boundary vertices (whose cells line the sides) are snapped onto the side given by the
+corners that surround them in loop order, keeping their order along the side; triangles that come out
+flipped (the centroid map is not guaranteed to be a homeomorphism) are repaired by a few rounds of local
+Laplacian smoothing of the interior vertices involved.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.spatial import ConvexHull
+from scipy.sparse.linalg import spsolve
+
+__all__ = [
+    "AreaPreservingMap",
+    "PowerCells",
+    "TransportResult",
+    "area_preserving_map",
+    "power_cells",
+    "solve_transport",
+]
+
+# A cell vertex counts as inside the square when it is at most this far outside (roundoff of a vertex
+# that lies exactly on a side, where a point meets its mirror copies).
+_OUTSIDE_TOLERANCE = 1e-9
+# The side each mirror copy is reflected across: (coordinate, value).
+_SIDES = ((0, 0.0), (0, 1.0), (1, 0.0), (1, 1.0))
+
+
+class PowerCells(NamedTuple):
+    """Power cells of weighted points clipped to the unit square (the result of :func:`power_cells`).
+
+    Attributes
+    ----------
+    areas : ndarray, shape (n,)
+        Cell areas; they sum to 1. Zero for an empty (hidden) cell.
+    centroids : ndarray, shape (n, 2)
+        Cell centroids; an empty cell's centroid is its point.
+    hessian : scipy.sparse.csr_matrix, shape (n, n)
+        ``∂ areas_i / ∂ weights_j``: symmetric, non-positive off the diagonal, rows summing to zero
+        (``None`` when not requested).
+    empty : ndarray of bool, shape (n,)
+        Points whose cell is empty (hidden in the regular triangulation).
+    margin : float
+        Distance from a side within which points were mirrored across it (pass it back in to reuse).
+    """
+
+    areas: np.ndarray
+    centroids: np.ndarray
+    hessian: sp.csr_matrix | None
+    empty: np.ndarray
+    margin: float
+
+
+@dataclass(frozen=True)
+class TransportResult:
+    """Result of :func:`solve_transport`.
+
+    Attributes
+    ----------
+    weights : ndarray, shape (n,)
+        Power weights whose cells have the target areas (defined up to a constant).
+    areas, centroids : ndarray
+        Cell areas ``(n,)`` and centroids ``(n, 2)`` at ``weights``.
+    residuals : list of float
+        ``max |areas - target| / target`` at the start and after each Newton iteration.
+    iterations : int
+        Newton iterations taken.
+    converged : bool
+        Whether the residual fell below the tolerance.
+    step_sizes : list of float
+        The damping factor τ accepted at each iteration (1 is a full Newton step).
+    power_seconds, solve_seconds : float
+        Time spent computing power diagrams (all trial steps included) and solving the Newton systems.
+    evaluations : int
+        Power diagrams computed (trial steps included).
+    """
+
+    weights: np.ndarray
+    areas: np.ndarray
+    centroids: np.ndarray
+    residuals: list[float]
+    iterations: int
+    converged: bool
+    step_sizes: list[float] = field(default_factory=list)
+    power_seconds: float = 0.0
+    solve_seconds: float = 0.0
+    evaluations: int = 0
+
+
+@dataclass(frozen=True)
+class AreaPreservingMap:
+    """Result of :func:`area_preserving_map`.
+
+    Attributes
+    ----------
+    uv : ndarray, shape (n, 2)
+        Area-preserving vertex positions in the unit square (corners on the corners, boundary on the sides).
+    flipped_before_repair : int
+        Triangles with non-positive signed area (relative to the input's orientation) after moving the
+        vertices to their cell centroids and snapping the boundary.
+    flipped : int
+        Flipped triangles left after the repair (0 on success).
+    residuals : list of float
+        Max relative cell-area error at the start and after each Newton iteration.
+    seconds : float
+        Wall time of the whole map.
+    areas : ndarray, shape (n,)
+        Power-cell areas at the solution (equal to the normalised targets up to the tolerance).
+    weights : ndarray, shape (n,)
+        The transport's power weights.
+    iterations : int
+        Newton iterations.
+    converged : bool
+        Whether the transport reached its tolerance.
+    transport : TransportResult
+        The full solver result (timings, step sizes).
+    """
+
+    uv: np.ndarray
+    flipped_before_repair: int
+    flipped: int
+    residuals: list[float]
+    seconds: float
+    areas: np.ndarray = field(repr=False, default=None)
+    weights: np.ndarray = field(repr=False, default=None)
+    iterations: int = 0
+    converged: bool = False
+    transport: TransportResult | None = field(repr=False, default=None)
+
+
+# --------------------------------------------------------------------------------------------------
+# power diagram
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+
+
+def _check_points(points: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    points = np.asarray(points, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 2 or len(points) == 0:
+        raise ValueError(f"points must have shape (n, 2) with n >= 1, got {points.shape}")
+    if weights.shape != (len(points),):
+        raise ValueError(f"weights must have shape ({len(points)},), got {weights.shape}")
+    if not (np.isfinite(points).all() and np.isfinite(weights).all()):
+        raise ValueError("points and weights must be finite")
+    if not ((points > 0) & (points < 1)).all():
+        raise ValueError("points must lie strictly inside the unit square (a point on a side coincides with its "
+                         "mirror copy); shrink them slightly towards the centre")
+    return points, weights
+
+
+def power_cells(points: np.ndarray, weights: np.ndarray, *, margin: float | None = None,
+                hessian: bool = True) -> PowerCells:
+    """Power diagram of weighted points clipped to the unit square: areas, centroids and Hessian.
+
+    The cell of point ``i`` is ``{x in [0, 1]^2 : |x - p_i|^2 - w_i <= |x - p_j|^2 - w_j for all j}``.
+
+    Parameters
+    ----------
+    points : ndarray, shape (n, 2)
+        Sites, strictly inside the open unit square.
+    weights : ndarray, shape (n,)
+        Power weights (a larger weight gives a larger cell; adding a constant changes nothing).
+    margin : float, optional
+        Points closer than this to a side are mirrored across it. Default ``4 / sqrt(n)``; it is widened
+        automatically (and the diagram recomputed) whenever a cell would leave the square. Pass the
+        ``margin`` of a previous result to avoid recomputation in a sequence of similar diagrams.
+    hessian : bool
+        Whether to assemble the sparse Hessian (else ``None``).
+
+    Returns
+    -------
+    PowerCells
+        ``areas`` (n,), ``centroids`` (n, 2), ``hessian`` (n, n) CSR with ``hessian[i, j] =
+        ∂ areas_i / ∂ weights_j``, ``empty`` (n,) bool (hidden points, area 0) and the ``margin`` used.
+
+    Raises
+    ------
+    ValueError
+        For points outside the open square or non-finite input.
+    RuntimeError
+        If the diagram is inconsistent even with every point mirrored (numerical breakdown).
+    """
+    points, weights = _check_points(points, weights)
+    n = len(points)
+    margin = min(1.0, 4.0 / np.sqrt(n)) if margin is None else float(margin)
+    if n <= 64:
+        margin = 1.0
+    while True:
+        cells, widen = _power_cells_once(points, weights, margin, hessian)
+        if cells is not None:
+            return cells
+        if margin >= 1.0:
+            raise RuntimeError("power diagram with every point mirrored still has cells leaving the square "
+                               "(numerical breakdown: coincident points or extreme weights?)")
+        margin = min(1.0, max(2.0 * margin, widen))
+
+
+def _power_cells_once(points: np.ndarray, weights: np.ndarray, margin: float,
+                      with_hessian: bool) -> tuple[PowerCells | None, float]:
+    """One attempt with a given mirroring margin; ``(None, wider_margin)`` if a cell left the square."""
+    n = len(points)
+    # distance of each point to the four sides, in the order of _SIDES
+    distance = np.stack([points[:, 0], 1.0 - points[:, 0], points[:, 1], 1.0 - points[:, 1]], axis=1)
+    owners = [np.arange(n)]
+    copies = [points]
+    for s, (axis, value) in enumerate(_SIDES):
+        chosen = np.flatnonzero(distance[:, s] < margin)
+        mirrored = points[chosen].copy()
+        mirrored[:, axis] = 2.0 * value - mirrored[:, axis]
+        owners.append(chosen)
+        copies.append(mirrored)
+    owner = np.concatenate(owners)
+    position = np.concatenate(copies) - 0.5  # centred: keeps the lifted coordinate small
+    weight = weights[owner]
+    lifted = np.column_stack([position, np.einsum("ij,ij->i", position, position) - weight])
+    hull = ConvexHull(lifted, qhull_options="Qt")
+
+    normal_z = hull.equations[:, 2]
+    lower = normal_z < 0
+    simplices = hull.simplices
+    # An original point on the rim of the lifted hull has an unbounded cell: mirror everything.
+    rim_points = simplices[~lower].ravel()
+    if (rim_points < n).any():
+        return None, 1.0
+    keep = lower & (simplices < n).any(axis=1)
+    tri = simplices[keep]
+    equations = hull.equations[keep]
+
+    # orient every triangle counter-clockwise
+    rel = position[tri] - position[tri[:, :1]]  # (t, 3, 2) relative to the first corner
+    clockwise = _cross(rel[:, 1], rel[:, 2]) < 0
+    tri[clockwise] = tri[clockwise][:, [0, 2, 1]]
+    rel[clockwise] = rel[clockwise][:, [0, 2, 1]]
+    w3 = weight[tri]
+
+    # power centre relative to the first corner: 2 d_k . c = |d_k|^2 - (w_k - w_0), k = 1, 2
+    d1, d2 = rel[:, 1], rel[:, 2]
+    r1 = 0.5 * (np.einsum("ij,ij->i", d1, d1) - (w3[:, 1] - w3[:, 0]))
+    r2 = 0.5 * (np.einsum("ij,ij->i", d2, d2) - (w3[:, 2] - w3[:, 0]))
+    det = _cross(d1, d2)
+    scale = np.linalg.norm(d1, axis=1) * np.linalg.norm(d2, axis=1)
+    degenerate = det <= 1e-12 * scale  # Qhull's triangulation of a merged facet: use the facet plane
+    with np.errstate(divide="ignore", invalid="ignore"):
+        centre = np.column_stack([r1 * d2[:, 1] - r2 * d1[:, 1], d1[:, 0] * r2 - d2[:, 0] * r1]) / det[:, None]
+    if degenerate.any():
+        from_plane = -equations[degenerate, :2] / (2.0 * equations[degenerate, 2:3])
+        centre[degenerate] = from_plane - position[tri[degenerate, 0]]
+
+    # every cell of an original point must stay inside the square
+    absolute = centre + position[tri[:, 0]] + 0.5
+    outside = (absolute < -_OUTSIDE_TOLERANCE) | (absolute > 1 + _OUTSIDE_TOLERANCE)  # (t, 2)
+    if outside.any():
+        side_of = np.stack([outside[:, 0] & (absolute[:, 0] < 0), outside[:, 0] & (absolute[:, 0] > 1),
+                            outside[:, 1] & (absolute[:, 1] < 0), outside[:, 1] & (absolute[:, 1] > 1)], axis=1)
+        wider = 0.0
+        for s in range(4):
+            corners = tri[side_of[:, s]].ravel()
+            corners = corners[corners < n]
+            if len(corners):
+                wider = max(wider, 1.5 * distance[corners, s].max() + 1e-6)
+        return None, wider
+
+    # Per triangle corner v (next corner a, previous corner b), cell v gets the two triangles
+    # (p_v, q_va, c) and (p_v, c, q_vb), q the foot of p_v on the bisector with a resp. b.
+    area = np.zeros(n)
+    moment = np.zeros((n, 2))
+    rows, cols, values = [], [], []
+    for k in range(3):
+        v = tri[:, k]
+        use = v < n
+        if not use.any():
+            continue
+        v = v[use]
+        c = centre[use] - rel[use, k]  # power centre relative to p_v
+        pieces = []
+        for other, sign in (((k + 1) % 3, 1.0), ((k + 2) % 3, -1.0)):
+            edge = rel[use, other] - rel[use, k]
+            length = np.sqrt(np.einsum("ij,ij->i", edge, edge))
+            unit = edge / length[:, None]
+            height = (length**2 + w3[use, k] - w3[use, other]) / (2.0 * length)  # p_v to the bisector
+            along = sign * _cross(unit, c)  # signed length of the dual edge's piece from the foot to c
+            piece_area = 0.5 * height * along
+            area += np.bincount(v, weights=piece_area, minlength=n)
+            centre_of_piece = (height[:, None] * unit + c) / 3.0
+            moment += np.column_stack([np.bincount(v, weights=piece_area * centre_of_piece[:, 0], minlength=n),
+                                       np.bincount(v, weights=piece_area * centre_of_piece[:, 1], minlength=n)])
+            if with_hessian:
+                column = owner[tri[use, other]]
+                real = column != v  # a mirror copy of v itself moves with v: no net effect
+                rows.append(v[real])
+                cols.append(column[real])
+                values.append(-along[real] / (2.0 * length[real]))
+
+    empty = np.ones(n, dtype=bool)
+    empty[tri[tri < n]] = False
+    centroids = points.copy()
+    filled = ~empty & (area > 0)
+    centroids[filled] += moment[filled] / area[filled, None]
+    area[empty] = 0.0
+
+    matrix = None
+    if with_hessian:
+        off = sp.csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+        matrix = (off - sp.diags(np.asarray(off.sum(axis=1)).ravel())).tocsr()
+    return PowerCells(area, centroids, matrix, empty, margin), 0.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Newton solver
+
+
+def _relative_error(areas: np.ndarray, target: np.ndarray) -> float:
+    return float(np.max(np.abs(areas - target) / target))
+
+
+def solve_transport(points: np.ndarray, target: np.ndarray, tol: float = 1e-9, max_iterations: int = 100,
+                    weights: np.ndarray | None = None, *, min_step: float = 2.0**-30) -> TransportResult:
+    """Weights whose power cells in the unit square have the target areas (damped Newton, KMT 2019).
+
+    Parameters
+    ----------
+    points : ndarray, shape (n, 2)
+        Sites strictly inside the open unit square.
+    target : ndarray, shape (n,)
+        Positive target areas summing to 1 (they are normalised if the sum differs by roundoff only).
+    tol : float
+        Stop when ``max |areas - target| / target < tol``.
+    max_iterations : int
+        Newton iterations at most.
+    weights : ndarray, shape (n,), optional
+        Initial weights (default zeros: the Voronoi diagram). Every initial cell must be non-empty.
+    min_step : float
+        Give up (``converged=False``) when step halving goes below this damping factor.
+
+    Returns
+    -------
+    TransportResult
+        Weights, cell areas and centroids at the last iterate, per-iteration residuals, timings.
+
+    Raises
+    ------
+    ValueError
+        For invalid targets or an empty initial cell.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    n = len(points)
+    if target.shape != (n,) or not np.isfinite(target).all() or (target <= 0).any():
+        raise ValueError(f"target must be {n} positive finite areas")
+    if abs(target.sum() - 1.0) > 1e-6:
+        raise ValueError(f"target areas must sum to 1 (the square's area), got {target.sum()}")
+    target = target / target.sum()
+    w = np.zeros(n) if weights is None else np.array(weights, dtype=np.float64)
+
+    power_seconds = solve_seconds = 0.0
+    tick = time.perf_counter()
+    cells = power_cells(points, w)
+    power_seconds += time.perf_counter() - tick
+    evaluations = 1
+    if cells.empty.any():
+        raise ValueError(f"{int(cells.empty.sum())} initial cells are empty (coincident points?); "
+                         "pass initial weights that give every point a cell")
+    residuals = [_relative_error(cells.areas, target)]
+    steps: list[float] = []
+    converged = residuals[-1] < tol
+    iteration = 0
+    pin = int(np.argmax(target))
+    while not converged and iteration < max_iterations:
+        iteration += 1
+        rhs = target - cells.areas
+        tick = time.perf_counter()
+        # H is a graph Laplacian (constants in its kernel): adding H_pp to one diagonal entry pins
+        # dw_pin = sum(rhs) / H_pp = 0 and leaves H dw = rhs unchanged elsewhere.
+        hessian = cells.hessian + sp.csr_matrix(([cells.hessian[pin, pin]], ([pin], [pin])), shape=(n, n))
+        hessian = 0.5 * (hessian + hessian.T)  # remove roundoff asymmetry
+        direction = spsolve(hessian.tocsc(), rhs, permc_spec="MMD_AT_PLUS_A")
+        solve_seconds += time.perf_counter() - tick
+        norm = np.linalg.norm(rhs)
+        floor = 0.5 * np.minimum(target, cells.areas)
+        tau = 1.0
+        while True:
+            tick = time.perf_counter()
+            trial = power_cells(points, w + tau * direction, margin=cells.margin)
+            power_seconds += time.perf_counter() - tick
+            evaluations += 1
+            if (trial.areas >= floor).all() and np.linalg.norm(target - trial.areas) <= (1 - tau / 2) * norm:
+                break
+            tau /= 2
+            if tau < min_step:
+                trial = None
+                break
+        if trial is None:
+            break
+        w = w + tau * direction
+        cells = trial
+        steps.append(tau)
+        residuals.append(_relative_error(cells.areas, target))
+        converged = residuals[-1] < tol
+    return TransportResult(w, cells.areas, cells.centroids, residuals, iteration, converged, steps,
+                           power_seconds, solve_seconds, evaluations)
+
+
+# --------------------------------------------------------------------------------------------------
+# area-preserving map of a mesh
+
+
+_SQUARE_CORNERS = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+
+
+def _signed_areas(uv: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    a, b, c = uv[faces[:, 0]], uv[faces[:, 1]], uv[faces[:, 2]]
+    return 0.5 * _cross(b - a, c - a)
+
+
+def _snap_boundary(uv: np.ndarray, reference: np.ndarray, boundary: np.ndarray, corners: np.ndarray) -> np.ndarray:
+    """Put corners on the square's corners and the other boundary vertices on their sides, in loop order.
+
+    The side of a boundary vertex is the one joining the corners before and after it in loop order; the
+    corners' square positions are read from ``reference`` (the conformal ``uv``).
+    """
+    uv = uv.copy()
+    position = np.full(len(uv), -1)
+    position[boundary] = np.arange(len(boundary))
+    corner_positions = position[corners]
+    if (corner_positions < 0).any():
+        raise ValueError("every corner must be a boundary vertex")
+    start = corner_positions[0]
+    offsets = (corner_positions - start) % len(boundary)
+    if not (np.diff(offsets) > 0).all():
+        raise ValueError("corners must be four distinct boundary vertices in boundary-loop order")
+    square = np.rint(reference[corners]).clip(0, 1)
+    if (np.abs(reference[corners] - square) > 1e-6).any() or len({tuple(s) for s in square}) != 4:
+        raise ValueError(f"corner vertices are not on four distinct corners of the unit square: {reference[corners]}")
+    loop = np.roll(boundary, -start)  # starts at corners[0]
+    side = np.searchsorted(offsets, np.arange(len(loop)), side="right") - 1  # side k joins corners k and k+1
+    is_corner = np.zeros(len(loop), dtype=bool)
+    is_corner[offsets] = True
+    begin, end = square[side], square[(side + 1) % 4]
+    if ((begin == end).sum(axis=1) != 1).any():
+        raise ValueError("consecutive corners must be adjacent corners of the square")
+    fixed_axis = np.where(begin[:, 0] == end[:, 0], 0, 1)  # the coordinate that is constant along the side
+    free_axis = 1 - fixed_axis
+    rows = np.arange(len(loop))
+    begin_free, end_free = begin[rows, free_axis], end[rows, free_axis]
+    # progress along the side in [0, 1] from the side's first corner; sorted within each side and handed
+    # out in loop order, so that the boundary keeps its order (``side`` is non-decreasing along ``loop``)
+    progress = np.abs(uv[loop, free_axis] - begin_free).clip(0, 1)
+    inner = ~is_corner
+    progress[inner] = progress[inner][np.lexsort((progress[inner], side[inner]))]
+    progress[is_corner] = 0.0
+    new = np.empty((len(loop), 2))
+    new[rows, fixed_axis] = begin[rows, fixed_axis]
+    new[rows, free_axis] = begin_free + np.sign(end_free - begin_free) * progress
+    uv[loop] = new
+    return uv
+
+
+def _repair_flips(uv: np.ndarray, faces: np.ndarray, interior: np.ndarray, orientation: float,
+                  max_rounds: int) -> tuple[np.ndarray, int]:
+    """Local Laplacian smoothing of the interior vertices of flipped triangles (growing the region)."""
+    n = len(uv)
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    adjacency = sp.csr_matrix((np.ones(2 * len(edges)), (np.r_[edges[:, 0], edges[:, 1]],
+                                                         np.r_[edges[:, 1], edges[:, 0]])), shape=(n, n))
+    adjacency.data[:] = 1.0  # duplicates summed: back to 0/1
+    degree = np.asarray(adjacency.sum(axis=1)).ravel()
+    uv = uv.copy()
+    flipped = orientation * _signed_areas(uv, faces) <= 0
+    for round_ in range(max_rounds):
+        if not flipped.any():
+            break
+        region = np.zeros(n, dtype=bool)
+        region[faces[flipped].ravel()] = True
+        for _ in range(round_ // 3):  # widen the region when local smoothing is not enough
+            region |= (adjacency @ region.astype(np.float64)) > 0
+        region &= interior
+        if not region.any():
+            break
+        for _ in range(10):
+            uv[region] = (adjacency @ uv)[region] / degree[region, None]
+        flipped = orientation * _signed_areas(uv, faces) <= 0
+    return uv, int(flipped.sum())
+
+
+def area_preserving_map(uv: np.ndarray, faces: np.ndarray, vertex_areas: np.ndarray, boundary: np.ndarray,
+                        corners: np.ndarray, *, tol: float = 1e-9, max_iterations: int = 100,
+                        shrink: float = 1e-3, repair_rounds: int = 30) -> AreaPreservingMap:
+    """Area-preserving re-layout of a disk mesh in the unit square by optimal transport.
+
+    Parameters
+    ----------
+    uv : ndarray, shape (n, 2)
+        Conformal positions in [0, 1]^2 (boundary on the sides, corners on the corners).
+    faces : ndarray, shape (m, 3)
+        Triangles (any consistent orientation; the orientation of ``uv`` is preserved).
+    vertex_areas : ndarray, shape (n,)
+        Positive 3D area of each vertex (e.g. one third of its incident triangle areas); normalised to
+        sum to 1 as the transport targets.
+    boundary : ndarray, shape (b,)
+        Boundary vertices in loop order.
+    corners : ndarray, shape (4,)
+        Corner vertices in loop order; their square corners are read from ``uv``.
+    tol : float
+        Relative cell-area tolerance of the transport.
+    max_iterations : int
+        Newton iterations at most.
+    shrink : float
+        The sites are ``0.5 + (uv - 0.5) * (1 - 2 * shrink)`` so that none lies on a side (where it
+        would coincide with its mirror copy).
+    repair_rounds : int
+        Rounds of local smoothing for flipped triangles.
+
+    Returns
+    -------
+    AreaPreservingMap
+        New ``uv``, flipped-triangle counts before and after the repair, transport residuals, time.
+    """
+    tick = time.perf_counter()
+    uv = np.asarray(uv, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64)
+    vertex_areas = np.asarray(vertex_areas, dtype=np.float64)
+    boundary = np.asarray(boundary, dtype=np.int64)
+    corners = np.asarray(corners, dtype=np.int64)
+    n = len(uv)
+    if uv.shape != (n, 2) or vertex_areas.shape != (n,):
+        raise ValueError("uv must be (n, 2) and vertex_areas (n,)")
+    if corners.shape != (4,):
+        raise ValueError("corners must be 4 vertex indices")
+    if (vertex_areas <= 0).any() or not np.isfinite(vertex_areas).all():
+        raise ValueError("vertex_areas must be positive and finite")
+    if uv.min() < -1e-9 or uv.max() > 1 + 1e-9:
+        raise ValueError("uv must lie in the unit square")
+    orientation = np.sign(_signed_areas(uv, faces).sum())
+    if orientation == 0:
+        raise ValueError("the input layout has zero total signed area")
+
+    sites = 0.5 + (uv.clip(0, 1) - 0.5) * (1.0 - 2.0 * shrink)
+    target = vertex_areas / vertex_areas.sum()
+    result = solve_transport(sites, target, tol=tol, max_iterations=max_iterations)
+    if not result.converged:
+        warnings.warn(f"area-preserving transport stopped at relative area error {result.residuals[-1]:.3g} "
+                      f"after {result.iterations} iterations (tolerance {tol:g})", RuntimeWarning, stacklevel=2)
+    mapped = _snap_boundary(result.centroids, uv, boundary, corners)
+    before = int((orientation * _signed_areas(mapped, faces) <= 0).sum())
+    interior = np.ones(n, dtype=bool)
+    interior[boundary] = False
+    mapped, after = _repair_flips(mapped, faces, interior, orientation, repair_rounds) if before else (mapped, 0)
+    return AreaPreservingMap(mapped, before, after, result.residuals, time.perf_counter() - tick,
+                             result.areas, result.weights, result.iterations, result.converged, result)
