@@ -13,7 +13,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .data.templates import Template
 
-__all__ = ["site_composition", "surface_panels"]
+__all__ = [
+    "atlas_figure",
+    "distortion_histograms",
+    "flat_panel",
+    "flattening_figure",
+    "image_grid",
+    "label_colormap",
+    "site_composition",
+    "surface_panels",
+]
 
 
 def site_composition(summary: pd.DataFrame, title: str) -> Figure:
@@ -65,4 +74,123 @@ def surface_panels(template: Template, panels: Sequence[tuple[str, str, np.ndarr
         for collection in axis.collections:  # tens of thousands of triangles: embed them as pixels in SVG
             collection.set_rasterized(True)
     figure.subplots_adjust(left=0.0, right=0.95, bottom=0.0, top=0.9, wspace=0.05, hspace=0.15)
+    return figure
+
+
+def label_colormap(n_labels: int):
+    """A qualitative colormap for integer labels 0..n_labels (0, no parcel, is light grey)."""
+    from matplotlib.colors import ListedColormap
+    import matplotlib.pyplot as plt
+
+    palette = [plt.get_cmap("tab20")(i % 20) for i in range(n_labels)]
+    rng = np.random.default_rng(0)  # neighbouring labels get distinct colours
+    palette = [palette[i] for i in rng.permutation(n_labels)]
+    return ListedColormap([(0.85, 0.85, 0.85, 1.0), *palette])
+
+
+def flat_panel(axis, uv: np.ndarray, faces: np.ndarray, values: np.ndarray, *, cmap="viridis", vmin=None,
+               vmax=None, corners: np.ndarray | None = None, title: str = "", per_face: bool = False):
+    """Draw a flat map (triangles coloured by vertex or face values) on a matplotlib axis."""
+    if per_face:
+        artist = axis.tripcolor(uv[:, 0], uv[:, 1], faces, facecolors=values, cmap=cmap, vmin=vmin, vmax=vmax,
+                                rasterized=True)
+    else:
+        artist = axis.tripcolor(uv[:, 0], uv[:, 1], faces, values, cmap=cmap, vmin=vmin, vmax=vmax,
+                                shading="gouraud", rasterized=True)
+    if corners is not None:
+        axis.plot(*uv[corners].T, "o", color="red", markersize=4)
+    axis.set_aspect("equal")
+    axis.set_axis_off()
+    axis.set_title(title, fontsize=9)
+    return artist
+
+
+def flattening_figure(vertices: np.ndarray, faces: np.ndarray, conformal_uv: np.ndarray, flat_uv: np.ndarray,
+                      labels: np.ndarray, corners: np.ndarray, hemisphere: str, title: str) -> Figure:
+    """The paper's Figure 1: 3D hemisphere -> conformal square -> area-preserving square, corners in red."""
+    import matplotlib.pyplot as plt
+    from nilearn import plotting
+
+    cmap = label_colormap(int(labels.max()))
+    face_labels = labels[faces[:, 0]]
+    figure = plt.figure(figsize=(10, 3.4))
+    axis = figure.add_subplot(1, 3, 1, projection="3d")
+    # the corners lie on the medial wall's edge: the medial view shows them
+    plotting.plot_surf_roi((vertices, faces), labels, hemi=hemisphere, view="medial", axes=axis, figure=figure,
+                           cmap=cmap, vmin=0, vmax=int(labels.max()), colorbar=False)
+    axis.plot(*vertices[corners].T, "o", color="red", markersize=4, zorder=10)
+    axis.set_title("3D surface (medial), medial wall removed", fontsize=9)
+    for collection in axis.collections:
+        collection.set_rasterized(True)
+    for index, (uv, name) in enumerate(((conformal_uv, "conformal (Ricci flow / CETM)"),
+                                        (flat_uv, "area-preserving (optimal transport)")), start=2):
+        flat_panel(figure.add_subplot(1, 3, index), uv, faces, face_labels, cmap=cmap, vmin=0,
+                   vmax=int(labels.max()), corners=corners, title=name, per_face=True)
+    figure.suptitle(title, fontsize=10)
+    return figure
+
+
+def atlas_figure(template: Template, flats: dict, labels: dict[str, np.ndarray], title: str) -> Figure:
+    """The paper's Figure 2: a parcellation in 3D views (lateral, medial) and as the 2D flat atlas."""
+    import matplotlib.pyplot as plt
+    from nilearn import plotting
+
+    top = int(max(labels[h].max() for h in labels))
+    cmap = label_colormap(top)
+    figure = plt.figure(figsize=(10, 6))
+    for column, (hemisphere, view) in enumerate((("left", "lateral"), ("left", "medial"), ("right", "lateral"),
+                                                 ("right", "medial"))):
+        axis = figure.add_subplot(2, 4, column + 1, projection="3d")
+        surface = template.surfaces[hemisphere]
+        plotting.plot_surf_roi((surface.vertices, surface.faces), labels[hemisphere], hemi=hemisphere, view=view,
+                               axes=axis, figure=figure, cmap=cmap, vmin=0, vmax=top, colorbar=False)
+        for collection in axis.collections:
+            collection.set_rasterized(True)
+        axis.set_title(f"{hemisphere}, {view}", fontsize=9)
+    for column, hemisphere in enumerate(("left", "right")):
+        flat = flats[hemisphere]
+        axis = figure.add_subplot(2, 2, 3 + column)
+        face_labels = labels[hemisphere][flat.vertex_index][flat.faces[:, 0]]
+        flat_panel(axis, flat.uv, flat.faces, face_labels, cmap=cmap, vmin=0, vmax=top, corners=flat.corners,
+                   title=f"{hemisphere} hemisphere, flat", per_face=True)
+    figure.suptitle(title, fontsize=10)
+    return figure
+
+
+def distortion_histograms(tables: dict[str, pd.DataFrame]) -> Figure:
+    """Histograms of log2 triangle area ratio and |mu| for several maps (name -> triangle_distortion table)."""
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for name, table in tables.items():
+        left.hist(table["log2_area_ratio"].dropna().clip(-4, 4), bins=120, histtype="step", label=name)
+        right.hist(table["mu"].dropna(), bins=120, range=(0, 1), histtype="step", label=name)
+    left.set_xlabel("log2 (2D area share / 3D area share) per triangle")
+    right.set_xlabel("quasi-conformal distortion |mu| per triangle")
+    for axis in (left, right):
+        axis.set_ylabel("triangles")
+        axis.set_yscale("log")
+    left.legend(frameon=False, fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def image_grid(images: Sequence[tuple[str, np.ndarray]], *, columns: int = 4, cmap: str = "viridis",
+               symmetric: bool = False) -> Figure:
+    """Square images with titles, drawn with v up (``origin="lower"``, the rasterizer's convention)."""
+    import matplotlib.pyplot as plt
+
+    rows = int(np.ceil(len(images) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.4 * rows), squeeze=False)
+    for axis in axes.ravel():
+        axis.set_axis_off()
+    for axis, (title, image) in zip(axes.ravel(), images):
+        low, high = np.percentile(image, [1, 99])
+        if symmetric:
+            high = max(abs(low), abs(high)) or 1.0
+            low = -high
+        artist = axis.imshow(image, origin="lower", cmap=cmap, vmin=low, vmax=high)
+        axis.set_title(title, fontsize=8)
+        figure.colorbar(artist, ax=axis, fraction=0.046, pad=0.02)
+    figure.tight_layout()
     return figure

@@ -45,7 +45,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import ConvexHull
-from scipy.sparse.linalg import spsolve
+from scipy.sparse.linalg import splu
 
 __all__ = [
     "AreaPreservingMap",
@@ -106,6 +106,8 @@ class TransportResult:
         Whether the residual fell below the tolerance.
     step_sizes : list of float
         The damping factor τ accepted at each iteration (1 is a full Newton step).
+    min_area_ratios : list of float
+        ``min(areas / target)`` at the start and after each iteration (positive: no cell vanished).
     power_seconds, solve_seconds : float
         Time spent computing power diagrams (all trial steps included) and solving the Newton systems.
     evaluations : int
@@ -119,6 +121,7 @@ class TransportResult:
     iterations: int
     converged: bool
     step_sizes: list[float] = field(default_factory=list)
+    min_area_ratios: list[float] = field(default_factory=list)
     power_seconds: float = 0.0
     solve_seconds: float = 0.0
     evaluations: int = 0
@@ -401,6 +404,7 @@ def solve_transport(points: np.ndarray, target: np.ndarray, tol: float = 1e-9, m
         raise ValueError(f"{int(cells.empty.sum())} initial cells are empty (coincident points?); "
                          "pass initial weights that give every point a cell")
     residuals = [_relative_error(cells.areas, target)]
+    min_ratios = [float((cells.areas / target).min())]
     steps: list[float] = []
     converged = residuals[-1] < tol
     iteration = 0
@@ -413,7 +417,10 @@ def solve_transport(points: np.ndarray, target: np.ndarray, tol: float = 1e-9, m
         # dw_pin = sum(rhs) / H_pp = 0 and leaves H dw = rhs unchanged elsewhere.
         hessian = cells.hessian + sp.csr_matrix(([cells.hessian[pin, pin]], ([pin], [pin])), shape=(n, n))
         hessian = 0.5 * (hessian + hessian.T)  # remove roundoff asymmetry
-        direction = spsolve(hessian.tocsc(), rhs, permc_spec="MMD_AT_PLUS_A")
+        # symmetric positive definite: a fill-reducing symmetric ordering and no pivoting
+        factor = splu(hessian.tocsc(), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                      options={"SymmetricMode": True})
+        direction = factor.solve(rhs)
         solve_seconds += time.perf_counter() - tick
         norm = np.linalg.norm(rhs)
         floor = 0.5 * np.minimum(target, cells.areas)
@@ -435,9 +442,10 @@ def solve_transport(points: np.ndarray, target: np.ndarray, tol: float = 1e-9, m
         cells = trial
         steps.append(tau)
         residuals.append(_relative_error(cells.areas, target))
+        min_ratios.append(float((cells.areas / target).min()))
         converged = residuals[-1] < tol
     return TransportResult(w, cells.areas, cells.centroids, residuals, iteration, converged, steps,
-                           power_seconds, solve_seconds, evaluations)
+                           min_ratios, power_seconds, solve_seconds, evaluations)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,104 @@
+"""The image store: every cohort's maps rasterized per (hemisphere, metric), ready for training.
+
+Layout of ``<store>/<cohort>/``::
+
+    images/<hemisphere>_<metric>.npy   float32 or float16, subjects x H x W, memory-mapped
+    subjects.csv                        the cohort's subjects table (row order of the images)
+    store.json                          image size, dtype, flat maps used, per-(hemisphere, metric)
+                                        mean and SD over all pixels of all subjects
+
+The mean and SD describe the whole cohort; training code that must not look at test subjects
+computes its own from the training folds (these are for display and sanity checks).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data.cohort import Cohort
+from .geometry.flatten import FlatMap
+from .raster import Rasterizer
+
+__all__ = ["ImageStore", "build_image_store"]
+
+CHUNK = 64
+
+
+@dataclass(frozen=True)
+class ImageStore:
+    """A cohort's images on disk (see the module docstring)."""
+
+    path: Path
+
+    @property
+    def meta(self) -> dict:
+        return json.loads((Path(self.path) / "store.json").read_text())
+
+    def images(self, hemisphere: str, metric: str) -> np.ndarray:
+        """Subjects x H x W images, memory-mapped read-only."""
+        path = Path(self.path) / "images" / f"{hemisphere}_{metric}.npy"
+        if not path.is_file():
+            raise KeyError(f"no {hemisphere} {metric} images in {self.path}")
+        return np.load(path, mmap_mode="r")
+
+    @property
+    def subjects(self):
+        import pandas as pd
+
+        return pd.read_csv(Path(self.path) / "subjects.csv", dtype={"subject": str})
+
+
+def build_image_store(cohort: Cohort, flatmaps: dict[str, FlatMap], size: int, out: str | Path, *,
+                      method: str = "barycentric", dtype: str = "float32") -> ImageStore:
+    """Rasterize every map of ``cohort`` through the flat map of its hemisphere into ``out``.
+
+    Parameters
+    ----------
+    cohort : Cohort
+    flatmaps : dict
+        ``{"left": FlatMap, "right": FlatMap}`` on the cohort's template.
+    size : int
+        Image side in pixels.
+    out : path
+        Store folder for this cohort (replaced).
+    method : {"barycentric", "paper-average"}
+    dtype : {"float32", "float16"}
+    """
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    n = len(cohort)
+    stats = {}
+    for hemisphere in cohort.hemispheres:
+        flat = flatmaps[hemisphere]
+        rasterizer = Rasterizer(flat.uv, flat.faces, size, method=method)
+        for metric in cohort.metrics:
+            maps = cohort.maps(hemisphere, metric)
+            target = np.lib.format.open_memmap(out / "images" / f"{hemisphere}_{metric}.npy", mode="w+",
+                                               dtype=np.dtype(dtype), shape=(n, size, size))
+            total, total_sq = 0.0, 0.0
+            for start in range(0, n, CHUNK):
+                values = np.asarray(maps[start: start + CHUNK][:, flat.vertex_index], dtype=np.float32)
+                bad = ~np.isfinite(values)
+                if bad.any():
+                    rows = np.flatnonzero(bad.any(axis=1))[:5] + start
+                    subjects = cohort.subjects["subject"].iloc[rows].tolist()
+                    raise ValueError(f"cohort {cohort.name}: {hemisphere} {metric} has NaN/inf on flat-map "
+                                     f"vertices for subject(s) {subjects}")
+                images = rasterizer.to_image(values)
+                target[start: start + len(images)] = images
+                total += float(images.sum(dtype=np.float64))
+                total_sq += float(np.square(images, dtype=np.float64).sum())
+            target.flush()
+            count = n * size * size
+            mean = total / count
+            stats[f"{hemisphere}_{metric}"] = {"mean": mean, "sd": float(np.sqrt(max(total_sq / count - mean**2, 0)))}
+    cohort.subjects.to_csv(out / "subjects.csv", index=False)
+    meta = {"cohort": cohort.name, "template": cohort.template, "size": size, "method": method, "dtype": dtype,
+            "subjects": n, "hemispheres": cohort.hemispheres, "metrics": cohort.metrics, "stats": stats,
+            "flatmaps": {h: f.stats.get("seconds") for h, f in flatmaps.items()}}
+    (out / "store.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return ImageStore(out)
