@@ -12,4 +12,5 @@ if __name__ == "__main__":
         if selected and script.stem not in selected:
             continue
         print(f"## {script.stem}", flush=True)
+        sys.argv = [str(script)]  # each benchmark runs with its default options
         runpy.run_path(str(script), run_name="__main__")

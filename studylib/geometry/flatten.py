@@ -99,7 +99,11 @@ def flatten(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray | None = N
         from .transport import area_preserving_map
 
         _, vertex_areas = cotangent_laplacian(disk.vertices, disk.faces)
-        result = area_preserving_map(conformal.uv, disk.faces, vertex_areas, disk.boundary, conformal.corners)
+        result = area_preserving_map(conformal.uv, disk.faces, vertex_areas, disk.boundary, conformal.corners,
+                                     tol=tolerance, max_iterations=max_iterations)
+        if not result.converged:
+            raise RuntimeError(f"optimal transport did not converge: relative cell-area error per iteration "
+                               f"{[float(r) for r in result.residuals]}")
         uv = result.uv
         stats.update({"transport_residuals": [float(r) for r in result.residuals],
                       "transport_iterations": len(result.residuals), "transport_seconds": result.seconds,
