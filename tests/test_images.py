@@ -115,3 +115,18 @@ def test_fslr32k_template_maps_meet_the_targets():
         assert 0.9 <= summary["area_ratio_p5"] and summary["area_ratio_p95"] <= 1.1
         conformal = distortion_summary(kept, flat.faces, flat.conformal_uv * [flat.stats["aspect"], 1.0])
         assert conformal["mu_mean"] <= 0.03
+
+
+def test_template_flat_map_cache_is_reused_only_for_the_same_options(tmp_path):
+    from studylib.data.templates import HemisphereSurface, Template
+    from studylib.geometry.flatten import template_flat_map
+
+    vertices, faces = icosphere(3)
+    surface = HemisphereSurface("cap", "left", "sphere", vertices, faces, vertices[:, 2] > -30)
+    template = Template("cap", {"left": surface}, {})
+    first = template_flat_map(template, "left", cache=tmp_path, tolerance=1e-9)
+    again = template_flat_map(template, "left", cache=tmp_path, tolerance=1e-9)
+    assert again.stats["seconds"] == first.stats["seconds"]  # loaded, not recomputed
+    other = template_flat_map(template, "left", cache=tmp_path, tolerance=1e-8)
+    assert other.stats["key"] != first.stats["key"]
+    assert FlatMap.load(tmp_path / "cap_left.npz").stats["key"] == other.stats["key"]

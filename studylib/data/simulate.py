@@ -24,6 +24,7 @@ on fresh samples can check the analytic value.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from ..geometry import laplacian as laplacian_module
 from ..geometry.laplacian import laplacian_eigenmodes
 from ..geometry.mesh import submesh
 from .templates import HEMISPHERES, Parcellation, Template, load_parcellation
@@ -117,7 +119,9 @@ class CohortModel:
 def _smooth_modes(template: Template, hemisphere: str, n_modes: int, cache: Path | None) -> tuple:
     surface = template.surfaces[hemisphere]
     vertices, faces, index = submesh(surface.vertices, surface.faces, surface.cortex)
-    path = cache / f"modes_{template.name}_{hemisphere}_{n_modes}.npz" if cache else None
+    # keyed by the mesh, the cortex mask and the eigensolver's code, so a stale cache is never reused
+    key = hashlib.sha256(vertices.tobytes() + faces.tobytes() + Path(laplacian_module.__file__).read_bytes())
+    path = cache / f"modes_{template.name}_{hemisphere}_{n_modes}_{key.hexdigest()[:12]}.npz" if cache else None
     if path is not None and path.is_file():
         stored = np.load(path)
         return stored["eigenvalues"], stored["modes"], index

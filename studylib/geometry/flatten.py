@@ -9,6 +9,7 @@ subjects on a template share.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -112,13 +113,30 @@ def flatten(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray | None = N
     return FlatMap(uv, disk.faces, disk.vertex_index, conformal.corners, conformal.uv, disk.boundary, stats)
 
 
+def _geometry_code_hash() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def template_flat_map(template: Any, hemisphere: str, cache: str | Path | None = None, **kwargs: Any) -> FlatMap:
-    """The flat map shared by every subject on ``template`` (cached as ``<cache>/<template>_<hemi>.npz``)."""
+    """The flat map shared by every subject on ``template``, cached as ``<cache>/<template>_<hemi>.npz``.
+
+    The cached map is reused only if it was made by the same geometry code with the same options
+    (recorded in its stats as ``key``); otherwise it is recomputed and replaced.
+    """
+    surface = template.surfaces[hemisphere]
+    key = hashlib.sha256(json.dumps({"code": _geometry_code_hash(), "options": kwargs, "template": template.name,
+                                     "cortex": hashlib.sha256(surface.cortex.tobytes()).hexdigest()},
+                                    sort_keys=True).encode()).hexdigest()
     path = Path(cache) / f"{template.name}_{hemisphere}.npz" if cache is not None else None
     if path is not None and path.is_file():
-        return FlatMap.load(path)
-    surface = template.surfaces[hemisphere]
+        cached = FlatMap.load(path)
+        if cached.stats.get("key") == key:
+            return cached
     flat = flatten(surface.vertices, surface.faces, surface.cortex, **kwargs)
+    flat.stats["key"] = key
     if path is not None:
         flat.save(path)
     return flat
