@@ -156,8 +156,8 @@ def freesurfer_folder(tmp_path, shared_data):
                     values = values[:100]
                 fs.write_morph_data(str(root / name / "surf" / f"{hemi}.{fs_name}"), values.astype(np.float32))
     phenotypes = tmp_path / "Phenotypic_V1_0b_preprocessed1.csv"
-    pd.DataFrame({"SUB_ID": [51456, 50952, 50953, 50954], "SITE_ID": ["CALTECH", "NYU", "NYU", "NYU"],
-                  "DX_GROUP": [1, 2, 1, 2], "SEX": [1, 2, 1, 1], "AGE_AT_SCAN": [20.5, 11.0, 12.0, 13.0]}
+    pd.DataFrame({"SUB_ID": [51456, 50952, 50953, 50954, 50955], "SITE_ID": ["CALTECH", "NYU", "NYU", "NYU", "NYU"],
+                  "DX_GROUP": [1, 2, 1, 2, 3], "SEX": [1, 2, 1, 1, 1], "AGE_AT_SCAN": [20.5, 11.0, 12.0, 13.0, 14.0]}
                  ).to_csv(phenotypes)
     return root, phenotypes, template
 
@@ -190,6 +190,7 @@ def test_freesurfer_subjects_resampled_through_the_sphere(freesurfer_folder, tmp
     qc = cohort.qc.set_index("subject")
     assert "rh.sulc" in qc.loc["50953", "file"] and "100 values for the 10242 vertices" in qc.loc["50953", "reason"]
     assert qc.loc["50954", "reason"] == "no subject folder"
+    assert qc.loc["50955", "reason"] == "DX_GROUP or SEX is not 1 or 2"  # a bad code is a QC row, not a crash
 
 
 def test_sphere_resampler_reproduces_vertices_exactly():

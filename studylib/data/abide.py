@@ -16,6 +16,7 @@ __all__ = [
     "MEASURES",
     "PHENOTYPES_FILE",
     "load_abide1_phenotypes",
+    "read_abide_phenotypes",
     "load_brainstats",
     "load_regional_table",
     "regional_cohens_d",
@@ -34,31 +35,33 @@ _DIAGNOSIS = {1: "autism", 2: "control"}
 _SEX = {1: "male", 2: "female"}
 
 
-def load_abide1_phenotypes(data_dir: str | Path) -> pd.DataFrame:
-    """Read the ABIDE I phenotypic table as one row per subject.
+def read_abide_phenotypes(path: str | Path, *, strict: bool = True) -> pd.DataFrame:
+    """Read an ABIDE phenotypic CSV (``SUB_ID``, ``SITE_ID``, ``DX_GROUP``, ``SEX``, ``AGE_AT_SCAN``).
 
     Parameters
     ----------
-    data_dir : str or Path
-        The study's data directory (holding ``abide1/Phenotypic_V1_0b_preprocessed1.csv``).
+    path : str or Path
+    strict : bool
+        Raise on a ``DX_GROUP`` or ``SEX`` code other than 1/2; with ``False`` such values become missing
+        (NaN) so that the caller can record the subject in its QC table.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``subject`` (int, ``SUB_ID``), ``site``, ``diagnosis`` ("autism" or "control"),
-        ``sex`` ("male" or "female") and ``age`` (years), indexed 0..n-1 in file order.
+        ``sex`` ("male" or "female") and ``age`` (years), in file order.
 
     Raises
     ------
     FileNotFoundError
-        The file is not in ``data_dir``.
+        No such file.
     ValueError
-        A required column is missing, a code is unknown, or a subject id repeats; the message
-        names the file, and the subject where one is at fault.
+        A required column is missing or a subject id repeats (or, when ``strict``, a code is unknown);
+        the message names the file, and the subjects at fault.
     """
-    path = Path(data_dir) / PHENOTYPES_FILE
+    path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"ABIDE I phenotypes not found: {path}")
+        raise FileNotFoundError(f"ABIDE phenotypes not found: {path}")
     raw = pd.read_csv(path)
     missing = [column for column in _REQUIRED if column not in raw.columns]
     if missing:
@@ -68,7 +71,7 @@ def load_abide1_phenotypes(data_dir: str | Path) -> pd.DataFrame:
         raise ValueError(f"{path}: subject id(s) listed more than once: {duplicated[:10]}")
     for column, codes in (("DX_GROUP", _DIAGNOSIS), ("SEX", _SEX)):
         bad = raw.loc[~raw[column].isin(list(codes)), "SUB_ID"].tolist()
-        if bad:
+        if bad and strict:
             raise ValueError(f"{path}: {column} is not one of {sorted(codes)} for subject(s) {bad[:10]}")
     return pd.DataFrame({
         "subject": raw["SUB_ID"].astype(int),
@@ -77,6 +80,11 @@ def load_abide1_phenotypes(data_dir: str | Path) -> pd.DataFrame:
         "sex": raw["SEX"].map(_SEX),
         "age": raw["AGE_AT_SCAN"].astype(float),
     })
+
+
+def load_abide1_phenotypes(data_dir: str | Path) -> pd.DataFrame:
+    """The ABIDE I phenotypic table of the data directory (see :func:`read_abide_phenotypes`)."""
+    return read_abide_phenotypes(Path(data_dir) / PHENOTYPES_FILE)
 
 
 def site_summary(subjects: pd.DataFrame) -> pd.DataFrame:

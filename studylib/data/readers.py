@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from ..config import CohortParams
 from ..geometry.mesh import fill_missing
+from .abide import read_abide_phenotypes
 from .cohort import Cohort, CohortWriter
 from .templates import HEMISPHERES, Template, load_template
 
@@ -248,21 +249,6 @@ def _freesurfer_subject(folder: Path, hemisphere: str, metrics: list[str], templ
     return out
 
 
-def _abide_phenotypes(path: Path) -> pd.DataFrame:
-    from .abide import _DIAGNOSIS, _SEX
-
-    raw = pd.read_csv(path)
-    missing = [c for c in ("SUB_ID", "SITE_ID", "DX_GROUP", "SEX", "AGE_AT_SCAN") if c not in raw.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (ABIDE phenotypic CSV)")
-    duplicated = raw.loc[raw["SUB_ID"].duplicated(), "SUB_ID"].tolist()
-    if duplicated:
-        raise ValueError(f"{path}: subject id(s) listed more than once: {duplicated[:10]}")
-    return pd.DataFrame({"sub_id": raw["SUB_ID"].astype(int), "site": raw["SITE_ID"].astype(str),
-                         "diagnosis": raw["DX_GROUP"].map(_DIAGNOSIS), "sex": raw["SEX"].map(_SEX),
-                         "age": raw["AGE_AT_SCAN"].astype(float)})
-
-
 # --------------------------------------------------------------------------- cohort
 
 
@@ -295,7 +281,7 @@ def read_real_cohort(out: Path, spec: CohortParams, *, data_dir: Path | None, me
                              "tiv": np.nan, "folder": folders[subject]})
         listed = set(phenotypes["subject"])
     else:
-        phenotypes = _abide_phenotypes(spec.phenotypes)
+        phenotypes = read_abide_phenotypes(spec.phenotypes, strict=False)
         by_number = {}
         for name, folder in folders.items():
             match = re.search(r"(\d+)$", name)
@@ -303,8 +289,9 @@ def read_real_cohort(out: Path, spec: CohortParams, *, data_dir: Path | None, me
                 by_number.setdefault(int(match.group(1)), []).append(folder)
         for sub_id, site, diagnosis, sex, age in phenotypes.itertuples(index=False):
             found = by_number.get(sub_id, [])
-            if diagnosis is None or pd.isna(diagnosis):
-                qc.append({"subject": str(sub_id), "file": str(spec.phenotypes), "reason": "DX_GROUP is not 1 or 2"})
+            if pd.isna(diagnosis) or pd.isna(sex):
+                qc.append({"subject": str(sub_id), "file": str(spec.phenotypes),
+                           "reason": "DX_GROUP or SEX is not 1 or 2"})
             elif not found:
                 qc.append({"subject": str(sub_id), "file": str(root), "reason": "no subject folder"})
             elif len(found) > 1:
@@ -314,7 +301,7 @@ def read_real_cohort(out: Path, spec: CohortParams, *, data_dir: Path | None, me
                 label = int(diagnosis == "autism")
                 rows.append({"subject": str(sub_id), "label": label, "label_name": diagnosis, "sex": sex,
                              "age": age, "site": site, "tiv": np.nan, "folder": found[0]})
-        listed = {str(n) for n in phenotypes["sub_id"]}
+        listed = {str(n) for n in phenotypes["subject"]}
         folders = {str(int(m.group(1))): f for f in folders.values() if (m := re.search(r"(\d+)$", f.name))} | \
             {name: f for name, f in folders.items() if not re.search(r"(\d+)$", name)}
     for name in sorted(set(folders) - listed):
