@@ -71,8 +71,14 @@ class FlatMap:
                        stored["conformal_uv"], stored["boundary"], json.loads(str(stored["stats"])))
 
 
+#: The triangle-area refinement runs when optimal transport leaves the 5th-95th percentile of triangle area
+#: ratios outside this band (uneven meshes such as fsaverage5; fs_LR 32k is already within it).
+REFINE_BAND = (0.95, 1.05)
+
+
 def flatten(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray | None = None, *,
-            area_preserving: bool = True, tolerance: float = 1e-9, max_iterations: int = 100) -> FlatMap:
+            area_preserving: bool = True, tolerance: float = 1e-9, max_iterations: int = 100,
+            refine: bool | None = None) -> FlatMap:
     """Map a hemisphere (without its medial wall) onto the unit square.
 
     Parameters
@@ -86,6 +92,9 @@ def flatten(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray | None = N
         conformal square.
     tolerance, max_iterations
         Newton stopping rule of the conformal and transport solves.
+    refine : bool, optional
+        Fit triangle areas after the transport step (:mod:`studylib.geometry.refine`); by default only when
+        the transport leaves triangle area ratios (p5-p95) outside :data:`REFINE_BAND`.
     """
     started = time.perf_counter()
     disk = prepare_disk(vertices, faces, keep)
@@ -106,6 +115,16 @@ def flatten(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray | None = N
             raise RuntimeError(f"optimal transport did not converge: relative cell-area error per iteration "
                                f"{[float(r) for r in result.residuals]}")
         uv = result.uv
+        triangle_3d = _triangle_areas(disk.vertices, disk.faces)
+        ratio = _triangle_areas(np.c_[uv, np.zeros(len(uv))], disk.faces) / triangle_3d * triangle_3d.sum()
+        low, high = np.percentile(ratio, [5, 95])
+        if refine or (refine is None and not (REFINE_BAND[0] <= low and high <= REFINE_BAND[1])):
+            from .refine import refine_triangle_areas
+
+            tick = time.perf_counter()
+            refined = refine_triangle_areas(uv, disk.faces, triangle_3d, disk.boundary, conformal.corners)
+            uv = refined.uv
+            stats.update({"refine_residuals": refined.residuals, "refine_seconds": time.perf_counter() - tick})
         stats.update({"transport_residuals": [float(r) for r in result.residuals],
                       "transport_iterations": len(result.residuals), "transport_seconds": result.seconds,
                       "flipped_before_repair": int(result.flipped_before_repair), "flipped": int(result.flipped)})
@@ -118,6 +137,11 @@ def _geometry_code_hash() -> str:
     for path in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def _triangle_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    return 0.5 * np.linalg.norm(np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]],
+                                         vertices[faces[:, 2]] - vertices[faces[:, 0]]), axis=1)
 
 
 def template_flat_map(template: Any, hemisphere: str, cache: str | Path | None = None, **kwargs: Any) -> FlatMap:
