@@ -158,18 +158,22 @@ def test_refinement_fits_triangle_areas_without_flips():
 
 
 @pytest.mark.slow
-def test_fsaverage5_left_meets_the_targets(shared_data):
-    """fsaverage5 (uneven triangles) needs the refinement step; the right hemisphere's conformal stage does not
-    converge yet (a sliver triangle needs intrinsic edge flips): see the issue note."""
+def test_fsaverage5_meets_the_targets(shared_data):
+    """fsaverage5: uneven triangles need the refinement step, and the right hemisphere's sliver triangle
+    (2.7 / 174.5 degrees) needs the intrinsic Delaunay flips of the conformal solve."""
     from studylib.data.templates import load_parcellation, load_template
 
     template = load_template("fsaverage5", shared_data)
     dk = load_parcellation("dk", "fsaverage5", shared_data)
-    surface = template.surfaces["left"]
-    flat = flatten(surface.vertices, surface.faces, surface.cortex)
-    assert "refine_residuals" in flat.stats
-    summary = distortion_summary(surface.vertices[flat.vertex_index], flat.faces, flat.uv,
-                                 {"dk": dk.labels["left"][flat.vertex_index]})
-    assert summary["flipped"] == 0
-    assert 0.9 <= summary["area_ratio_p5"] and summary["area_ratio_p95"] <= 1.1
-    assert 0.98 <= summary["dk_ratio_p5"] and summary["dk_ratio_p95"] <= 1.02
+    for hemisphere in ("left", "right"):
+        surface = template.surfaces[hemisphere]
+        flat = flatten(surface.vertices, surface.faces, surface.cortex)
+        assert "refine_residuals" in flat.stats
+        kept = surface.vertices[flat.vertex_index]
+        summary = distortion_summary(kept, flat.faces, flat.uv, {"dk": dk.labels[hemisphere][flat.vertex_index]})
+        assert summary["flipped"] == 0
+        assert 0.9 <= summary["area_ratio_p5"] and summary["area_ratio_p95"] <= 1.1
+        assert 0.98 <= summary["dk_ratio_p5"] and summary["dk_ratio_p95"] <= 1.02
+        conformal = distortion_summary(kept, flat.faces, flat.conformal_uv * [flat.stats["aspect"], 1.0])
+        # measured 0.038-0.039: above the 0.03 of fs_LR 32k, as expected of a mesh 3x coarser
+        assert conformal["flipped"] == 0 and conformal["mu_mean"] < 0.045

@@ -10,6 +10,11 @@ boundary vertices by arc length along the rectangle's sides, interior vertices b
 Laplacian of the flat metric (coordinates are harmonic on a flat mesh); both axes are then scaled to
 [0, 1], which leaves the map conformal up to the rectangle's aspect ratio (reported).
 
+Sliver triangles (fsaverage5 has one of 2.7° / 174.5°) would stall the flow when a triangle inequality
+fails. As in Gillespie, Springborn and Crane (2021), the solve keeps an *intrinsic* triangulation that is
+Delaunay for the current metric, flipping edges with the Ptolemy relation; the layout uses it, and the input
+mesh's triangles are drawn on the resulting vertex positions.
+
 Corners are placed at four equally spaced positions of the boundary's harmonic measure seen from the
 vertex farthest from the boundary, starting at the most anterior boundary vertex (largest y), then
 moved to the sharpest convex boundary vertex nearby: a reflex corner stalls the flow.
@@ -42,6 +47,8 @@ class ConformalMap:
         Corner vertices, mapped to (0, 0), (1, 0), (1, 1), (0, 1) in that order.
     residuals : list of float
         Max angle-sum error (radians) after each Newton iteration.
+    intrinsic_flips : int
+        Edges of the final intrinsic (Delaunay) triangulation that are not edges of the input mesh.
     aspect : float
         Width / height of the conformal rectangle before scaling to the square.
     seconds : float
@@ -53,6 +60,7 @@ class ConformalMap:
     aspect: float
     seconds: float
     scale_factors: np.ndarray = field(repr=False, default=None)
+    intrinsic_flips: int = 0
 
     @property
     def rectangle_uv(self) -> np.ndarray:
@@ -172,40 +180,89 @@ def conformal_square(disk: Disk, corners: np.ndarray | None = None, *, tolerance
     target = np.full(n, 2 * np.pi)
     target[loop] = np.pi
     target[corners] = np.pi / 2
-    base = _edge_lengths(vertices, faces)
-    log_base = np.log(base)
-    opposite = np.stack([faces[:, [1, 2]], faces[:, [2, 0]], faces[:, [0, 1]]], axis=1)  # (m, 3, 2)
+    log_base = np.log(_edge_lengths(vertices, faces))
 
-    def state(u: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-        lengths = np.exp(log_base + 0.5 * (u[opposite[..., 0]] + u[opposite[..., 1]]))
+    def state(u: np.ndarray, faces: np.ndarray, log_base: np.ndarray) -> tuple:
+        faces, log_base, lengths = _delaunay(faces, log_base, u, n)
         angles = _angles(lengths)
-        degenerate = bool(((angles <= 1e-9) | (angles >= np.pi - 1e-9)).any())
-        return angles, _angle_sums(faces, angles, n) - target, degenerate
+        return faces, log_base, angles, _angle_sums(faces, angles, n) - target
 
     u = np.zeros(n)
-    angles, error, _ = state(u)
+    intrinsic, log_base, angles, error = state(u, faces, log_base)
     residuals = [float(np.abs(error).max())]
     keep = np.arange(1, n)  # the solution is defined up to a constant: pin u[0]
     for _ in range(max_iterations):
         if residuals[-1] < tolerance:
             break
-        jacobian = -_cotan_matrix(faces, angles, n)  # d(angle sums)/du (checked against finite differences)
+        jacobian = -_cotan_matrix(intrinsic, angles, n)  # d(angle sums)/du (checked against finite differences)
         step = np.zeros(n)
         step[keep] = spsolve(jacobian[keep][:, keep].tocsc(), -error[keep])
         scale = 1.0
-        while True:  # damped: keep every triangle valid and the error decreasing
-            trial_angles, trial_error, degenerate = state(u + scale * step)
-            if (not degenerate and np.linalg.norm(trial_error) < np.linalg.norm(error)) or scale < 1e-6:
+        while True:  # damped: the error must decrease
+            trial = state(u + scale * step, intrinsic, log_base)
+            if np.linalg.norm(trial[3]) < np.linalg.norm(error) or scale < 1e-6:
                 break
             scale *= 0.5
         u = u + scale * step
-        angles, error = trial_angles, trial_error
+        intrinsic, log_base, angles, error = trial
         residuals.append(float(np.abs(error).max()))
     if residuals[-1] >= tolerance:
         raise RuntimeError(f"conformal map did not converge: max angle error per iteration {residuals}")
-    lengths = np.exp(log_base + 0.5 * (u[opposite[..., 0]] + u[opposite[..., 1]]))
-    uv, aspect = _layout(faces, lengths, _angles(lengths), loop, corners, n)
-    return ConformalMap(uv, corners, residuals, aspect, time.perf_counter() - tick, u)
+    lengths = _scaled_lengths(intrinsic, log_base, u)
+    uv, aspect = _layout(intrinsic, lengths, _angles(lengths), loop, corners, n)
+    flips = int(len(np.setdiff1d(_edge_codes(intrinsic, n), _edge_codes(faces, n))))
+    return ConformalMap(uv, corners, residuals, aspect, time.perf_counter() - tick, u, flips)
+
+
+def _scaled_lengths(faces: np.ndarray, log_base: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Edge lengths (opposite each corner) of the metric scaled by exp(u/2) at both ends."""
+    opposite_sum = u[faces[:, [1, 2, 0]]] + u[faces[:, [2, 0, 1]]]
+    return np.exp(log_base + 0.5 * opposite_sum)
+
+
+def _edge_codes(faces: np.ndarray, n: int) -> np.ndarray:
+    """An integer per (face, corner) naming the undirected edge opposite that corner."""
+    a, b = faces[:, [1, 2, 0]], faces[:, [2, 0, 1]]
+    return np.minimum(a, b) * n + np.maximum(a, b)
+
+
+def _delaunay(faces: np.ndarray, log_base: np.ndarray, u: np.ndarray, n: int,
+              max_passes: int = 1000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flip interior edges until the triangulation is intrinsically Delaunay for the metric scaled by ``u``.
+
+    Flips use the Ptolemy relation (Gillespie, Springborn and Crane 2021), which is invariant under vertex
+    scaling, so the unscaled log lengths ``log_base`` are flipped along with the faces. A flip replaces faces
+    (i, j, k) and (j, i, l) by (k, i, l) and (l, j, k). The boundary is never flipped.
+    """
+    faces, log_base = faces.copy(), log_base.copy()
+    for _ in range(max_passes):
+        lengths = _scaled_lengths(faces, log_base, u)
+        angles = np.clip(_angles(lengths), 1e-12, np.pi - 1e-12)
+        cot = 1.0 / np.tan(angles)
+        codes = _edge_codes(faces, n).ravel()
+        order = np.argsort(codes, kind="stable")
+        pairs = np.flatnonzero(codes[order][1:] == codes[order][:-1])
+        first, second = order[pairs], order[pairs + 1]  # flat (face * 3 + corner) indices of the two sides
+        weight = cot.ravel()[first] + cot.ravel()[second]
+        bad = np.flatnonzero(weight < -1e-12)
+        if len(bad) == 0:
+            return faces, log_base, lengths
+        used = np.zeros(len(faces), dtype=bool)
+        for index in bad[np.argsort(weight[bad])]:  # worst first; faces touched once per pass
+            f1, c1 = divmod(int(first[index]), 3)
+            f2, c2 = divmod(int(second[index]), 3)
+            if used[f1] or used[f2]:
+                continue
+            used[f1] = used[f2] = True
+            k, i, j = faces[f1, c1], faces[f1, (c1 + 1) % 3], faces[f1, (c1 + 2) % 3]
+            l = faces[f2, c2]
+            ij, jk, ki = log_base[f1, c1], log_base[f1, (c1 + 1) % 3], log_base[f1, (c1 + 2) % 3]
+            # in face 2 = (l, j, i) up to rotation: the edge opposite j is (i, l), opposite i is (l, j)
+            il, lj = log_base[f2, (c2 + 1) % 3], log_base[f2, (c2 + 2) % 3]
+            kl = np.logaddexp(ki + lj, jk + il) - ij  # Ptolemy: l_kl l_ij = l_ki l_lj + l_jk l_il
+            faces[f1], log_base[f1] = (k, i, l), (il, kl, ki)
+            faces[f2], log_base[f2] = (l, j, k), (jk, kl, lj)
+    raise RuntimeError("intrinsic Delaunay flips did not terminate")
 
 
 def _layout(faces: np.ndarray, lengths: np.ndarray, angles: np.ndarray, loop: np.ndarray, corners: np.ndarray,

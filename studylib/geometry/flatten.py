@@ -103,6 +103,7 @@ def flatten(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray | None = N
         "vertices": int(len(disk.vertices)), "faces": int(len(disk.faces)), "removed": disk.removed,
         "conformal_residuals": conformal.residuals, "conformal_iterations": len(conformal.residuals) - 1,
         "conformal_seconds": conformal.seconds, "aspect": conformal.aspect,
+        "intrinsic_flips": conformal.intrinsic_flips,
     }
     uv = conformal.uv
     if area_preserving:
