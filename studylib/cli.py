@@ -122,9 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 1
             flat.save(args.out)
             kept = vertices[flat.vertex_index]
-            figures = {**distortion_summary(kept, flat.faces, flat.uv), "seconds": flat.stats["seconds"],
-                       "conformal_iterations": flat.stats["conformal_iterations"], "aspect": flat.stats["aspect"],
-                       "vertices": flat.stats["vertices"], "removed": flat.stats["removed"], "out": args.out}
+            figures = {**distortion_summary(kept, flat.faces, flat.uv), "out": args.out,
+                       **{key: value for key, value in flat.stats.items() if key != "key"}}
             if args.json:
                 print(json.dumps(figures, indent=2, default=float))
             else:

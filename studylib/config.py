@@ -122,9 +122,9 @@ class CohortParams(_Section):
 
 
 class FlattenParams(_Section):
-    mode: Literal["template", "subject"] = Field(
-        default="template", description="One map per template (default) or one per individual surface."
-    )
+    """The template flat maps (one per template and hemisphere, shared by its subjects); individual surfaces are
+    flattened with ``studylib flatten``."""
+
     tolerance: float = Field(default=1e-9, gt=0, lt=1e-2, description="Newton residual at which solves stop.")
     max_iterations: PositiveInt = 100
 

