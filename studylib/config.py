@@ -105,6 +105,8 @@ class CohortParams(_Section):
             raise ValueError(f"phenotypes '{self.phenotypes}' is not an existing file")
         if self.source == "simulated" and self.n_subjects is None:
             raise ValueError("a simulated cohort needs n_subjects")
+        if self.source == "simulated" and self.task == "sex" and self.n_sites != 1:
+            raise ValueError(f"the simulated sex cohort (HCP-like) has one site; n_sites is {self.n_sites}")
         if self.source == "freesurfer" and self.template == "fs_LR_32k" and self.registration_sphere is None:
             raise ValueError("reading FreeSurfer subjects onto fs_LR_32k needs `registration_sphere` (a folder with "
                              "fs_LR-deformed_to-fsaverage.{L,R}.sphere.32k_fs_LR.surf.gii); or use template fsaverage5")

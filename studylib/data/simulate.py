@@ -173,7 +173,7 @@ def _effect_sizes(task: str, metric: str, data_dir: Path | None, n_regions: int,
 def _sites(task: str, n_sites: int, data_dir: Path | None, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Site names, shares, prevalence, share of females and age distribution."""
     if task == "sex":  # one acquisition site, balanced sexes, young adults (HCP: ages 22-37)
-        return {"names": ["site01"] * 1, "share": np.ones(1), "prevalence": np.full(1, 0.5),
+        return {"names": ["site01"], "share": np.ones(1), "prevalence": np.full(1, 0.5),
                 "female": np.full(1, 0.5), "age": np.array([[29.0, 3.7]])}
     real = None
     if data_dir is not None:
@@ -186,7 +186,8 @@ def _sites(task: str, n_sites: int, data_dir: Path | None, rng: np.random.Genera
                                          female=("sex", lambda s: (s == "female").mean()), age=("age", "mean"),
                                          age_sd=("age", "std")).sort_values("n", ascending=False)
         stats = stats.iloc[np.arange(n_sites) % len(stats)]
-        names = [f"{s}" if i < len(real["site"].unique()) else f"{s}_{i}" for i, s in enumerate(stats.index)]
+        # more sites than ABIDE I has: the real ones repeat, named apart
+        names = [s if i < len(stats.index.unique()) else f"{s}_{i}" for i, s in enumerate(stats.index)]
         return {"names": names, "share": stats["n"].to_numpy(float) / stats["n"].sum(),
                 "prevalence": stats["prevalence"].to_numpy(float), "female": stats["female"].to_numpy(float),
                 "age": stats[["age", "age_sd"]].to_numpy(float)}
@@ -224,6 +225,8 @@ def build_model(template: Template, task: str, metrics: list[str], n_sites: int,
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+    if task == "sex" and n_sites != 1:
+        raise ValueError(f"the HCP-like sex cohort is simulated with one site, not {n_sites}")
     rng = np.random.default_rng([seed, TASKS.index(task)])
     if parcels is None:
         try:
