@@ -51,7 +51,7 @@ def simulate_cohort(out: Path, name: str, spec: CohortParams, *, seed: int, data
     model = build_model(template, spec.task, spec.metrics, spec.n_sites, seed=seed, data_dir=data_dir,
                         n_modes=spec.n_modes, effect_regions=spec.effect_regions, cache=cache)
     rng = np.random.default_rng([seed, 1, *name.encode()])
-    covariates = sample_covariates(model, spec.n_subjects or 100, rng)
+    covariates = sample_covariates(model, spec.n_subjects, rng)  # the schema requires n_subjects here
     negative, positive = _LABEL_NAMES[spec.task]
     subjects = pd.DataFrame({
         "subject": [f"{name}-{i + 1:05d}" for i in range(len(covariates))],
