@@ -1,0 +1,1 @@
+"""Training: backbones and their initialisation, the paper's recipe (mix-up, learning-rate schedule), CV splits."""
