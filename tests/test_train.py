@@ -132,3 +132,99 @@ def test_densenet_files_with_old_style_keys_load(tmp_path):
     loaded = build_model("densenet121", f"imagenet:{tmp_path / 'densenet121-a639ec97.pth'}")
     name = "features.denseblock1.denselayer1.norm1.weight"
     assert torch.equal(loaded.state_dict()[name], reference.state_dict()[name])
+
+
+def _toy(n=24, size=32, seed=0):
+    """Images whose label is written in their mean: learnable in a couple of epochs."""
+    rng = np.random.default_rng(seed)
+    labels = np.r_[np.zeros(n // 2, int), np.ones(n - n // 2, int)]
+    images = rng.normal(0, 1, (n, size, size)).astype(np.float32) + 1.5 * labels[:, None, None]
+    return images, labels
+
+
+def _params(**changes):
+    train = load_params(PROJECT / "params" / "smoke.yaml").train
+    return train.model_copy(update=changes)
+
+
+def test_fit_learns_and_records_the_schedule():
+    from studylib.train.engine import fit, predict
+
+    images, labels = _toy()
+    train = _params(epochs=4, mixup_epochs=2, batch_size=8, lr_step_epochs=1)
+    torch.manual_seed(0)
+    net = MetricNet(build_model("resnet18", "scratch"), mean=0.75, sd=1.0)
+    history = fit(net, images, labels, np.arange(len(labels)), train, seed=0)
+    assert [h["mixup"] for h in history] == [True, True, False, False]
+    assert [h["lr"] for h in history] == pytest.approx([0.01, 0.001, 1e-4, 1e-4])
+    probability = predict(net, images, np.arange(len(labels)))
+    assert ((probability > 0.5) == labels).mean() > 0.8
+
+
+def test_interrupted_fit_resumes_to_the_same_weights(tmp_path):
+    from studylib.train.engine import fit
+
+    images, labels = _toy()
+    train = _params(epochs=3, mixup_epochs=2, batch_size=8, lr_step_epochs=1)
+    index = np.arange(len(labels))
+
+    def fresh():
+        torch.manual_seed(5)
+        return MetricNet(build_model("efficientnet_lite0", "scratch"), mean=0.75, sd=1.0)  # has dropout
+
+    whole = fresh()
+    fit(whole, images, labels, index, train, seed=1)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first(epoch):
+        if epoch == 0:
+            raise Killed
+
+    interrupted = fresh()
+    with pytest.raises(Killed):
+        fit(interrupted, images, labels, index, train, seed=1, checkpoint=tmp_path / "c.pt", after_epoch=kill_after_first)
+    resumed = fresh()  # a new process would start from scratch weights, then load the checkpoint
+    history = fit(resumed, images, labels, index, train, seed=1, checkpoint=tmp_path / "c.pt")
+    assert [h["epoch"] for h in history] == [0, 1, 2]
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_cross_validation_never_trains_on_a_test_subject_and_is_idempotent(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from studylib.train import engine, jobs
+    from studylib.train.jobs import CVJob, run_cv
+
+    images, labels = _toy(n=20)
+    subjects = pd.DataFrame({"subject": [f"s{i}" for i in range(20)], "label": labels})
+    folds = stratified_folds(labels, 4, seed=0)
+    seen = []
+    real_fit = engine.fit
+
+    def spy(net, images_, labels_, train_index, *args, **kwargs):
+        seen.append(set(train_index.tolist()))
+        return real_fit(net, images_, labels_, train_index, *args, **kwargs)
+
+    monkeypatch.setattr(jobs, "fit", spy)
+    job = CVJob("scratch", "resnet18", "scratch", "left", "thickness", seed=3)
+    train = _params(epochs=1, mixup_epochs=1, batch_size=8)
+    predictions = run_cv(job, images, subjects, folds, train, tmp_path / "job")
+    assert sorted(predictions["subject"]) == sorted(subjects["subject"])  # every subject exactly once
+    for fold, trained in enumerate(seen):
+        test = set(np.flatnonzero(folds == fold).tolist())
+        assert not trained & test
+    assert set(predictions["arm"]) == {"scratch"} and predictions["probability"].between(0, 1).all()
+    assert not list((tmp_path / "job").rglob("checkpoint.pt"))
+    seen.clear()
+    again = run_cv(job, images, subjects, folds, train, tmp_path / "job")
+    assert seen == [] and again.equals(predictions)  # done jobs are not run again
+
+
+def test_classification_metrics():
+    from studylib.evaluate.metrics import classification_metrics
+
+    result = classification_metrics(np.array([1, 1, 0, 0]), np.array([0.9, 0.4, 0.2, 0.6]))
+    assert result == {"accuracy": 0.5, "sensitivity": 0.5, "specificity": 0.5, "auc": 0.75, "n": 4}

@@ -1,0 +1,1 @@
+"""Evaluation: classification metrics (stacking, confidence intervals and paired tests come later)."""
