@@ -53,6 +53,15 @@ class InputProblem(ValueError):
         self.reason = reason
 
 
+def _inside_cortex(path: Path, values: np.ndarray, cortex: np.ndarray) -> np.ndarray:
+    """``values`` with NaN outside ``cortex``; NaN or inf inside it makes the file unusable."""
+    bad = ~np.isfinite(values[cortex])
+    if bad.any():
+        raise InputProblem(path, f"{int(bad.sum())} NaN/inf values inside the cortex")
+    values[~cortex] = np.nan
+    return values
+
+
 # --------------------------------------------------------------------------- HCP
 
 
@@ -106,11 +115,7 @@ def read_hcp_maps(subject_dir: Path, subject: str, hemisphere: str, metric: str,
         values = _read_gifti(path)
     if len(values) != len(cortex):
         raise InputProblem(path, f"{len(values)} vertices, the fs_LR 32k template has {len(cortex)}")
-    bad = ~np.isfinite(values[cortex])
-    if bad.any():
-        raise InputProblem(path, f"{int(bad.sum())} NaN/inf values inside the cortex")
-    values[~cortex] = np.nan
-    return values
+    return _inside_cortex(path, values, cortex)
 
 
 def _hcp_phenotypes(path: Path) -> pd.DataFrame:
@@ -236,10 +241,7 @@ def _freesurfer_subject(folder: Path, hemisphere: str, metrics: list[str], templ
             raise InputProblem(path, f"unreadable morphometry file ({type(error).__name__}: {error})") from None
         if len(values) != len(sphere):
             raise InputProblem(path, f"{len(values)} values for the {len(sphere)} vertices of {sphere_path.name}")
-        bad = ~np.isfinite(values[cortex])
-        if bad.any():
-            raise InputProblem(path, f"{int(bad.sum())} NaN/inf values inside the cortex")
-        values[~cortex] = np.nan
+        values = _inside_cortex(path, values, cortex)
         resampled = resampler.apply(values)
         resampled[~surface.cortex] = np.nan
         gaps = surface.cortex & ~np.isfinite(resampled)
