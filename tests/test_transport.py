@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from studylib.geometry.mesh import signed_areas as _signed_areas
 from studylib.geometry.transport import (
     _repair_flips,
-    _signed_areas,
     _snap_boundary,
     area_preserving_map,
     power_cells,

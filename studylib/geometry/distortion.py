@@ -14,7 +14,9 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-__all__ = ["distortion_summary", "parcel_area_ratios", "triangle_distortion"]
+from .mesh import signed_areas
+
+__all__ = ["distortion_summary", "parcel_area_ratios", "signed_areas", "triangle_distortion"]
 
 
 def _frames(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -27,12 +29,6 @@ def _frames(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.nda
     return (np.stack([np.einsum("ij,ij->i", e1, x), np.zeros(len(faces))], axis=1),
             np.stack([np.einsum("ij,ij->i", e2, x), np.einsum("ij,ij->i", e2, y)], axis=1))
 
-
-def signed_areas(uv: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Signed area of each 2D triangle (positive: counter-clockwise)."""
-    e1 = uv[faces[:, 1]] - uv[faces[:, 0]]
-    e2 = uv[faces[:, 2]] - uv[faces[:, 0]]
-    return 0.5 * (e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])
 
 
 def triangle_distortion(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray) -> pd.DataFrame:

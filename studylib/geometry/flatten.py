@@ -21,6 +21,7 @@ import numpy as np
 from .conformal import conformal_square
 from .disk import prepare_disk
 from .laplacian import cotangent_laplacian
+from .mesh import signed_areas, triangle_areas
 
 __all__ = ["FlatMap", "flatten", "load_surface", "load_mask", "template_flat_map"]
 
@@ -116,8 +117,8 @@ def flatten(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray | None = N
             raise RuntimeError(f"optimal transport did not converge: relative cell-area error per iteration "
                                f"{[float(r) for r in result.residuals]}")
         uv = result.uv
-        triangle_3d = _triangle_areas(disk.vertices, disk.faces)
-        ratio = _triangle_areas(np.c_[uv, np.zeros(len(uv))], disk.faces) / triangle_3d * triangle_3d.sum()
+        triangle_3d = triangle_areas(disk.vertices, disk.faces)
+        ratio = signed_areas(uv, disk.faces) / triangle_3d * triangle_3d.sum()
         low, high = np.percentile(ratio, [5, 95])
         if refine or (refine is None and not (REFINE_BAND[0] <= low and high <= REFINE_BAND[1])):
             from .refine import refine_triangle_areas
@@ -139,10 +140,6 @@ def _geometry_code_hash() -> str:
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:16]
 
-
-def _triangle_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    return 0.5 * np.linalg.norm(np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]],
-                                         vertices[faces[:, 2]] - vertices[faces[:, 0]]), axis=1)
 
 
 def template_flat_map(template: Any, hemisphere: str, cache: str | Path | None = None, **kwargs: Any) -> FlatMap:

@@ -13,7 +13,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-__all__ = ["MeshTopology", "mesh_topology", "submesh"]
+__all__ = ["MeshTopology", "fill_missing", "mesh_topology", "signed_areas", "submesh", "triangle_areas",
+           "vertex_adjacency"]
 
 
 @dataclass(frozen=True)
@@ -155,3 +156,17 @@ def fill_missing(values: np.ndarray, faces: np.ndarray, missing: np.ndarray, max
         values[reachable] = sums[reachable] / counts[reachable]
         missing &= ~reachable
     raise ValueError(f"{int(missing.sum())} vertices have no path to a vertex with a value")
+
+
+def triangle_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area of each triangle of a 3D mesh."""
+    vertices = np.asarray(vertices, dtype=np.float64)
+    return 0.5 * np.linalg.norm(np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]],
+                                         vertices[faces[:, 2]] - vertices[faces[:, 0]]), axis=1)
+
+
+def signed_areas(uv: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Signed area of each triangle of a 2D map (positive: counter-clockwise)."""
+    e1 = uv[faces[:, 1]] - uv[faces[:, 0]]
+    e2 = uv[faces[:, 2]] - uv[faces[:, 0]]
+    return 0.5 * (e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])

@@ -15,6 +15,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
+from .mesh import signed_areas
+
 __all__ = ["RefineResult", "refine_triangle_areas"]
 
 
@@ -23,11 +25,6 @@ class RefineResult:
     uv: np.ndarray
     residuals: list[float]  # root-mean-square relative area error per iteration
 
-
-def _areas(uv: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    e1 = uv[faces[:, 1]] - uv[faces[:, 0]]
-    e2 = uv[faces[:, 2]] - uv[faces[:, 0]]
-    return 0.5 * (e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])
 
 
 def refine_triangle_areas(uv: np.ndarray, faces: np.ndarray, target: np.ndarray, boundary: np.ndarray,
@@ -68,7 +65,7 @@ def refine_triangle_areas(uv: np.ndarray, faces: np.ndarray, target: np.ndarray,
     rows = np.repeat(np.arange(len(faces)), 3)
     residuals = []
     for _ in range(iterations):
-        areas = _areas(uv, faces)
+        areas = signed_areas(uv, faces)
         error = areas / target - 1.0
         residuals.append(float(np.sqrt(np.mean(error**2))))
         # dA/dx_k = (y_{k+1} - y_{k+2}) / 2, dA/dy_k = (x_{k+2} - x_{k+1}) / 2 (cyclic corners)
@@ -90,12 +87,12 @@ def refine_triangle_areas(uv: np.ndarray, faces: np.ndarray, target: np.ndarray,
         current = float(np.sum(error**2))
         while scale > 1e-4:
             trial = uv + scale * move
-            trial_areas = _areas(trial, faces)
+            trial_areas = signed_areas(trial, faces)
             if (trial_areas > 0).all() and np.sum((trial_areas / target - 1.0) ** 2) < current:
                 uv = trial
                 break
             scale *= 0.5
         else:
             break
-    residuals.append(float(np.sqrt(np.mean((_areas(uv, faces) / target - 1.0) ** 2))))
+    residuals.append(float(np.sqrt(np.mean((signed_areas(uv, faces) / target - 1.0) ** 2))))
     return RefineResult(uv, residuals)

@@ -48,6 +48,8 @@ import scipy.sparse as sp
 from scipy.spatial import ConvexHull
 from scipy.sparse.linalg import splu
 
+from .mesh import signed_areas
+
 __all__ = [
     "AreaPreservingMap",
     "PowerCells",
@@ -458,10 +460,6 @@ def solve_transport(points: np.ndarray, target: np.ndarray, tol: float = 1e-9, m
 # area-preserving map of a mesh
 
 
-def _signed_areas(uv: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    a, b, c = uv[faces[:, 0]], uv[faces[:, 1]], uv[faces[:, 2]]
-    return 0.5 * _cross(b - a, c - a)
-
 
 def _snap_boundary(uv: np.ndarray, reference: np.ndarray, boundary: np.ndarray, corners: np.ndarray) -> np.ndarray:
     """Put corners on the square's corners and the other boundary vertices on their sides, in loop order.
@@ -516,7 +514,7 @@ def _repair_flips(uv: np.ndarray, faces: np.ndarray, interior: np.ndarray, orien
     adjacency.data[:] = 1.0  # duplicates summed: back to 0/1
     degree = np.asarray(adjacency.sum(axis=1)).ravel()
     uv = uv.copy()
-    flipped = orientation * _signed_areas(uv, faces) <= 0
+    flipped = orientation * signed_areas(uv, faces) <= 0
     for round_ in range(max_rounds):
         if not flipped.any():
             break
@@ -529,7 +527,7 @@ def _repair_flips(uv: np.ndarray, faces: np.ndarray, interior: np.ndarray, orien
             break
         for _ in range(10):
             uv[region] = (adjacency @ uv)[region] / degree[region, None]
-        flipped = orientation * _signed_areas(uv, faces) <= 0
+        flipped = orientation * signed_areas(uv, faces) <= 0
     return uv, int(flipped.sum())
 
 
@@ -581,7 +579,7 @@ def area_preserving_map(uv: np.ndarray, faces: np.ndarray, vertex_areas: np.ndar
         raise ValueError("vertex_areas must be positive and finite")
     if uv.min() < -1e-9 or uv.max() > 1 + 1e-9:
         raise ValueError("uv must lie in the unit square")
-    orientation = np.sign(_signed_areas(uv, faces).sum())
+    orientation = np.sign(signed_areas(uv, faces).sum())
     if orientation == 0:
         raise ValueError("the input layout has zero total signed area")
 
@@ -592,7 +590,7 @@ def area_preserving_map(uv: np.ndarray, faces: np.ndarray, vertex_areas: np.ndar
         warnings.warn(f"area-preserving transport stopped at relative area error {result.residuals[-1]:.3g} "
                       f"after {result.iterations} iterations (tolerance {tol:g})", RuntimeWarning, stacklevel=2)
     mapped = _snap_boundary(result.centroids, uv, boundary, corners)
-    before = int((orientation * _signed_areas(mapped, faces) <= 0).sum())
+    before = int((orientation * signed_areas(mapped, faces) <= 0).sum())
     interior = np.ones(n, dtype=bool)
     interior[boundary] = False
     mapped, after = _repair_flips(mapped, faces, interior, orientation, repair_rounds) if before else (mapped, 0)
