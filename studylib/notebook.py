@@ -16,11 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from .config import StudyParams, load_params
 from .layout import ResultsLayout
-from .stages import stage_names
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -40,12 +37,6 @@ class StageContext:
     params: StudyParams
     params_file: Path
     layout: ResultsLayout
-
-    @property
-    def rng(self) -> np.random.Generator:
-        """A generator seeded from ``params.seed`` and the stage name (independent streams per stage)."""
-        stage_index = stage_names().index(self.name) if self.name in stage_names() else 0
-        return np.random.default_rng([self.params.seed, stage_index])
 
     @property
     def tables_dir(self) -> Path:

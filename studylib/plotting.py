@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "atlas_figure",
     "distortion_histograms",
+    "distortion_maps",
     "flat_panel",
     "flattening_figure",
     "image_grid",
@@ -193,4 +194,20 @@ def image_grid(images: Sequence[tuple[str, np.ndarray]], *, columns: int = 4, cm
         axis.set_title(title, fontsize=8)
         figure.colorbar(artist, ax=axis, fraction=0.046, pad=0.02)
     figure.tight_layout()
+    return figure
+
+
+def distortion_maps(flat, conformal: pd.DataFrame, area_preserving: pd.DataFrame) -> Figure:
+    """Where each map distorts: log2 area ratio of the conformal and the area-preserving map, and the
+    area-preserving map's |mu|, each drawn on its own flat coordinates (tables from ``triangle_distortion``)."""
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 3, figsize=(11, 3.6))
+    panels = ((flat.conformal_uv, conformal["log2_area_ratio"], "conformal: log2 area ratio", "RdBu_r", (-4, 4)),
+              (flat.uv, area_preserving["log2_area_ratio"], "area-preserving: log2 area ratio", "RdBu_r", (-0.3, 0.3)),
+              (flat.uv, area_preserving["mu"], "area-preserving: |mu|", "magma", (0, 1)))
+    for axis, (uv, values, title, cmap, (low, high)) in zip(axes, panels):
+        artist = flat_panel(axis, uv, flat.faces, np.nan_to_num(np.asarray(values)), cmap=cmap, vmin=low, vmax=high,
+                            title=title, per_face=True)
+        figure.colorbar(artist, ax=axis, fraction=0.046)
     return figure

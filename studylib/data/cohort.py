@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +134,7 @@ class Cohort:
         if not (self.path / "cohort.json").is_file():
             raise FileNotFoundError(f"not a cohort folder (no cohort.json): {self.path}")
 
-    @property
+    @cached_property
     def meta(self) -> dict[str, Any]:
         return json.loads((self.path / "cohort.json").read_text())
 
@@ -153,7 +154,7 @@ class Cohort:
     def hemispheres(self) -> list[str]:
         return self.meta["hemispheres"]
 
-    @property
+    @cached_property
     def subjects(self) -> pd.DataFrame:
         return pd.read_csv(self.path / "subjects.csv", dtype={"subject": str})
 
