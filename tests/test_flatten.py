@@ -118,7 +118,9 @@ def test_components_are_reduced_to_the_largest_and_non_manifold_edges_fail():
     vertices, faces = grid(6)
     small_v, small_f = grid(3)
     both = np.r_[vertices, small_v + [20, 0, 0]]
-    disk = prepare_disk(both, np.r_[faces, small_f + len(vertices)])
+    with pytest.raises(DiskError, match="several components: the largest has 36 vertices and the others 9"):
+        prepare_disk(both, np.r_[faces, small_f + len(vertices)])  # 9 of 36: too large to be an island
+    disk = prepare_disk(both, np.r_[faces, small_f + len(vertices)], max_dropped_fraction=0.3)
     assert disk.removed["small components"] == 9
     assert disk.removed["ears"] == 2 and len(disk.vertices) == 34  # this grid's two one-triangle corners
     fin = np.r_[vertices, [[1.5, 1.5, 2.0], [1.5, 1.0, 3.0]]]

@@ -1,7 +1,8 @@
 """Disk preparation: cut the medial wall and check that what remains can be mapped to a square.
 
 A hemisphere with its medial wall removed should be a topological disk (one component, one boundary
-loop, manifold, Euler characteristic 1). :func:`prepare_disk` keeps the largest connected piece,
+loop, manifold, Euler characteristic 1). :func:`prepare_disk` keeps the largest connected piece (small
+islands only: a mask that splits the surface into large pieces is an error),
 removes boundary "ears" (vertices in a single triangle: pinned to a straight side they collapse), and
 raises :class:`DiskError` naming what is wrong (holes, handles, non-manifold edges or vertices, several
 components) and where, when the result is not a disk.
@@ -140,7 +141,7 @@ def _hole_locations(vertices: np.ndarray, faces: np.ndarray) -> str:
 
 
 def prepare_disk(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray | None = None,
-                 max_ear_rounds: int = 100) -> Disk:
+                 max_ear_rounds: int = 100, max_dropped_fraction: float = 0.05) -> Disk:
     """Cut a mesh to the vertices in ``keep`` and make it a disk ready for mapping.
 
     Parameters
@@ -151,6 +152,9 @@ def prepare_disk(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray | Non
         Vertices to keep (the cortex mask); all by default.
     max_ear_rounds : int
         Ear removal repeats until no ear is left (removing one can make another).
+    max_dropped_fraction : float
+        Smaller components (islands of the mask) are dropped while together they are at most this fraction of
+        the largest one; beyond it the mask is taken to be wrong and a :class:`DiskError` says so.
 
     Raises
     ------
@@ -167,6 +171,11 @@ def prepare_disk(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray | Non
     used = np.zeros(len(cut_vertices), dtype=bool)
     used[cut_faces.ravel()] = True
     main = _largest_component(cut_faces, len(cut_vertices)) & used
+    dropped = int((used & ~main).sum())
+    if dropped > max_dropped_fraction * main.sum():
+        raise DiskError(f"the mask leaves several components: the largest has {int(main.sum())} vertices and the "
+                        f"others {dropped} together (more than {max_dropped_fraction:.0%} of it); only small islands "
+                        "are dropped automatically")
     removed["small components"] = int((~main).sum())
     cut_vertices, cut_faces, sub_index = submesh(cut_vertices, cut_faces, main)
     index = index[sub_index]
