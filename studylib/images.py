@@ -45,6 +45,20 @@ class ImageStore:
             raise KeyError(f"no {hemisphere} {metric} images in {self.path}")
         return np.load(path, mmap_mode="r")
 
+    def group_difference(self, hemisphere: str, metric: str, chunk: int = CHUNK) -> np.ndarray:
+        """Mean image of label 1 minus mean image of label 0, read in chunks of subjects (H x W, float64)."""
+        images = self.images(hemisphere, metric)
+        labels = self.subjects["label"].to_numpy()
+        sums = {0: np.zeros(images.shape[1:]), 1: np.zeros(images.shape[1:])}
+        for start in range(0, len(labels), chunk):
+            block = np.asarray(images[start: start + chunk], dtype=np.float64)
+            for label in (0, 1):
+                sums[label] += block[labels[start: start + chunk] == label].sum(axis=0)
+        counts = {label: int((labels == label).sum()) for label in (0, 1)}
+        if not all(counts.values()):
+            raise ValueError(f"{self.path}: both labels are needed for a group difference, counts {counts}")
+        return sums[1] / counts[1] - sums[0] / counts[0]
+
     @property
     def subjects(self):
         import pandas as pd

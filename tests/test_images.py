@@ -62,6 +62,10 @@ def test_image_store(cap, tmp_path):
     meta = ImageStore(tmp_path / "store").meta
     assert meta["size"] == 32 and set(meta["stats"]) == {"left_thickness", "right_thickness"}
     assert list(store.subjects["subject"]) == ["a", "b", "c"]
+    # label 1 is subject b (2 x linear), label 0 the mean of a and c (1 and 3 x linear): the difference is 0
+    np.testing.assert_allclose(store.group_difference("left", "thickness", chunk=2), 0, atol=5e-3)
+    expected = np.asarray(images[1], np.float64) - (np.asarray(images[0], np.float64) + images[2]) / 2
+    np.testing.assert_allclose(store.group_difference("left", "thickness", chunk=2), expected, atol=1e-12)
 
 
 def test_image_store_rejects_nan_on_the_map(cap, tmp_path):
