@@ -1,8 +1,23 @@
-"""Training throughput of the engine (memory-mapped images, schedule, checkpoints) against a bare PyTorch loop
-over in-memory tensors, same model, image size and batch size. Target (issue #5): ratio >= 0.9 on CPU."""
+"""Training throughput of the engine against a bare PyTorch loop, allocator settings, and a projection of the
+``paper`` run on one GPU.
+
+1. Engine (memory-mapped images, schedule, checkpoints, channels-last) vs a bare loop over in-memory tensors,
+   same model, image size and batch size, as images/s and ratio (issue #5 target: >= 0.9 on CPU). On a GPU the
+   engine (bfloat16 autocast) is also compared with itself in float32: the AMP speed-up.
+2. glibc allocator settings (``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``): the same loop in child
+   processes with and without the settings the runner gives notebook kernels.
+3. Projection: per-epoch time of each paper backbone at 224 px, batch 64, measured on this machine, times the
+   number of training epochs the ``paper`` parameter set needs (all arms, folds, stage-1 models, site-out).
+
+Usage: ``python benchmarks/bench_train.py [--quick]`` (``--quick``: fewer images, for a first look).
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -11,50 +26,185 @@ import numpy as np
 import torch
 
 from studylib.config import load_params
-from studylib.train.engine import fit
+from studylib.runner import ALLOCATOR_ENV
+from studylib.train.engine import configure_threads, fit, resolve_device
+from studylib.train.experiments import STAGE1_INIT, stage1_metric
 from studylib.train.models import MetricNet, build_model
 
 PROJECT = Path(__file__).resolve().parents[1]
 
 
-def bare_loop(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> float:
+def bare_loop(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+              device: str) -> float:
+    """Images/s of a plain loop: in-memory tensors, no schedule, no mix-up, no checkpoint."""
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    net.train()
+    net.train().to(device, memory_format=torch.channels_last)
+    images, labels = images.to(device), labels.to(device)
+    _sync(device)
     start = time.perf_counter()
-    order = torch.randperm(len(images))
+    order = torch.randperm(len(images), device=device)
     for first in range(0, len(order), batch_size):
         index = order[first: first + batch_size]
-        loss = torch.nn.functional.cross_entropy(net(images[index]), labels[index])
+        x = images[index].contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
+            logits = net(x)
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+    _sync(device)
     return len(images) / (time.perf_counter() - start)
 
 
-def main() -> None:
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _store(folder: Path, n: int, size: int) -> np.ndarray:
+    path = folder / f"images_{size}.npy"
+    if not path.is_file():
+        stored = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, size, size))
+        stored[:] = np.random.default_rng(0).normal(size=(n, size, size))
+        stored.flush()
+    return np.load(path, mmap_mode="r")
+
+
+def engine_rate(backbone: str, init: str, images: np.ndarray, labels: np.ndarray, train, device: str,
+                folder: Path, autocast: bool = True) -> tuple[float, torch.nn.Module]:
+    torch.manual_seed(0)
+    net = MetricNet(build_model(backbone, init), 0.0, 1.0)
+    index = np.arange(len(labels))
+    from studylib.train import engine
+
+    original = engine._autocast
+    if not autocast:
+        engine._autocast = lambda device: torch.autocast("cuda", enabled=False)
+    try:
+        fit(net, images, labels, index[: 4 * train.batch_size], train, seed=0, device=device)  # warm-up
+        _sync(device)
+        start = time.perf_counter()
+        fit(net, images, labels, index, train, seed=0, checkpoint=folder / "c.pt", device=device)
+        _sync(device)
+    finally:
+        engine._autocast = original
+    (folder / "c.pt").unlink(missing_ok=True)
+    return len(labels) / (time.perf_counter() - start), net
+
+
+def compare(quick: bool, device: str, folder: Path) -> None:
     train = load_params(PROJECT / "params" / "default.yaml").train.model_copy(
         update={"epochs": 1, "mixup_epochs": 0, "batch_size": 32})
-    rng = np.random.default_rng(0)
-    n, size = 256, 96
+    n = 96 if quick else 256
+    cases = [("efficientnet_lite0", "imagenet-lite0", 64), ("efficientnet_lite0", "imagenet-lite0", 96),
+             ("resnet18", "scratch", 96)]
+    if device == "cuda":
+        n = 2048
+        train = train.model_copy(update={"batch_size": 64})
+        cases = [("resnet50", "scratch", 224), ("densenet121", "scratch", 224), ("efficientnet_lite0", "scratch", 224)]
+    labels = np.random.default_rng(1).integers(0, 2, n)
+    for backbone, init, size in cases:
+        images = _store(folder, n, size)
+        engine, net = engine_rate(backbone, init, images, labels, train, device, folder)
+        tensor = torch.from_numpy(np.array(images)).unsqueeze(1)  # in memory, writable
+        bare = bare_loop(net, tensor, torch.as_tensor(labels), train.batch_size, device)
+        line = (f"{backbone} {size}x{size}, batch {train.batch_size}, {device}"
+                f"{'' if device == 'cuda' else f' ({torch.get_num_threads()} threads)'}: engine {engine:.0f} "
+                f"images/s, bare loop {bare:.0f} images/s, ratio {engine / bare:.2f} (target >= 0.9)")
+        if device == "cuda":
+            fp32, _ = engine_rate(backbone, init, images, labels, train, device, folder, autocast=False)
+            line += f"; float32 engine {fp32:.0f} images/s, AMP speed-up {engine / fp32:.2f}x"
+        print(line, flush=True)
+
+
+_CHILD = """
+import time, numpy as np, torch
+from studylib.train.models import MetricNet, build_model
+torch.manual_seed(0)
+net = MetricNet(build_model("{backbone}", "scratch"), 0.0, 1.0).to(memory_format=torch.channels_last)
+opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+x, y = torch.randn(32, 1, {size}, {size}), torch.randint(0, 2, (32,))
+for step in range({steps}):
+    if step == 2:
+        start = time.perf_counter()
+    loss = torch.nn.functional.cross_entropy(net(x.contiguous(memory_format=torch.channels_last)), y)
+    opt.zero_grad(); loss.backward(); opt.step()
+print(({steps} - 2) * 32 / (time.perf_counter() - start))
+"""
+
+
+def allocator(quick: bool) -> None:
+    plain = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")}
+    settings = " ".join(f"{key}={value}" for key, value in ALLOCATOR_ENV.items())
+    for backbone, size in (("efficientnet_lite0", 64), ("resnet18", 96), ("resnet50", 224)):
+        steps = 5 if size == 224 or quick else 12
+        code = _CHILD.format(backbone=backbone, size=size, steps=steps)
+        rates = {}
+        for label, env in (("glibc defaults", plain), ("runner settings", {**plain, **ALLOCATOR_ENV})):
+            result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+            rates[label] = float(result.stdout.strip().splitlines()[-1])
+        print(f"allocator, {backbone} {size}x{size} batch 32: glibc defaults {rates['glibc defaults']:.0f} images/s, "
+              f"{settings} {rates['runner settings']:.0f} images/s, ratio "
+              f"{rates['runner settings'] / rates['glibc defaults']:.2f}", flush=True)
+
+
+def paper_epochs() -> dict[str, int]:
+    """Training epochs x subjects per backbone that the ``paper`` parameter set asks for (simulated cohorts
+    at the paper's sizes; site-out with the simulated cohort's sites; the semi-real ABIDE I cohort at 1035)."""
+    params = load_params(PROJECT / "params" / "paper.yaml")
+    sizes = {name: (c.n_subjects or 1035) for name, c in params.cohorts.items()}
+    sites = {name: c.n_sites for name, c in params.cohorts.items()}
+    images = {name: 2 * len(c.metrics) for name, c in params.cohorts.items()}
+    t = params.transfer
+    k = params.train.folds
+    subject_epochs = 0
+    sex = t.sex_cohort
+    subject_epochs += len(t.sex_arms) * images[sex] * (k - 1) * sizes[sex]  # k models on (k-1)/k of the subjects
+    stage1_inits = {STAGE1_INIT[arm] for arm in t.autism_arms + t.site_out_arms if arm in STAGE1_INIT}
+    source = params.cohorts[sex].metrics
+    stage1_images = 2 * len({stage1_metric(metric, source, t.stage1_metrics)
+                             for name in t.autism_cohorts for metric in params.cohorts[name].metrics})
+    subject_epochs += len(stage1_inits) * stage1_images * sizes[sex]  # one model on every subject
+    for name in t.autism_cohorts:
+        subject_epochs += len(t.autism_arms) * images[name] * (k - 1) * sizes[name]
+        if t.site_out_cohorts is None or name in t.site_out_cohorts:
+            per_site = sizes[name] / max(sites[name], 1)
+            n_sites = sites[name] if params.cohorts[name].source == "simulated" else 20
+            subject_epochs += len(t.site_out_arms) * images[name] * n_sites * (sizes[name] - per_site)
+    return {"subject_epochs": int(subject_epochs * params.train.epochs), "epochs": params.train.epochs}
+
+
+def projection(device: str, folder: Path) -> None:
+    params = load_params(PROJECT / "params" / "paper.yaml")
+    work = paper_epochs()
+    total = work["subject_epochs"]
+    train = params.train.model_copy(update={"epochs": 1, "mixup_epochs": 1})
+    n = 512 if device == "cuda" else 64
+    labels = np.random.default_rng(2).integers(0, 2, n)
+    images = _store(folder, n, 224)
+    hours = {}
+    for backbone in params.train.backbones:
+        rate, _ = engine_rate(backbone, "scratch", images, labels, train, device, folder)
+        hours[backbone] = total / rate / 3600
+        print(f"paper run, {backbone}: {total:,} training images (all arms, folds, stage-1 and site-out, "
+              f"{work['epochs']} epochs) at {rate:.0f} images/s measured here ({device}, 224x224, batch "
+              f"{train.batch_size}, mix-up on) -> {hours[backbone]:.1f} h", flush=True)
+    print(f"paper run, training of both backbones on this {device}: {sum(hours.values()):.1f} h "
+          "(prediction and the other notebooks add little)", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    device = resolve_device("auto")
+    threads = configure_threads() if device == "cpu" else torch.get_num_threads()
+    print(f"device {device}, torch {torch.__version__}, {threads} CPU threads", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "images.npy"
-        stored = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, size, size))
-        stored[:] = rng.normal(size=(n, size, size))
-        stored.flush()
-        images = np.load(path, mmap_mode="r")
-        labels = rng.integers(0, 2, n)
-        for backbone, init in (("efficientnet_lite0", "imagenet-lite0"), ("resnet18", "scratch")):
-            torch.manual_seed(0)
-            net = MetricNet(build_model(backbone, init), 0.0, 1.0)
-            fit(net, images, labels, np.arange(n), train, seed=0)  # warm-up
-            start = time.perf_counter()
-            fit(net, images, labels, np.arange(n), train, seed=0, checkpoint=Path(tmp) / "c.pt")
-            engine = n / (time.perf_counter() - start)
-            (Path(tmp) / "c.pt").unlink()
-            tensor = torch.from_numpy(np.array(images)).unsqueeze(1)  # in memory, writable
-            bare = bare_loop(net, tensor, torch.as_tensor(labels), train.batch_size)
-            print(f"{backbone} {size}x{size}, batch {train.batch_size}, {torch.get_num_threads()} threads: engine "
-                  f"{engine:.0f} images/s, bare loop {bare:.0f} images/s, ratio {engine / bare:.2f} (target >= 0.9)")
+        compare(args.quick, device, Path(tmp))
+        if device == "cpu":
+            allocator(args.quick)
+        projection(device, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -157,13 +157,38 @@ class TrainParams(_Section):
     finetune_lr: float = Field(gt=0, description="Fixed lr after mix-up (paper: 1e-4).")
     momentum: float = Field(ge=0, lt=1)
     folds: int = Field(ge=2, description="Cross-validation folds (paper: 10).")
-    num_workers: int = Field(default=0, ge=0)
+    num_workers: int | None = Field(
+        default=None, ge=0,
+        description="Threads that read the next batches ahead of the model; null: 0 on CPU, up to 4 on a GPU.")
 
     @model_validator(mode="after")
     def _mixup_within_epochs(self) -> TrainParams:
         if self.mixup_epochs > self.epochs:
             raise ValueError(f"mixup_epochs ({self.mixup_epochs}) cannot exceed epochs ({self.epochs})")
         return self
+
+
+SexArm = Literal["scratch", "imagenet"]
+AutismArm = Literal["scratch", "imagenet", "hcp-only", "2-stage"]
+
+
+class TransferParams(_Section):
+    """Which cohorts play HCP and ABIDE, and which arms of the transfer-learning experiments run."""
+
+    sex_cohort: str | None = Field(
+        default=None, description="Cohort (task sex) that plays HCP: sex arms and the stage-1 models; null: none.")
+    autism_cohorts: list[str] = Field(default=[], description="Cohorts (task autism) that play ABIDE.")
+    sex_arms: list[SexArm] = Field(default=["scratch", "imagenet"], description="Initialisations for sex.")
+    autism_arms: list[AutismArm] = Field(
+        default=["scratch", "imagenet", "hcp-only", "2-stage"],
+        description="scratch; imagenet (direct transfer); hcp-only (scratch -> HCP sex -> ABIDE); "
+                    "2-stage (ImageNet -> HCP sex -> ABIDE).")
+    site_out_arms: list[AutismArm] = Field(
+        default=[], description="Autism arms also evaluated leave-one-site-out (one model per site and image).")
+    site_out_cohorts: list[str] | None = Field(
+        default=None, description="Autism cohorts evaluated leave-one-site-out; null: all of autism_cohorts.")
+    stage1_metrics: dict[Metric, Metric] = Field(
+        default={}, description="Stage-1 metric for an autism metric, e.g. area: thickness (default: the same metric).")
 
 
 class StackingParams(_Section):
@@ -195,6 +220,7 @@ class StudyParams(_Section):
     flatten: FlattenParams = FlattenParams()
     raster: RasterParams
     train: TrainParams
+    transfer: TransferParams = TransferParams()
     stacking: StackingParams
     occlusion: OcclusionParams
     baselines: BaselinesParams
@@ -221,6 +247,39 @@ class StudyParams(_Section):
                 f"occlusion.patch ({self.occlusion.patch}) is larger than raster.image_size "
                 f"({self.raster.image_size})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _transfer_cohorts(self) -> StudyParams:
+        transfer = self.transfer
+        roles = [(transfer.sex_cohort, "sex", "transfer.sex_cohort")] if transfer.sex_cohort is not None else []
+        roles += [(name, "autism", "transfer.autism_cohorts") for name in transfer.autism_cohorts]
+        for name in transfer.site_out_cohorts or []:
+            if name not in transfer.autism_cohorts:
+                raise ValueError(f"transfer.site_out_cohorts: {name!r} is not one of transfer.autism_cohorts "
+                                 f"({', '.join(transfer.autism_cohorts)})")
+        for name, task, key in roles:
+            if name not in self.cohorts:
+                raise ValueError(f"{key}: no cohort {name!r}; cohorts are {', '.join(self.cohorts)}")
+            if self.cohorts[name].task != task:
+                raise ValueError(f"{key}: cohort {name!r} classifies {self.cohorts[name].task}, not {task}")
+        staged = {"hcp-only", "2-stage"} & set(transfer.autism_arms + transfer.site_out_arms)
+        if staged and transfer.autism_cohorts and transfer.sex_cohort is None:
+            raise ValueError(f"transfer: the {' and '.join(sorted(staged))} arms start from models of a sex cohort; "
+                             "set transfer.sex_cohort or drop those arms")
+        if staged and transfer.sex_cohort is not None:
+            source = self.cohorts[transfer.sex_cohort].metrics
+            for name in transfer.autism_cohorts:
+                for metric in self.cohorts[name].metrics:
+                    chosen = transfer.stage1_metrics.get(metric, metric)
+                    if chosen != metric and chosen not in source:
+                        raise ValueError(f"transfer.stage1_metrics.{metric}: {chosen!r} is not a metric of the sex "
+                                         f"cohort {transfer.sex_cohort!r} ({', '.join(source)})")
+                    if chosen not in source:
+                        raise ValueError(
+                            f"transfer.stage1_metrics: cohort {name!r} has metric {metric!r}, which the sex cohort "
+                            f"{transfer.sex_cohort!r} lacks; map it to one of {', '.join(source)} (e.g. "
+                            f"{metric}: {source[0]}) or drop the hcp-only and 2-stage arms")
         return self
 
     def section(self, key: str) -> Any:

@@ -23,7 +23,7 @@ from .data.cohort import Cohort
 from .geometry.flatten import FlatMap
 from .raster import Rasterizer
 
-__all__ = ["ImageStore", "build_image_store"]
+__all__ = ["ImageStore", "build_image_store", "open_stores"]
 
 CHUNK = 64
 
@@ -58,6 +58,20 @@ class ImageStore:
         if not all(counts.values()):
             raise ValueError(f"{self.path}: both labels are needed for a group difference, counts {counts}")
         return sums[1] / counts[1] - sums[0] / counts[0]
+
+    def identity(self, hemisphere: str, metric: str) -> str:
+        """Digest of what describes one image set: size, method, dtype, its pixel statistics, and the subjects
+        table (the images' rows). Rebuilding other image sets or flat-map timings do not change it."""
+        import hashlib
+
+        meta = self.meta
+        key = f"{hemisphere}_{metric}"
+        if key not in meta["stats"]:
+            raise KeyError(f"no {hemisphere} {metric} images in {self.path}")
+        described = {name: meta.get(name) for name in ("size", "method", "dtype")} | {"stats": meta["stats"][key]}
+        sha = hashlib.sha256(json.dumps(described, sort_keys=True).encode())
+        sha.update((Path(self.path) / "subjects.csv").read_bytes())
+        return sha.hexdigest()
 
     @property
     def subjects(self):
@@ -116,3 +130,11 @@ def build_image_store(cohort: Cohort, flatmaps: dict[str, FlatMap], size: int, o
             "flatmaps": {h: f.stats.get("seconds") for h, f in flatmaps.items()}}
     (out / "store.json").write_text(json.dumps(meta, indent=2) + "\n")
     return ImageStore(out)
+
+
+def open_stores(root: str | Path, names: list[str]) -> tuple[dict[str, ImageStore], list[str]]:
+    """The image stores of ``names`` under ``root`` (``<root>/<name>/store.json``), and the names without one
+    (optional cohorts skipped upstream)."""
+    root = Path(root)
+    found = {name: ImageStore(root / name) for name in names if (root / name / "store.json").is_file()}
+    return found, [name for name in names if name not in found]

@@ -93,6 +93,12 @@ def start_stage(name: str, params_file: str | Path, results_dir: str | Path) -> 
     results_dir : str or Path
         ``results/<params name>``; injected by the runner.
     """
+    import warnings
+
+    from tqdm import TqdmWarning
+
+    # libraries that import tqdm.auto warn in kernels without ipywidgets; progress is printed as text instead
+    warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
     params_file = Path(params_file).resolve()
     context = StageContext(name, load_params(params_file), params_file, ResultsLayout(Path(results_dir).resolve()))
     for folder in (context.tables_dir, context.figures_dir, context.artifacts_dir):

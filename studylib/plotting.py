@@ -211,3 +211,76 @@ def distortion_maps(flat, conformal: pd.DataFrame, area_preserving: pd.DataFrame
                             title=title, per_face=True)
         figure.colorbar(artist, ax=axis, fraction=0.046)
     return figure
+
+
+def filter_variation_figure(variation: pd.DataFrame) -> Figure:
+    """Mean (band: SD over models) relative filter change per convolution layer, one line per arm and one
+    panel per (cohort, backbone)."""
+    import matplotlib.pyplot as plt
+
+    panels = sorted(variation.groupby(["cohort", "backbone"]).groups)
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.4), squeeze=False)
+    for axis, (cohort, backbone) in zip(axes[0], panels):
+        subset = variation[(variation["cohort"] == cohort) & (variation["backbone"] == backbone)]
+        for arm, group in subset.groupby("arm", sort=True):
+            curve = group.groupby("depth")["variation"].agg(["mean", "std"]).fillna(0.0)
+            axis.plot(curve.index, curve["mean"], label=arm)
+            axis.fill_between(curve.index, curve["mean"] - curve["std"], curve["mean"] + curve["std"], alpha=0.2)
+        axis.set(title=f"{cohort}, {backbone}", xlabel="convolution layer (input -> output)",
+                 ylabel="relative filter change")
+        axis.legend(frameon=False)
+    figure.tight_layout()
+    return figure
+
+
+def learning_curve_figure(curves: pd.DataFrame, title: str) -> Figure:
+    """Training loss per epoch (mean over folds), one panel per image set, one line per arm; mix-up epochs
+    shaded (their soft targets make the loss higher by construction)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    images = sorted(curves.groupby(["hemisphere", "metric"]).groups)
+    if not images:
+        raise ValueError("no learning curves to plot")
+    columns = min(4, len(images))
+    rows = int(np.ceil(len(images) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.5 * rows + 0.6), squeeze=False,
+                                sharey=True)
+    mixup = sorted(curves.loc[curves["mixup"].astype(bool), "epoch"].unique())
+    for axis, (hemisphere, metric) in zip(axes.flat, images):
+        if mixup:
+            axis.axvspan(min(mixup) - 0.5, max(mixup) + 0.5, color="0.92", zorder=0)
+        subset = curves[(curves["hemisphere"] == hemisphere) & (curves["metric"] == metric)]
+        for (arm, backbone), group in subset.groupby(["arm", "backbone"], sort=True):
+            axis.plot(group["epoch"], group["loss"], marker="o", markersize=3, label=f"{arm} ({backbone})")
+        axis.set(title=f"{hemisphere} {metric}", xlabel="epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for axis in axes.flat[len(images):]:
+        axis.set_visible(False)
+    for axis in axes[:, 0]:
+        axis.set_ylabel("training loss")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncols=min(len(labels), 4), frameon=False, fontsize=8)
+    figure.suptitle(f"{title} (shaded: mix-up epochs)" if mixup else title)
+    figure.tight_layout(rect=(0, 0.08 if rows == 1 else 0.05, 1, 1))
+    return figure
+
+
+def arm_comparison_figure(scores: pd.DataFrame, title: str) -> Figure:
+    """Accuracy per image set (hemisphere and metric), bars per arm (the content of the paper's Figure 3)."""
+    import matplotlib.pyplot as plt
+
+    scores = scores.assign(image=scores["hemisphere"].str[0].str.upper() + " " + scores["metric"])
+    images = sorted(scores["image"].unique())
+    arms = list(dict.fromkeys(scores["arm"]))
+    width = 0.8 / len(arms)
+    figure, axis = plt.subplots(figsize=(max(5.0, 1.1 * len(images) * max(len(arms), 2) / 2), 3.4))
+    for position, arm in enumerate(arms):
+        values = scores[scores["arm"] == arm].set_index("image")["accuracy"].reindex(images) * 100
+        axis.bar(np.arange(len(images)) + (position - (len(arms) - 1) / 2) * width, values, width, label=arm)
+    axis.axhline(50, color="0.5", linewidth=0.8, linestyle=":")
+    axis.set_xticks(np.arange(len(images)), images, rotation=30, ha="right")
+    axis.set(ylabel="accuracy (%)", title=title, ylim=(0, 100))
+    axis.legend(frameon=False, ncols=len(arms), fontsize=8, loc="upper left")
+    figure.tight_layout()
+    return figure

@@ -35,7 +35,8 @@ def test_smoke_extends_default_and_overrides_nested_keys():
     assert smoke.train.epochs < default.train.epochs
     # Keys smoke does not set come from default, nested ones included.
     assert smoke.train.momentum == default.train.momentum
-    assert smoke.cohorts["hcp"].metrics == default.cohorts["hcp"].metrics
+    assert smoke.cohorts["hcp"].template == default.cohorts["hcp"].template
+    assert smoke.transfer.autism_arms == default.transfer.autism_arms
     assert smoke.cohorts["hcp"].n_subjects != default.cohorts["hcp"].n_subjects
     assert set(smoke.cohorts) == set(default.cohorts) == {"hcp", "abide", "abide1"}
 

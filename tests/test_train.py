@@ -192,35 +192,28 @@ def test_interrupted_fit_resumes_to_the_same_weights(tmp_path):
         assert torch.equal(a, b), name
 
 
-def test_cross_validation_never_trains_on_a_test_subject_and_is_idempotent(tmp_path, monkeypatch):
+def test_a_job_normalises_with_its_training_subjects_only(tmp_path, monkeypatch):
     import pandas as pd
 
-    from studylib.train import engine, jobs
-    from studylib.train.jobs import CVJob, run_cv
+    from studylib.train import jobs
+    from studylib.train.jobs import Job, run_job
 
     images, labels = _toy(n=20)
     subjects = pd.DataFrame({"subject": [f"s{i}" for i in range(20)], "label": labels})
-    folds = stratified_folds(labels, 4, seed=0)
+    folds = np.arange(20) % 2
+    images[folds == 1] += 100.0  # the test subjects' pixels would move the mean far
     seen = []
-    real_fit = engine.fit
-
-    def spy(net, images_, labels_, train_index, *args, **kwargs):
-        seen.append(set(train_index.tolist()))
-        return real_fit(net, images_, labels_, train_index, *args, **kwargs)
-
-    monkeypatch.setattr(jobs, "fit", spy)
-    job = CVJob("scratch", "resnet18", "scratch", "left", "thickness", seed=3)
+    real = jobs.normalisation
+    monkeypatch.setattr(jobs, "normalisation", lambda imgs, index: seen.append(index) or real(imgs, index))
+    job = Job("toy", "scratch", "kfold", "resnet18", "scratch", "left", "thickness", fold=1, seed=3)
     train = _params(epochs=1, mixup_epochs=1, batch_size=8)
-    predictions = run_cv(job, images, subjects, folds, train, tmp_path / "job")
-    assert sorted(predictions["subject"]) == sorted(subjects["subject"])  # every subject exactly once
-    for fold, trained in enumerate(seen):
-        test = set(np.flatnonzero(folds == fold).tolist())
-        assert not trained & test
-    assert set(predictions["arm"]) == {"scratch"} and predictions["probability"].between(0, 1).all()
-    assert not list((tmp_path / "job").rglob("checkpoint.pt"))
-    seen.clear()
-    again = run_cv(job, images, subjects, folds, train, tmp_path / "job")
-    assert seen == [] and again.equals(predictions)  # done jobs are not run again
+    assert run_job(job, images, subjects, folds, train, tmp_path / "job", store_identity="toy")
+    np.testing.assert_array_equal(seen[0], np.flatnonzero(folds == 0))
+    state = torch.load(tmp_path / "job" / "model.pt", weights_only=True)
+    assert float(state["mean"]) == pytest.approx(float(images[folds == 0].mean()), rel=1e-6)
+    predictions = pd.read_csv(tmp_path / "job" / "predictions.csv")
+    assert sorted(predictions["subject"]) == sorted(subjects["subject"][folds == 1])
+    assert not (tmp_path / "job" / "checkpoint.pt").exists()
 
 
 def test_classification_metrics():
@@ -228,3 +221,46 @@ def test_classification_metrics():
 
     result = classification_metrics(np.array([1, 1, 0, 0]), np.array([0.9, 0.4, 0.2, 0.6]))
     assert result == {"accuracy": 0.5, "sensitivity": 0.5, "specificity": 0.5, "auc": 0.75, "n": 4}
+
+
+def test_batches_read_ahead_by_threads_train_the_same_weights():
+    from studylib.train.engine import fit
+
+    images, labels = _toy(n=24)
+    index = np.arange(len(labels))
+    states = []
+    for workers in (0, 2):
+        train = _params(epochs=2, mixup_epochs=1, batch_size=8, num_workers=workers)
+        torch.manual_seed(0)
+        net = MetricNet(build_model("resnet18", "scratch"), mean=0.75, sd=1.0)
+        fit(net, images, labels, index, train, seed=4)
+        states.append(net.state_dict())
+    for key, value in states[0].items():
+        assert torch.equal(value, states[1][key]), key
+
+
+def test_device_choice():
+    from studylib.train.engine import resolve_device, worker_count
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="finds no CUDA GPU"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match="auto, cpu or cuda"):
+        resolve_device("tpu")
+    assert worker_count(None, "cpu") == 0 and worker_count(3, "cpu") == 3 and 1 <= worker_count(None, "cuda") <= 4
+
+
+def test_filter_variation_is_the_relative_change_of_each_convolution():
+    from studylib.evaluate.filters import filter_variation
+
+    start = {"conv1.weight": torch.ones(4, 1, 3, 3), "bn.weight": torch.ones(4), "conv2.weight": torch.ones(2, 4, 1, 1)}
+    tuned = {"conv1.weight": torch.ones(4, 1, 3, 3) * 1.5, "bn.weight": torch.zeros(4),
+             "conv2.weight": torch.ones(2, 4, 1, 1)}
+    table = filter_variation(start, tuned)
+    assert table["layer"].tolist() == ["conv1.weight", "conv2.weight"]  # convolutions only, in order
+    assert table["variation"].tolist() == pytest.approx([0.5, 0.0])
+    assert table["relative_depth"].tolist() == [0.0, 1.0]
+    with pytest.raises(KeyError, match="conv2.weight"):
+        filter_variation(start, {"conv1.weight": tuned["conv1.weight"]})

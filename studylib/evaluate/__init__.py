@@ -1,1 +1,2 @@
-"""Evaluation: classification metrics (stacking, confidence intervals and paired tests come later)."""
+"""Evaluation: classification metrics (``metrics``) and filter variation (``filters``); stacking, confidence
+intervals and paired tests come later."""

@@ -1,49 +1,131 @@
-"""Cross-validated training jobs with out-of-fold predictions, idempotent and resumable.
+"""One model = one job: idempotent, resumable, and safe to hand to another process or machine.
 
-One job = one model: (arm, backbone, init, cohort images of one hemisphere and metric, fold, seed). Its
-folder holds ``checkpoint.pt`` while it trains (a re-run resumes it), then ``model.pt``, ``history.csv`` and
-``predictions.csv`` (the test subjects' probabilities). A job whose ``predictions.csv`` exists is done and is
-not run again. Images are normalised with the mean and SD of the training subjects only.
+A job trains one model on one image set (cohort, hemisphere, metric) with one initialisation, on the
+training subjects of one fold (or on every subject, for the stage-1 models of the 2-stage transfer), and
+predicts the fold's test subjects. Its folder holds::
+
+    job.json          the job's fields and key (a digest of everything that decides its result)
+    checkpoint.pt     while it trains: the last finished epoch (a re-run resumes from it)
+    model.pt          the trained MetricNet's state
+    history.csv       loss, learning rate and mix-up per epoch
+    predictions.csv   the test subjects' probabilities of label 1 (absent for stage-1 jobs)
+    done.json         written last; a job whose done.json matches its key is not run again
+
+The key covers the job's fields, the training recipe, the training code and library versions, the job's
+images (their store metadata and the subjects), the fold assignment and, for ``checkpoint:`` and
+``imagenet:<file>`` initialisations, the starting weights' bytes. A folder whose key differs (parameters,
+code or inputs changed) is cleared and the job runs again; other jobs are untouched (adding a backbone
+trains only its models). Images are normalised with the
+mean and SD of the job's training subjects only.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from dataclasses import dataclass
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .cv import split
 from .engine import fit, predict
 from .models import MetricNet, build_model
 
-__all__ = ["CVJob", "run_cv"]
+__all__ = ["Job", "is_done", "job_key", "normalisation", "run_job"]
+
+#: Training settings that are not part of a job's key: speed only, or covered by the job's fields and folds.
+_NOT_IN_KEY = ("num_workers", "backbones", "folds")
+#: Modules whose code decides what a job learns.
+_TRAINING_CODE = ("engine.py", "jobs.py", "models.py", "recipe.py")
+
+
+def _training_code() -> str:
+    import timm
+    import torchvision
+
+    sha = hashlib.sha256(f"torch {torch.__version__} torchvision {torchvision.__version__} timm "
+                         f"{timm.__version__}".encode())
+    for name in _TRAINING_CODE:
+        sha.update((Path(__file__).parent / name).read_bytes())
+    return sha.hexdigest()
 
 
 @dataclass(frozen=True)
-class CVJob:
-    """What one cross-validated experiment trains (one model per fold)."""
+class Job:
+    """One model to train (see the module docstring).
 
+    Attributes
+    ----------
+    cohort : str
+    arm : str
+        ``scratch``, ``imagenet``, ``hcp-only``, ``2-stage``, or ``stage1-scratch`` / ``stage1-imagenet``.
+    scheme : str
+        ``kfold``, ``site-out`` or ``all`` (train on every subject, predict none).
+    backbone : str
+    init : str
+        As :func:`~studylib.train.models.build_model` takes it.
+    hemisphere, metric : str
+    fold : int
+        The held-out fold; -1 for ``scheme == "all"``.
+    seed : int
+    """
+
+    cohort: str
     arm: str
+    scheme: str
     backbone: str
     init: str
     hemisphere: str
     metric: str
+    fold: int
     seed: int
 
+    @property
+    def name(self) -> str:
+        """Folder of the job, relative to the experiment's root."""
+        last = "all" if self.fold < 0 else f"fold{self.fold:02d}"
+        return f"{self.cohort}/{self.scheme}/{self.arm}/{self.backbone}/{self.hemisphere}_{self.metric}/{last}"
 
-def _write_csv(table: pd.DataFrame, path: Path) -> None:
-    partial = path.with_suffix(".partial.csv")
-    table.to_csv(partial, index=False)
-    os.replace(partial, path)
+    @property
+    def image_set(self) -> str:
+        return f"{self.hemisphere}_{self.metric}"
 
 
-def _moments(images: np.ndarray, index: np.ndarray, chunk: int = 256) -> tuple[float, float]:
-    """Mean and SD over all pixels of ``images[index]``, read in chunks."""
-    index = np.sort(index)
+def _digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def job_key(job: Job, train: object, store_identity: str, folds: np.ndarray) -> str:
+    """Digest of everything that decides the job's result (see the module docstring)."""
+    fields = asdict(job)
+    if ":" in job.init:  # a file: its bytes count, not where it lies
+        kind, path = job.init.split(":", 1)
+        fields["init"] = f"{kind}:{_digest(Path(path)) if Path(path).is_file() else 'missing'}"
+    settings = {key: value for key, value in train.model_dump(mode="json").items() if key not in _NOT_IN_KEY}
+    payload = json.dumps({"job": fields, "train": settings, "images": store_identity, "code": _training_code(),
+                          "folds": hashlib.sha256(np.ascontiguousarray(folds, dtype=np.int64)).hexdigest()},
+                         sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def is_done(folder: str | Path, key: str) -> bool:
+    """Whether the job folder holds a finished job with this key."""
+    done = Path(folder) / "done.json"
+    return done.is_file() and json.loads(done.read_text()).get("key") == key
+
+
+def normalisation(images: np.ndarray, index: np.ndarray, chunk: int = 256) -> tuple[float, float]:
+    """Mean and SD over all pixels of ``images[index]``, read in chunks (SD 0 becomes 1)."""
+    index = np.sort(np.asarray(index))
     total = total_sq = 0.0
     count = 0
     for start in range(0, len(index), chunk):
@@ -51,52 +133,77 @@ def _moments(images: np.ndarray, index: np.ndarray, chunk: int = 256) -> tuple[f
         total += float(block.sum())
         total_sq += float(np.square(block).sum())
         count += block.size
+    if count == 0:
+        raise ValueError("no training subjects to normalise with")
     mean = total / count
     return mean, float(np.sqrt(max(total_sq / count - mean**2, 0.0))) or 1.0
 
 
-def run_cv(job: CVJob, images: np.ndarray, subjects: pd.DataFrame, folds: np.ndarray, train: object,
-           out: str | Path, *, device: str = "cpu") -> pd.DataFrame:
-    """Train one model per fold and return the out-of-fold predictions of every subject.
+def _write(path: Path, write: Callable[[Path], None]) -> None:
+    partial = path.with_name(path.name + ".partial")
+    write(partial)
+    os.replace(partial, path)
+
+
+def run_job(job: Job, images: np.ndarray, subjects: pd.DataFrame, folds: np.ndarray, train: object,
+            folder: str | Path, *, store_identity: str, device: str = "cpu",
+            after_epoch: Callable[[int], None] | None = None) -> bool:
+    """Train (or resume, or skip) one job; return whether it trained.
 
     Parameters
     ----------
-    job : CVJob
+    job : Job
     images : ndarray, shape (subjects, H, W)
+        The cohort's images for ``job.hemisphere`` and ``job.metric`` (memory-mapped).
     subjects : DataFrame
-        The image store's subjects (``subject``, ``label``), in row order.
-    folds : ndarray
-        Fold number per subject (:mod:`studylib.train.cv`).
+        ``subject`` and ``label`` in the images' row order.
+    folds : ndarray of int, shape (subjects,)
+        Fold per subject; the job trains on ``folds != job.fold`` and predicts ``folds == job.fold``
+        (every subject trains when ``job.fold`` is -1).
     train : TrainParams
-    out : path
-        The job's folder; one sub-folder per fold.
-
-    Returns
-    -------
-    DataFrame
-        ``subject``, ``label``, ``fold``, ``probability`` and the job's fields, one row per subject.
+    folder : path
+        The job's folder.
+    store_identity : str
+        Identifies the image data (:meth:`studylib.images.ImageStore.identity`).
+    device : str
+    after_epoch : callable, optional
+        Called with each finished epoch (progress bars).
     """
-    out = Path(out)
+    folder = Path(folder)
+    folds = np.asarray(folds)
+    if len(folds) != len(subjects) or len(images) != len(subjects):
+        raise ValueError(f"job {job.name}: {len(images)} images, {len(subjects)} subjects and {len(folds)} fold "
+                         "numbers must agree")
+    key = job_key(job, train, store_identity, folds)
+    record = {**asdict(job), "key": key}
+    done = folder / "done.json"
+    if is_done(folder, key):
+        return False
+    started = folder / "job.json"
+    if folder.exists() and not (started.is_file() and json.loads(started.read_text()).get("key") == key):
+        shutil.rmtree(folder)  # made by other parameters or inputs: start afresh
+    folder.mkdir(parents=True, exist_ok=True)
+    _write(started, lambda path: path.write_text(json.dumps(record, indent=2) + "\n"))
+
     labels = subjects["label"].to_numpy()
-    parts = []
-    for fold, train_index, test_index in split(folds):
-        folder = out / f"fold{fold:02d}"
-        done = folder / "predictions.csv"
-        if not done.is_file():
-            folder.mkdir(parents=True, exist_ok=True)
-            mean, sd = _moments(images, train_index)  # training subjects only
-            torch.manual_seed(job.seed + fold)
-            net = MetricNet(build_model(job.backbone, job.init), mean=mean, sd=sd)
-            history = fit(net, images, labels, train_index, train, seed=job.seed + fold,
-                          checkpoint=folder / "checkpoint.pt", device=device)
-            torch.save(net.state_dict(), folder / "model.pt")
-            _write_csv(pd.DataFrame(history), folder / "history.csv")
-            probability = predict(net, images, test_index, device=device)
-            _write_csv(pd.DataFrame({"subject": subjects["subject"].to_numpy()[test_index],
-                                     "label": labels[test_index], "fold": fold, "probability": probability}), done)
-            (folder / "checkpoint.pt").unlink(missing_ok=True)
-        parts.append(pd.read_csv(done, dtype={"subject": str}))
-    predictions = pd.concat(parts, ignore_index=True)
-    for field, value in vars(job).items():
-        predictions[field] = value
-    return predictions
+    train_index = np.flatnonzero(folds != job.fold) if job.fold >= 0 else np.arange(len(folds))
+    test_index = np.flatnonzero(folds == job.fold) if job.fold >= 0 else np.empty(0, dtype=np.int64)
+    if len(np.unique(labels[train_index])) < 2:
+        raise ValueError(f"job {job.name}: the training subjects of fold {job.fold} have a single label")
+    mean, sd = normalisation(images, train_index)
+    torch.manual_seed(job.seed)
+    net = MetricNet(build_model(job.backbone, job.init), mean=mean, sd=sd)
+    history = fit(net, images, labels, train_index, train, seed=job.seed, checkpoint=folder / "checkpoint.pt",
+                  device=device, after_epoch=after_epoch)
+    _write(folder / "model.pt", lambda path: torch.save(net.state_dict(), path))
+    _write(folder / "history.csv", lambda path: pd.DataFrame(history).to_csv(path, index=False))
+    if len(test_index):
+        probability = predict(net, images, test_index, device=device)
+        table = pd.DataFrame({"subject": subjects["subject"].to_numpy()[test_index], "label": labels[test_index],
+                              "fold": job.fold, "probability": probability})
+        _write(folder / "predictions.csv", lambda path: table.to_csv(path, index=False))
+    _write(done, lambda path: path.write_text(json.dumps({**record, "train_subjects": len(train_index),
+                                                          "test_subjects": len(test_index), "device": device,
+                                                          "threads": torch.get_num_threads()}, indent=2) + "\n"))
+    (folder / "checkpoint.pt").unlink(missing_ok=True)
+    return True

@@ -1,0 +1,271 @@
+"""The paper's transfer-learning experiments as lists of jobs, and their results as tables.
+
+Sex (the cohort playing HCP): ``scratch`` vs ``imagenet`` (direct transfer). Autism (cohorts playing ABIDE):
+``scratch``, ``imagenet``, ``hcp-only`` (scratch -> HCP sex -> ABIDE) and ``2-stage`` (ImageNet -> HCP sex ->
+ABIDE). The stage-1 models of the last two are trained on every subject of the HCP-like cohort (disjoint
+from the autism cohorts), one per (backbone, hemisphere, metric); an autism metric the HCP-like cohort lacks
+(area and volume of the semi-real ABIDE I cohort) starts from the stage-1 model of the metric that
+``transfer.stage1_metrics`` names. Every (arm, backbone, hemisphere, metric) gets one model per fold of the
+cohort's stratified k-fold split (one split per cohort, shared by all its arms and images, so predictions
+can be stacked per subject), and, for ``transfer.site_out_arms``, one per site left out.
+
+``imagenet`` means torchvision's ImageNet weights for ResNet/DenseNet and the packaged ImageNet weights of
+EfficientNet-Lite0 (``imagenet-lite0``), so that CPU parameter sets transfer real ImageNet features offline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..evaluate.metrics import classification_metrics
+from ..images import ImageStore
+from .cv import site_folds, stratified_folds
+from .engine import configure_threads, resolve_device
+from .jobs import Job, is_done, job_key, run_job
+
+__all__ = [
+    "STAGE1_INIT",
+    "Experiment",
+    "average_over_images",
+    "cohort_folds",
+    "imagenet_init",
+    "learning_curves",
+    "plan_autism",
+    "plan_sex",
+    "stage1_metric",
+    "summarise",
+]
+
+#: The initialisation of the stage-1 (HCP sex) model behind each stage-2 arm.
+STAGE1_INIT = {"hcp-only": "scratch", "2-stage": "imagenet"}
+
+
+def imagenet_init(backbone: str) -> str:
+    """The ``init`` that loads ImageNet weights for ``backbone`` offline-first."""
+    return "imagenet-lite0" if backbone == "efficientnet_lite0" else "imagenet"
+
+
+def _direct_init(arm: str, backbone: str) -> str:
+    return {"scratch": "scratch", "imagenet": imagenet_init(backbone)}[arm]
+
+
+def stage1_metric(metric: str, source_metrics: list[str], mapping: dict[str, str]) -> str:
+    """The HCP-like cohort's metric whose stage-1 model starts an autism model of ``metric``: the mapping's
+    choice, else the metric of the same name."""
+    chosen = mapping.get(metric, metric)
+    if chosen not in source_metrics:
+        raise ValueError(f"no stage-1 metric for {metric!r}: the sex cohort has {source_metrics}; set "
+                         f"transfer.stage1_metrics.{metric}")
+    return chosen
+
+
+def cohort_folds(store: ImageStore, scheme: str, n_folds: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """Fold per subject (``kfold``: stratified and shuffled; ``site-out``: one fold per site) and fold names."""
+    subjects = store.subjects
+    if scheme == "kfold":
+        return stratified_folds(subjects["label"].to_numpy(), n_folds, seed), [str(k) for k in range(n_folds)]
+    if scheme == "site-out":
+        if "site" not in subjects or subjects["site"].isna().any():
+            raise ValueError(f"{store.path}: leave-one-site-out needs a site for every subject")
+        return site_folds(subjects["site"].astype(str).to_numpy())
+    raise ValueError(f"unknown scheme {scheme!r}")
+
+
+class Experiment:
+    """Jobs under one root folder, run in order with one progress bar, and their predictions.
+
+    Parameters
+    ----------
+    root : path
+        Jobs live in ``root/<job.name>``.
+    stores : dict
+        ``{cohort: ImageStore}``.
+    train : TrainParams
+    seed : int
+    device : str
+        ``auto``, ``cpu`` or ``cuda``.
+    """
+
+    def __init__(self, root: str | Path, stores: dict[str, ImageStore], train: object, seed: int,
+                 device: str = "auto"):
+        self.root = Path(root)
+        self.stores = stores
+        self.train = train
+        self.seed = seed
+        self.device = resolve_device(device)
+        self.threads = configure_threads() if self.device == "cpu" else None
+        self.epochs_trained = 0
+        self.jobs: list[Job] = []
+        self._planned: set[Job] = set()
+        self._folds: dict[tuple[str, str], tuple[np.ndarray, list[str]]] = {}
+
+    def folds(self, cohort: str, scheme: str) -> np.ndarray:
+        """Fold per subject of ``cohort`` under ``scheme`` (``all``: every subject trains, fold -1)."""
+        if scheme == "all":
+            return np.zeros(len(self.stores[cohort].subjects), dtype=np.int64)
+        if (cohort, scheme) not in self._folds:
+            self._folds[cohort, scheme] = cohort_folds(self.stores[cohort], scheme, self.train.folds, self.seed)
+        return self._folds[cohort, scheme][0]
+
+    def fold_names(self, cohort: str, scheme: str) -> list[str]:
+        self.folds(cohort, scheme)
+        return self._folds[cohort, scheme][1]
+
+    def add(self, cohort: str, arm: str, scheme: str, backbone: str, init: str, hemisphere: str,
+            metric: str) -> list[Job]:
+        """Add one job per fold of ``cohort`` under ``scheme`` (one job for ``all``) and return them."""
+        folds = self.folds(cohort, scheme)
+        numbers = [-1] if scheme == "all" else sorted(int(k) for k in np.unique(folds))
+        jobs = [Job(cohort, arm, scheme, backbone, init, hemisphere, metric, fold, self.seed + max(fold, 0))
+                for fold in numbers]
+        for job in jobs:
+            if job not in self._planned:
+                self._planned.add(job)
+                self.jobs.append(job)
+        return jobs
+
+    def model_path(self, job: Job) -> Path:
+        return self.root / job.name / "model.pt"
+
+    def key(self, job: Job) -> str:
+        store = self.stores[job.cohort]
+        return job_key(job, self.train, store.identity(job.hemisphere, job.metric), self.folds(job.cohort, job.scheme))
+
+    def unfinished(self) -> list[Job]:
+        """Planned jobs without a finished result for the current parameters, code and inputs."""
+        return [job for job in self.jobs if not is_done(self.root / job.name, self.key(job))]
+
+    def run(self, *, progress: bool = True) -> int:
+        """Run every job not yet done, in order; return how many trained. Progress: one bar over all epochs."""
+        from tqdm import tqdm
+
+        images = {}
+        trained = 0
+        bar = tqdm(total=len(self.jobs) * self.train.epochs, unit="epoch", disable=not progress,
+                   desc=f"{len(self.jobs)} models", mininterval=15.0)
+        with bar:
+            for number, job in enumerate(self.jobs, start=1):
+                bar.set_postfix_str(f"{number}/{len(self.jobs)} {job.name}", refresh=False)
+                store = self.stores[job.cohort]
+                if (job.cohort, job.image_set) not in images:
+                    images[job.cohort, job.image_set] = store.images(job.hemisphere, job.metric)
+                epochs = []
+                trained += run_job(job, images[job.cohort, job.image_set], store.subjects,
+                                   self.folds(job.cohort, job.scheme), self.train, self.root / job.name,
+                                   store_identity=store.identity(job.hemisphere, job.metric), device=self.device,
+                                   after_epoch=lambda epoch: epochs.append(epoch) or bar.update(1))
+                self.epochs_trained += len(epochs)
+                # epochs not trained now (finished or resumed jobs) leave the total, so the ETA stays honest
+                bar.total -= self.train.epochs - len(epochs)
+        return trained
+
+    def _require_finished(self) -> None:
+        unfinished = self.unfinished()
+        if unfinished:
+            raise RuntimeError(f"{len(unfinished)} of {len(self.jobs)} planned models are not trained for the "
+                               f"current parameters, code and images (first: {unfinished[0].name}); call run()")
+
+    def predictions(self) -> pd.DataFrame:
+        """Out-of-fold predictions of every evaluation job, with the job's fields, one row per (job, test
+        subject). Raises when a planned job is not finished (no stale or partial results are mixed in)."""
+        self._require_finished()
+        parts = []
+        for job in self.jobs:
+            if job.scheme == "all":
+                continue
+            path = self.root / job.name / "predictions.csv"
+            table = pd.read_csv(path, dtype={"subject": str})
+            for field, value in asdict(job).items():
+                if field != "fold":
+                    table[field] = value
+            parts.append(table)
+        if not parts:
+            return pd.DataFrame(columns=["subject", "label", "fold", "probability", "cohort", "arm", "scheme",
+                                         "backbone", "init", "hemisphere", "metric", "seed"])
+        return pd.concat(parts, ignore_index=True)
+
+    def histories(self) -> pd.DataFrame:
+        """Per-epoch training history of every job, with the job's fields (raises when one is unfinished)."""
+        self._require_finished()
+        parts = []
+        for job in self.jobs:
+            table = pd.read_csv(self.root / job.name / "history.csv")
+            for field, value in asdict(job).items():
+                table[field] = value
+            parts.append(table)
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def plan_sex(experiment: Experiment, params: object) -> list[Job]:
+    """The sex arms on the HCP-like cohort (k-fold), every backbone, hemisphere and metric."""
+    cohort = params.transfer.sex_cohort
+    store = experiment.stores[cohort]
+    jobs = []
+    for arm in params.transfer.sex_arms:
+        for backbone in params.train.backbones:
+            for hemisphere in store.meta["hemispheres"]:
+                for metric in store.meta["metrics"]:
+                    jobs += experiment.add(cohort, arm, "kfold", backbone, _direct_init(arm, backbone), hemisphere,
+                                           metric)
+    return jobs
+
+
+def plan_autism(experiment: Experiment, params: object, cohorts: list[str]) -> list[Job]:
+    """Stage-1 models (HCP-like cohort, all subjects) first, then the autism arms of ``cohorts``."""
+    transfer = params.transfer
+    source = experiment.stores[transfer.sex_cohort].meta["metrics"]
+    jobs = []
+    for cohort in cohorts:
+        meta = experiment.stores[cohort].meta
+        schemes = [("kfold", arm) for arm in transfer.autism_arms]
+        if transfer.site_out_cohorts is None or cohort in transfer.site_out_cohorts:
+            schemes += [("site-out", arm) for arm in transfer.site_out_arms]
+        for scheme, arm in schemes:
+            for backbone in params.train.backbones:
+                for hemisphere in meta["hemispheres"]:
+                    for metric in meta["metrics"]:
+                        if arm in STAGE1_INIT:
+                            first = experiment.add(transfer.sex_cohort, f"stage1-{STAGE1_INIT[arm]}", "all",
+                                                   backbone, _direct_init(STAGE1_INIT[arm], backbone), hemisphere,
+                                                   stage1_metric(metric, source, transfer.stage1_metrics))[0]
+                            init = f"checkpoint:{experiment.model_path(first)}"
+                        else:
+                            init = _direct_init(arm, backbone)
+                        jobs += experiment.add(cohort, arm, scheme, backbone, init, hemisphere, metric)
+    # stage-1 jobs must run before the jobs that start from them
+    experiment.jobs.sort(key=lambda job: job.scheme != "all")
+    return jobs
+
+
+def summarise(predictions: pd.DataFrame, by: tuple[str, ...] = ("cohort", "scheme", "arm", "backbone",
+                                                                  "hemisphere", "metric")) -> pd.DataFrame:
+    """Accuracy, sensitivity, specificity and AUC of the pooled out-of-fold predictions per group
+    (``fold`` in ``by`` gives one row per model)."""
+    rows = []
+    for keys, group in predictions.groupby(list(by), sort=True):
+        scores = classification_metrics(group["label"].to_numpy(), group["probability"].to_numpy())
+        rows.append({**dict(zip(by, keys)), "subjects": len(group), **scores})
+    return pd.DataFrame(rows)
+
+
+def learning_curves(histories: pd.DataFrame) -> pd.DataFrame:
+    """Mean and SD over folds of the training loss per epoch (with its mix-up flag and learning rate), per
+    (cohort, scheme, arm, backbone, image)."""
+    keys = ["cohort", "scheme", "arm", "backbone", "hemisphere", "metric", "epoch", "mixup", "lr"]
+    curves = histories.groupby(keys)["loss"].agg(["mean", "std", "count"]).reset_index()
+    return curves.rename(columns={"mean": "loss", "std": "loss_sd", "count": "models"})
+
+
+def average_over_images(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Each subject's probability averaged over its image models (hemispheres x metrics), per (cohort, scheme,
+    arm, backbone): an unweighted combination (the paper's XGBoost stacking is notebook 06's). ``images``
+    counts the models averaged."""
+    keys = ["cohort", "scheme", "arm", "backbone", "subject"]
+    averaged = predictions.groupby(keys, sort=True).agg(label=("label", "first"), fold=("fold", "first"),
+                                                        probability=("probability", "mean"),
+                                                        images=("probability", "size"))
+    return averaged.reset_index().assign(hemisphere="both", metric="mean of images")
