@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -135,17 +134,9 @@ def _format_failure(stage: str, error: Exception, notebook: Path) -> str:
     )
 
 
-#: glibc allocator settings given to notebook kernels unless already set: keep freed blocks of up to 32 MiB in
-#: the heap rather than unmapping them after every batch (benchmarks/bench_train.py measures the effect).
-ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "268435456"}
-
-
 def _execute(source: Path, target: Path, parameters: dict[str, Any], cwd: Path, verbose: bool) -> None:
     import papermill
     from papermill.exceptions import PapermillExecutionError
-
-    for key, value in ALLOCATOR_ENV.items():  # read by glibc when the kernel process starts
-        os.environ.setdefault(key, value)
 
     target.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -264,3 +264,23 @@ def test_filter_variation_is_the_relative_change_of_each_convolution():
     assert table["relative_depth"].tolist() == [0.0, 1.0]
     with pytest.raises(KeyError, match="conv2.weight"):
         filter_variation(start, {"conv1.weight": tuned["conv1.weight"]})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_interrupted_fit_resumes_on_a_gpu(tmp_path):
+    from studylib.train.engine import fit, predict
+
+    images, labels = _toy()
+    train = _params(epochs=2, mixup_epochs=1, batch_size=8, lr_step_epochs=1)
+    index = np.arange(len(labels))
+
+    def stop(epoch):
+        raise KeyboardInterrupt
+
+    torch.manual_seed(0)
+    net = MetricNet(build_model("resnet18", "scratch"), mean=0.75, sd=1.0)
+    with pytest.raises(KeyboardInterrupt):
+        fit(net, images, labels, index, train, seed=1, checkpoint=tmp_path / "c.pt", device="cuda", after_epoch=stop)
+    history = fit(net, images, labels, index, train, seed=1, checkpoint=tmp_path / "c.pt", device="cuda")
+    assert [h["epoch"] for h in history] == [0, 1]
+    assert np.isfinite(predict(net, images, index, device="cuda")).all()

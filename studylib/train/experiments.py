@@ -182,6 +182,7 @@ class Experiment:
             for field, value in asdict(job).items():
                 if field != "fold":
                     table[field] = value
+            table["init"] = job.init.replace(f"{self.root}/", "")  # stage-1 models relative to the root
             parts.append(table)
         if not parts:
             return pd.DataFrame(columns=["subject", "label", "fold", "probability", "cohort", "arm", "scheme",
