@@ -183,3 +183,32 @@ def test_a_killed_run_restarts_to_the_same_predictions(tmp_path):
     restarted = pd.read_csv(tmp_path / "killed" / "predictions.csv")
     assert len(whole) == 2 * 24
     pd.testing.assert_frame_equal(whole, restarted, check_exact=True)
+
+
+def test_arms_beside_the_paper():
+    from studylib.train.experiments import arms_vs_paper
+
+    rows = []
+    for arm, probability in (("2-stage", [0.9, 0.2, 0.6, 0.4]), ("scratch", [0.4, 0.6, 0.6, 0.4])):
+        for metric, shift in (("thickness", 0.05), ("sulc", -0.05)):
+            for subject, (label, p) in enumerate(zip([1, 0, 1, 0], probability)):
+                rows.append({"subject": f"s{subject}", "label": label, "fold": subject % 2, "probability": p + shift,
+                             "cohort": "abide", "scheme": "kfold", "arm": arm, "backbone": "resnet50",
+                             "hemisphere": "left", "metric": metric})
+    table = arms_vs_paper(pd.DataFrame(rows), "asd").set_index("arm")
+    assert table.loc["2-stage", "image-average accuracy (%)"] == 100.0  # the 0.05 shifts cancel in the mean
+    assert table.loc["scratch", "image-average accuracy (%)"] == 50.0
+    assert table.loc["2-stage", "image-average AUC"] == 1.0
+    assert table.loc["2-stage", "paper ResNet-50 (%)"] == 67.70 and table.loc["scratch", "paper DenseNet-121 (%)"] == 63.64
+    assert table.loc["2-stage", "mean single-image accuracy (%)"] == 100.0
+    alone = arms_vs_paper(pd.DataFrame(), "sex")
+    assert set(alone["arm"]) == {"scratch", "imagenet"} and "paper ResNet-50 (%)" in alone
+
+
+def test_filter_variation_by_network_level():
+    from studylib.evaluate.filters import variation_by_level
+
+    variation = pd.DataFrame({"relative_depth": [0.0, 0.5, 1.0] * 2, "variation": [0.3, 0.2, 0.1, 0.6, 0.4, 0.2],
+                              "arm": ["2-stage"] * 3 + ["imagenet"] * 3, "cohort": "abide", "backbone": "resnet50"})
+    levels = variation_by_level(variation).loc[("abide", "resnet50")]
+    assert levels.loc["low", "2-stage"] == pytest.approx(0.3) and levels.loc["high", "imagenet"] == pytest.approx(0.2)

@@ -102,22 +102,28 @@ def test_flatten_command(tmp_path):
     assert failed.returncode == 1 and "closed surface" in failed.stderr and "lh.cap.surf.gii" in failed.stderr
 
 
+def _template_maps(template, atlas: str, parcellation):
+    """Flat map, area-preserving distortion summary (with parcel ratios) and conformal-stage summary of each
+    hemisphere of a template."""
+    for hemisphere in ("left", "right"):
+        surface = template.surfaces[hemisphere]
+        flat = flatten(surface.vertices, surface.faces, surface.cortex)
+        kept = surface.vertices[flat.vertex_index]
+        labels = {atlas: parcellation.labels[hemisphere][flat.vertex_index]}
+        yield (flat, distortion_summary(kept, flat.faces, flat.uv, labels),
+               distortion_summary(kept, flat.faces, flat.conformal_uv * [flat.stats["aspect"], 1.0]))
+
+
 @pytest.mark.slow
 def test_fslr32k_template_maps_meet_the_targets():
     """The issue's targets on both fs_LR 32k hemispheres (about 13 s each on 2 cores)."""
     from studylib.data.templates import load_parcellation, load_template
 
-    template = load_template("fs_LR_32k")
-    mmp = load_parcellation("mmp", "fs_LR_32k")
-    for hemisphere in ("left", "right"):
-        surface = template.surfaces[hemisphere]
-        flat = flatten(surface.vertices, surface.faces, surface.cortex)
-        kept = surface.vertices[flat.vertex_index]
-        summary = distortion_summary(kept, flat.faces, flat.uv, {"mmp": mmp.labels[hemisphere][flat.vertex_index]})
+    for flat, summary, conformal in _template_maps(load_template("fs_LR_32k"), "mmp",
+                                                   load_parcellation("mmp", "fs_LR_32k")):
         assert summary["flipped"] == 0
         assert 0.98 <= summary["mmp_ratio_p5"] and summary["mmp_ratio_p95"] <= 1.02
         assert 0.9 <= summary["area_ratio_p5"] and summary["area_ratio_p95"] <= 1.1
-        conformal = distortion_summary(kept, flat.faces, flat.conformal_uv * [flat.stats["aspect"], 1.0])
         assert conformal["mu_mean"] <= 0.03
 
 
@@ -167,17 +173,11 @@ def test_fsaverage5_meets_the_targets(shared_data):
     (2.7 / 174.5 degrees) needs the intrinsic Delaunay flips of the conformal solve."""
     from studylib.data.templates import load_parcellation, load_template
 
-    template = load_template("fsaverage5", shared_data)
-    dk = load_parcellation("dk", "fsaverage5", shared_data)
-    for hemisphere in ("left", "right"):
-        surface = template.surfaces[hemisphere]
-        flat = flatten(surface.vertices, surface.faces, surface.cortex)
+    for flat, summary, conformal in _template_maps(load_template("fsaverage5", shared_data), "dk",
+                                                   load_parcellation("dk", "fsaverage5", shared_data)):
         assert "refine_residuals" in flat.stats
-        kept = surface.vertices[flat.vertex_index]
-        summary = distortion_summary(kept, flat.faces, flat.uv, {"dk": dk.labels[hemisphere][flat.vertex_index]})
         assert summary["flipped"] == 0
         assert 0.9 <= summary["area_ratio_p5"] and summary["area_ratio_p95"] <= 1.1
         assert 0.98 <= summary["dk_ratio_p5"] and summary["dk_ratio_p95"] <= 1.02
-        conformal = distortion_summary(kept, flat.faces, flat.conformal_uv * [flat.stats["aspect"], 1.0])
         # measured 0.038-0.039: above the 0.03 of fs_LR 32k, as expected of a mesh 3x coarser
         assert conformal["flipped"] == 0 and conformal["mu_mean"] < 0.045

@@ -19,7 +19,7 @@ import torch
 from ..train.jobs import Job
 from ..train.models import build_model
 
-__all__ = ["filter_variation", "experiment_filter_variation"]
+__all__ = ["experiment_filter_variation", "filter_variation", "variation_by_level"]
 
 
 def filter_variation(start: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor]) -> pd.DataFrame:
@@ -76,3 +76,11 @@ def experiment_filter_variation(jobs: Iterable[Job], root: str | Path) -> pd.Dat
             table[field] = getattr(job, field)
         parts.append(table)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def variation_by_level(variation: pd.DataFrame) -> pd.DataFrame:
+    """Mean variation of the low, middle and high thirds of the network (by relative depth), per cohort,
+    backbone and arm (columns)."""
+    level = pd.cut(variation["relative_depth"], [-0.01, 1 / 3, 2 / 3, 1.0], labels=["low", "middle", "high"])
+    return variation.assign(level=level).pivot_table(index=["cohort", "backbone", "level"], columns="arm",
+                                                     values="variation", observed=True)

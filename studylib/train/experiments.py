@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import paper
 from ..evaluate.metrics import classification_metrics
 from ..images import ImageStore
 from .cv import site_folds, stratified_folds
@@ -30,6 +31,7 @@ from .jobs import Job, is_done, job_key, run_job
 __all__ = [
     "STAGE1_INIT",
     "Experiment",
+    "arms_vs_paper",
     "average_over_images",
     "cohort_folds",
     "imagenet_init",
@@ -143,7 +145,7 @@ class Experiment:
         """Run every job not yet done, in order; return how many trained. Progress: one bar over all epochs."""
         from tqdm import tqdm
 
-        images = {}
+        images, subjects = {}, {}
         trained = 0
         bar = tqdm(total=len(self.jobs) * self.train.epochs, unit="epoch", disable=not progress,
                    desc=f"{len(self.jobs)} models", mininterval=15.0)
@@ -153,8 +155,10 @@ class Experiment:
                 store = self.stores[job.cohort]
                 if (job.cohort, job.image_set) not in images:
                     images[job.cohort, job.image_set] = store.images(job.hemisphere, job.metric)
+                if job.cohort not in subjects:
+                    subjects[job.cohort] = store.subjects
                 epochs = []
-                trained += run_job(job, images[job.cohort, job.image_set], store.subjects,
+                trained += run_job(job, images[job.cohort, job.image_set], subjects[job.cohort],
                                    self.folds(job.cohort, job.scheme), self.train, self.root / job.name,
                                    store_identity=store.identity(job.hemisphere, job.metric), device=self.device,
                                    after_epoch=lambda epoch: epochs.append(epoch) or bar.update(1))
@@ -270,3 +274,25 @@ def average_over_images(predictions: pd.DataFrame) -> pd.DataFrame:
                                                         probability=("probability", "mean"),
                                                         images=("probability", "size"))
     return averaged.reset_index().assign(hemisphere="both", metric="mean of images")
+
+
+def arms_vs_paper(predictions: pd.DataFrame, task: str) -> pd.DataFrame:
+    """Each (cohort, scheme, arm, backbone) of ``predictions`` beside the paper's accuracy for the same arm and
+    scheme: the mean single-image accuracy and the image-average accuracy, sensitivity, specificity (%) and
+    AUC. ``task`` is ``"sex"`` or ``"asd"``. Without predictions, the paper's numbers alone."""
+    reported = paper.results_table(task)
+    reported = reported[reported["arm"] != "baseline"].assign(
+        scheme=lambda t: t["cv"].map({"10-fold": "kfold", "leave-one-site-out": "site-out"}))
+    reported = reported.pivot_table(index=["scheme", "arm"], columns="model", values="accuracy")
+    reported.columns = [f"paper {model} (%)" for model in reported.columns]
+    if predictions.empty:
+        return reported.reset_index()
+    keys = ["cohort", "scheme", "arm", "backbone"]
+    single = (summarise(predictions).groupby(keys)["accuracy"].mean() * 100).rename("mean single-image accuracy (%)")
+    averaged = summarise(average_over_images(predictions), by=tuple(keys)).set_index(keys)
+    ours = pd.DataFrame({"image-average accuracy (%)": averaged["accuracy"] * 100,
+                         "image-average sensitivity (%)": averaged["sensitivity"] * 100,
+                         "image-average specificity (%)": averaged["specificity"] * 100,
+                         "image-average AUC": averaged["auc"]})
+    ours = single.to_frame().join(ours).reset_index()
+    return ours.merge(reported.reset_index(), on=["scheme", "arm"], how="left").round(3)
