@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
-STUDYLIB = [sys.executable, "-m", "studylib.cli"]
+STUDYLIB = [sys.executable, "-m", "studylib.study.cli"]
 
 
 def wall(command: list[str], repeats: int) -> tuple[float, subprocess.CompletedProcess]:

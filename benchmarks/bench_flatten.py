@@ -28,9 +28,9 @@ def main() -> None:
             flat = flatten(surface.vertices, surface.faces, surface.cortex)
             kept = surface.vertices[flat.vertex_index]
             area = distortion_summary(kept, flat.faces, flat.uv, {"parcel": parcels.labels[hemisphere][flat.vertex_index]})
-            conformal = distortion_summary(kept, flat.faces, flat.conformal_uv * [flat.stats["aspect"], 1.0])
-            s = flat.stats
-            refine = f", refinement {s['refine_seconds']:.1f} s" if "refine_seconds" in s else ""
+            conformal = distortion_summary(kept, flat.faces, flat.conformal_uv * [flat.report.aspect, 1.0])
+            s = flat.report.summary()
+            refine = f", refinement {s['refine_seconds']:.1f} s" if s["refined"] else ""
             print(f"{name} {hemisphere}: {s['vertices']} vertices; {s['seconds']:.1f} s total "
                   f"(conformal {s['conformal_seconds']:.1f} s / {s['conformal_iterations']} Newton iterations, "
                   f"{s['intrinsic_flips']} intrinsic flips; transport {s['transport_seconds']:.1f} s / "

@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from studylib.config import load_params
+from studylib.study.config import load_params
 from studylib.train.engine import configure_threads, fit, resolve_device
 from studylib.train.experiments import STAGE1_INIT, stage1_metric
-from studylib.train.models import MetricNet, build_model
+from studylib.train.models import Init, MetricNet, build_model
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,7 @@ def _store(folder: Path, n: int, size: int) -> np.ndarray:
 def engine_rate(backbone: str, init: str, images: np.ndarray, labels: np.ndarray, train, device: str,
                 folder: Path, autocast: bool = True) -> tuple[float, torch.nn.Module]:
     torch.manual_seed(0)
-    net = MetricNet(build_model(backbone, init), 0.0, 1.0)
+    net = MetricNet(build_model(backbone, Init(init)), 0.0, 1.0)
     index = np.arange(len(labels))
     from studylib.train import engine
 

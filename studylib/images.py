@@ -14,6 +14,7 @@ computes its own from the training folds (these are for display and sanity check
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,9 @@ import numpy as np
 
 from .data.cohort import Cohort
 from .geometry.flatten import FlatMap
+from .hashing import sha256_json
 from .raster import Rasterizer
+from .storage import atomic_write_text, chunked_moments
 
 __all__ = ["ImageStore", "build_image_store", "open_stores"]
 
@@ -45,33 +48,25 @@ class ImageStore:
             raise KeyError(f"no {hemisphere} {metric} images in {self.path}")
         return np.load(path, mmap_mode="r")
 
-    def group_difference(self, hemisphere: str, metric: str, chunk: int = CHUNK) -> np.ndarray:
+    def group_difference(self, hemisphere: str, metric: str) -> np.ndarray:
         """Mean image of label 1 minus mean image of label 0, read in chunks of subjects (H x W, float64)."""
         images = self.images(hemisphere, metric)
         labels = self.subjects["label"].to_numpy()
-        sums = {0: np.zeros(images.shape[1:]), 1: np.zeros(images.shape[1:])}
-        for start in range(0, len(labels), chunk):
-            block = np.asarray(images[start: start + chunk], dtype=np.float64)
-            for label in (0, 1):
-                sums[label] += block[labels[start: start + chunk] == label].sum(axis=0)
         counts = {label: int((labels == label).sum()) for label in (0, 1)}
         if not all(counts.values()):
             raise ValueError(f"{self.path}: both labels are needed for a group difference, counts {counts}")
-        return sums[1] / counts[1] - sums[0] / counts[0]
+        means = [chunked_moments(images, np.flatnonzero(labels == label), axis=0)[0] for label in (0, 1)]
+        return means[1] - means[0]
 
     def identity(self, hemisphere: str, metric: str) -> str:
         """Digest of what describes one image set: size, method, dtype, its pixel statistics, and the subjects
         table (the images' rows). Rebuilding other image sets or flat-map timings do not change it."""
-        import hashlib
-
         meta = self.meta
         key = f"{hemisphere}_{metric}"
         if key not in meta["stats"]:
             raise KeyError(f"no {hemisphere} {metric} images in {self.path}")
         described = {name: meta.get(name) for name in ("size", "method", "dtype")} | {"stats": meta["stats"][key]}
-        sha = hashlib.sha256(json.dumps(described, sort_keys=True).encode())
-        sha.update((Path(self.path) / "subjects.csv").read_bytes())
-        return sha.hexdigest()
+        return sha256_json({"images": described, "subjects": (Path(self.path) / "subjects.csv").read_text()})
 
     @property
     def subjects(self):
@@ -107,7 +102,6 @@ def build_image_store(cohort: Cohort, flatmaps: dict[str, FlatMap], size: int, o
             maps = cohort.maps(hemisphere, metric)
             target = np.lib.format.open_memmap(out / "images" / f"{hemisphere}_{metric}.npy", mode="w+",
                                                dtype=np.dtype(dtype), shape=(n, size, size))
-            total, total_sq = 0.0, 0.0
             for start in range(0, n, CHUNK):
                 values = np.asarray(maps[start: start + CHUNK][:, flat.vertex_index], dtype=np.float32)
                 bad = ~np.isfinite(values)
@@ -118,23 +112,20 @@ def build_image_store(cohort: Cohort, flatmaps: dict[str, FlatMap], size: int, o
                                      f"vertices for subject(s) {subjects}")
                 images = rasterizer.to_image(values)
                 target[start: start + len(images)] = images
-                total += float(images.sum(dtype=np.float64))
-                total_sq += float(np.square(images, dtype=np.float64).sum())
             target.flush()
-            count = n * size * size
-            mean = total / count
-            stats[f"{hemisphere}_{metric}"] = {"mean": mean, "sd": float(np.sqrt(max(total_sq / count - mean**2, 0)))}
+            mean, sd, _ = chunked_moments(target, chunk=CHUNK)
+            stats[f"{hemisphere}_{metric}"] = {"mean": mean, "sd": sd}
     cohort.subjects.to_csv(out / "subjects.csv", index=False)
     meta = {"cohort": cohort.name, "template": cohort.template, "size": size, "method": method, "dtype": dtype,
             "subjects": n, "hemispheres": cohort.hemispheres, "metrics": cohort.metrics, "stats": stats,
-            "flatmaps": {h: f.stats.get("seconds") for h, f in flatmaps.items()}}
-    (out / "store.json").write_text(json.dumps(meta, indent=2) + "\n")
+            "flatmaps": {h: f.report.key for h, f in flatmaps.items()}}
+    atomic_write_text(out / "store.json", json.dumps(meta, indent=2) + "\n")
     return ImageStore(out)
 
 
-def open_stores(root: str | Path, names: list[str]) -> tuple[dict[str, ImageStore], list[str]]:
-    """The image stores of ``names`` under ``root`` (``<root>/<name>/store.json``), and the names without one
-    (optional cohorts skipped upstream)."""
-    root = Path(root)
-    found = {name: ImageStore(root / name) for name in names if (root / name / "store.json").is_file()}
-    return found, [name for name in names if name not in found]
+def open_stores(folders: Mapping[str, str | Path]) -> tuple[dict[str, ImageStore], list[str]]:
+    """The image stores in ``folders`` (cohort name -> store folder), and the names without one (optional
+    cohorts skipped upstream)."""
+    found = {name: ImageStore(Path(folder)) for name, folder in folders.items()
+             if (Path(folder) / "store.json").is_file()}
+    return found, [name for name in folders if name not in found]

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
+    from .params import TrainParams
+
 __all__ = [
     "ABLATION_GAINS",
     "ASD_RESULTS",
@@ -97,7 +99,7 @@ def results_table(task: str | None = None) -> pd.DataFrame:
     return table
 
 
-def training_settings(train: object, image_size: int) -> pd.DataFrame:
+def training_settings(train: TrainParams, image_size: int) -> pd.DataFrame:
     """The paper's training recipe beside a parameter set's (``params.train``, ``params.raster.image_size``)."""
     import pandas as pd
 

@@ -1,13 +1,13 @@
+"""Fixtures shared by every test; helpers live in :mod:`tests.support`."""
+
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import yaml
 
-PROJECT = Path(__file__).resolve().parents[1]
-SHARED_DATA = (PROJECT.parent / "shared" / "data").resolve()
+from .support import SHARED_DATA
 
 
 @pytest.fixture(autouse=True)
@@ -27,22 +27,6 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def minimal_params() -> dict:
-    """A complete, valid parameter set (small values)."""
-    cohort = {"source": "simulated", "task": "sex", "n_subjects": 8, "n_sites": 1, "template": "fs_LR_32k",
-              "metrics": ["thickness"]}
-    return {
-        "seed": 1,
-        "cohorts": {"hcp": dict(cohort), "abide": dict(cohort, task="autism", n_sites=2)},
-        "raster": {"image_size": 32},
-        "train": {"backbones": ["resnet18"], "epochs": 2, "mixup_epochs": 1, "batch_size": 4, "lr": 0.01,
-                  "lr_step_epochs": 1, "finetune_lr": 1e-4, "momentum": 0.9, "folds": 2},
-        "stacking": {"n_bootstrap": 10},
-        "occlusion": {"patch": 8, "stride": 8},
-        "baselines": {"pca_variance": 0.9},
-    }
-
-
 @pytest.fixture
 def write_params(tmp_path):
     """Write a dict (or YAML text) as ``<tmp>/params/<name>.yaml`` and return the path."""
@@ -55,9 +39,3 @@ def write_params(tmp_path):
         return path
 
     return write
-
-
-def env_without_data() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("STUDYLIB_DATA", None)
-    return env

@@ -6,7 +6,7 @@ import tomllib
 
 import yaml
 
-from .conftest import PROJECT
+from tests.support import PROJECT
 
 
 def _pyproject() -> dict:
@@ -37,4 +37,4 @@ def test_pinned_torch_and_jupyter_book_1x():
 
 
 def test_console_command_is_declared():
-    assert _pyproject()["project"]["scripts"]["studylib"] == "studylib.cli:main"
+    assert _pyproject()["project"]["scripts"]["studylib"] == "studylib.study.cli:main"

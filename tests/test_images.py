@@ -16,7 +16,7 @@ from studylib.geometry.distortion import distortion_summary
 from studylib.geometry.flatten import FlatMap, flatten
 from studylib.images import ImageStore, build_image_store
 
-from .synthetic import icosphere
+from tests.support import icosphere
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_flatmap_round_trip(cap, tmp_path):
     loaded = FlatMap.load(flat.save(tmp_path / "map.npz"))
     np.testing.assert_array_equal(loaded.uv, flat.uv)
     np.testing.assert_array_equal(loaded.corners, flat.corners)
-    assert loaded.stats["conformal_iterations"] == flat.stats["conformal_iterations"]
+    assert loaded.report == flat.report and loaded.report.conformal_iterations >= 1
 
 
 def test_image_store(cap, tmp_path):
@@ -63,9 +63,9 @@ def test_image_store(cap, tmp_path):
     assert meta["size"] == 32 and set(meta["stats"]) == {"left_thickness", "right_thickness"}
     assert list(store.subjects["subject"]) == ["a", "b", "c"]
     # label 1 is subject b (2 x linear), label 0 the mean of a and c (1 and 3 x linear): the difference is 0
-    np.testing.assert_allclose(store.group_difference("left", "thickness", chunk=2), 0, atol=5e-3)
+    np.testing.assert_allclose(store.group_difference("left", "thickness"), 0, atol=5e-3)
     expected = np.asarray(images[1], np.float64) - (np.asarray(images[0], np.float64) + images[2]) / 2
-    np.testing.assert_allclose(store.group_difference("left", "thickness", chunk=2), expected, atol=1e-12)
+    np.testing.assert_allclose(store.group_difference("left", "thickness"), expected, atol=1e-12)
 
 
 def test_image_store_rejects_nan_on_the_map(cap, tmp_path):
@@ -87,7 +87,7 @@ def test_flatten_command(tmp_path):
     mask = tmp_path / "mask.txt"
     np.savetxt(mask, (vertices[:, 2] > -30).astype(int), fmt="%d")
     out = tmp_path / "map.npz"
-    done = subprocess.run([sys.executable, "-m", "studylib.cli", "flatten", str(surface), "--cortex-mask", str(mask),
+    done = subprocess.run([sys.executable, "-m", "studylib.study.cli", "flatten", str(surface), "--cortex-mask", str(mask),
                            "--out", str(out), "--json"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout)
@@ -97,7 +97,7 @@ def test_flatten_command(tmp_path):
         assert stored["uv"].shape == (len(stored["vertex_index"]), 2)
     closed = tmp_path / "closed.txt"
     np.savetxt(closed, np.ones(len(vertices), dtype=int), fmt="%d")
-    failed = subprocess.run([sys.executable, "-m", "studylib.cli", "flatten", str(surface), "--cortex-mask",
+    failed = subprocess.run([sys.executable, "-m", "studylib.study.cli", "flatten", str(surface), "--cortex-mask",
                              str(closed), "--out", str(tmp_path / "x.npz")], capture_output=True, text=True, timeout=60)
     assert failed.returncode == 1 and "closed surface" in failed.stderr and "lh.cap.surf.gii" in failed.stderr
 
@@ -111,7 +111,7 @@ def _template_maps(template, atlas: str, parcellation):
         kept = surface.vertices[flat.vertex_index]
         labels = {atlas: parcellation.labels[hemisphere][flat.vertex_index]}
         yield (flat, distortion_summary(kept, flat.faces, flat.uv, labels),
-               distortion_summary(kept, flat.faces, flat.conformal_uv * [flat.stats["aspect"], 1.0]))
+               distortion_summary(kept, flat.faces, flat.conformal_uv * [flat.report.aspect, 1.0]))
 
 
 @pytest.mark.slow
@@ -134,18 +134,22 @@ def test_template_flat_map_cache_is_reused_only_for_the_same_options(tmp_path):
     vertices, faces = icosphere(3)
     surface = HemisphereSurface("cap", "left", "sphere", vertices, faces, vertices[:, 2] > -30)
     template = Template("cap", {"left": surface}, {})
-    first = template_flat_map(template, "left", cache=tmp_path, tolerance=1e-9)
-    again = template_flat_map(template, "left", cache=tmp_path, tolerance=1e-9)
-    assert again.stats["seconds"] == first.stats["seconds"]  # loaded, not recomputed
-    other = template_flat_map(template, "left", cache=tmp_path, tolerance=1e-8)
-    assert other.stats["key"] != first.stats["key"]
-    assert FlatMap.load(tmp_path / "cap_left.npz").stats["key"] == other.stats["key"]
+    path = tmp_path / "cap_left.npz"
+    first = template_flat_map(template, "left", path, tolerance=1e-9)
+    again = template_flat_map(template, "left", path, tolerance=1e-9)
+    assert again.report.seconds == first.report.seconds  # loaded, not recomputed
+    other = template_flat_map(template, "left", path, tolerance=1e-8)
+    assert other.report.key != first.report.key
+    assert FlatMap.load(path).report.key == other.report.key
+    (tmp_path / "stale.npz").write_bytes(b"not a flat map")
+    with pytest.raises(ValueError, match="stale.npz: not a flat map"):
+        FlatMap.load(tmp_path / "stale.npz")
 
 
 def test_refinement_fits_triangle_areas_without_flips():
     from studylib.geometry.refine import refine_triangle_areas
 
-    from .test_flatten import union_jack
+    from tests.support import union_jack
 
     vertices, faces = union_jack(15)
     uv = vertices[:, :2] / 14.0
@@ -175,7 +179,7 @@ def test_fsaverage5_meets_the_targets(shared_data):
 
     for flat, summary, conformal in _template_maps(load_template("fsaverage5", shared_data), "dk",
                                                    load_parcellation("dk", "fsaverage5", shared_data)):
-        assert "refine_residuals" in flat.stats
+        assert flat.report.refine_residuals is not None
         assert summary["flipped"] == 0
         assert 0.9 <= summary["area_ratio_p5"] and summary["area_ratio_p95"] <= 1.1
         assert 0.98 <= summary["dk_ratio_p5"] and summary["dk_ratio_p95"] <= 1.02

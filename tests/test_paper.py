@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 
 from studylib import paper
-from studylib.config import load_params
+from studylib.study.config import load_params
 
-from .conftest import PROJECT
+from tests.support import PROJECT
 
 
 def test_results_tables():

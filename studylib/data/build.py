@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +11,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from ..config import CohortParams, StudyParams, resolve_data_dir
+from ..hashing import code_digest, folder_listing_digest, sha256_json
+from ..params import CohortParams
 from .cohort import Cohort, CohortWriter
 from .templates import HEMISPHERES, load_template
 
@@ -34,12 +33,10 @@ class CohortBuild:
     note: str = ""
 
 
-def _key(name: str, spec: CohortParams, params: StudyParams, data_dir: Path) -> str:
-    from ..runner import data_dir_listing_hash, package_source_hash
-
-    payload = {"name": name, "spec": spec.model_dump(mode="json"), "seed": params.seed,
-               "code": package_source_hash(), "data": data_dir_listing_hash(data_dir)}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+def _key(name: str, spec: CohortParams, seed: int, data_dir: Path) -> str:
+    # the code that makes a cohort: this module and what it imports (not plotting, training, the runner...)
+    return sha256_json({"name": name, "spec": spec.model_dump(mode="json"), "seed": seed,
+                        "code": code_digest(__name__), "data": folder_listing_digest(data_dir)})
 
 
 def simulate_cohort(out: Path, name: str, spec: CohortParams, *, seed: int, data_dir: Path | None,
@@ -82,29 +79,48 @@ def simulate_cohort(out: Path, name: str, spec: CohortParams, *, seed: int, data
     return cohort
 
 
-def build_cohorts(params: StudyParams, out: str | Path, *, only: list[str] | None = None, force: bool = False,
+def build_cohorts(cohorts: Mapping[str, CohortParams], out: str | Path, *, seed: int, data_dir: str | Path,
+                  cache: str | Path | None = None, only: list[str] | None = None, force: bool = False,
                   progress: bool = True, echo: Callable[[str], None] = print) -> list[CohortBuild]:
-    """Build the cohorts named in ``params`` into ``out/<name>``.
+    """Build ``cohorts`` (name -> specification) into ``out/<name>``.
 
-    A cohort whose specification, seed, data directory listing and ``studylib`` code are unchanged since it
-    was built is reused. A cohort whose data are absent fails with the file named, unless its
-    ``required`` is false: then it is skipped with a note.
+    A cohort whose specification, seed, data directory listing and producing code (this module and the
+    ``studylib`` modules it imports) are unchanged since it was built is reused. A cohort whose data are
+    absent fails with the file named, unless its ``required`` is false: then it is skipped with a note.
+
+    Parameters
+    ----------
+    cohorts : mapping of str to CohortParams
+        The parameter set's ``cohorts`` section.
+    out : path
+        Folder of the cohort folders.
+    seed : int
+        The parameter set's seed.
+    data_dir : path
+        The data directory (:func:`studylib.params.resolve_data_dir`).
+    cache : path, optional
+        Where simulated cohorts keep the templates' eigenmodes between builds.
+    only : list of str, optional
+        Build only these cohorts.
+    force : bool
+        Rebuild even unchanged cohorts.
     """
     from .fetchers import FetchError
     from .semireal import build_semireal_cohort
 
     out = Path(out)
-    data_dir = resolve_data_dir(params)
-    names = list(params.cohorts) if not only else only
-    unknown = [n for n in names if n not in params.cohorts]
+    data_dir = Path(data_dir)
+    cache = Path(cache) if cache is not None else None
+    names = list(cohorts) if not only else only
+    unknown = [n for n in names if n not in cohorts]
     if unknown:
         raise ValueError(f"unknown cohort(s) {', '.join(unknown)}; this parameter set names "
-                         f"{', '.join(params.cohorts)}")
+                         f"{', '.join(cohorts)}")
     results = []
     for name in names:
-        spec = params.cohorts[name]
+        spec = cohorts[name]
         folder = out / name
-        key = _key(name, spec, params, data_dir)
+        key = _key(name, spec, seed, data_dir)
         if not force and (folder / "cohort.json").is_file() and Cohort(folder).meta.get("build_key") == key:
             results.append(CohortBuild(name, "reused", Cohort(folder)))
             echo(f"cohort {name}: unchanged, reused ({folder})")
@@ -112,14 +128,14 @@ def build_cohorts(params: StudyParams, out: str | Path, *, only: list[str] | Non
         if folder.exists():
             shutil.rmtree(folder)
         meta = {"name": name, "source": spec.source, "task": spec.task, "build_key": key,
-                "spec": spec.model_dump(mode="json"), "seed": params.seed, "data_dir": str(data_dir)}
+                "spec": spec.model_dump(mode="json"), "seed": seed, "data_dir": str(data_dir)}
         try:
             if spec.source == "simulated":
-                cohort = simulate_cohort(folder, name, spec, seed=params.seed, data_dir=data_dir,
-                                         cache=out / "_cache", meta=meta, progress=progress)
+                cohort = simulate_cohort(folder, name, spec, seed=seed, data_dir=data_dir, cache=cache, meta=meta,
+                                         progress=progress)
             elif spec.source == "semi-real":
                 cohort = build_semireal_cohort(folder, load_template(spec.template, data_dir), data_dir,
-                                               list(spec.metrics), n_subjects=spec.n_subjects, seed=params.seed,
+                                               list(spec.metrics), n_subjects=spec.n_subjects, seed=seed,
                                                meta=meta)
             else:
                 from .readers import read_real_cohort

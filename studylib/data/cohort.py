@@ -15,7 +15,7 @@ Maps are ``.npy`` files opened memory-mapped, so a 2000-subject cohort loads laz
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["QC_COLUMNS", "SUBJECT_COLUMNS", "Cohort", "CohortWriter"]
+from ..storage import atomic_path
+
+__all__ = ["QC_COLUMNS", "SUBJECT_COLUMNS", "Cohort", "CohortWriter", "open_cohorts"]
 
 SUBJECT_COLUMNS = ("subject", "label", "label_name", "sex", "age", "site", "tiv")
 QC_COLUMNS = ("subject", "file", "reason")
@@ -106,14 +108,14 @@ class CohortWriter:
 
     def _drop_rows(self, hemisphere: str, metric: str, array: np.ndarray, keep: np.ndarray) -> None:
         path = self.path / "maps" / _map_name(hemisphere, metric)
-        partial = path.with_suffix(".partial.npy")
         kept = np.flatnonzero(keep)
-        target = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(kept), array.shape[1]))
-        for start in range(0, len(kept), 256):
-            target[start: start + 256] = array[kept[start: start + 256]]
-        target.flush()
-        del target, array
-        partial.replace(path)
+        with atomic_path(path) as partial:
+            target = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32,
+                                               shape=(len(kept), array.shape[1]))
+            for start in range(0, len(kept), 256):
+                target[start: start + 256] = array[kept[start: start + 256]]
+            target.flush()
+            del target, array
 
 
 @dataclass(frozen=True)
@@ -173,9 +175,28 @@ class Cohort:
                            f"(it has {', '.join(self.metrics)} on {', '.join(self.hemispheres)})")
         return np.load(path, mmap_mode="r")
 
+    @property
+    def has_truth(self) -> bool:
+        """Whether the cohort carries ground truth (simulated cohorts do)."""
+        return (self.path / "truth").is_dir()
+
+    def truth_table(self, name: str) -> pd.DataFrame:
+        """A ground-truth table of a simulated cohort: ``planted_regions`` or ``bayes_accuracy``."""
+        path = self.path / "truth" / f"{name}.csv"
+        if not path.is_file():
+            raise KeyError(f"cohort {self.name} has no ground-truth table {name!r} (only simulated cohorts do)")
+        return pd.read_csv(path)
+
     def truth(self, name: str) -> np.ndarray:
         """A ground-truth array of a simulated cohort, e.g. ``truth("left_thickness_effect")``."""
         path = self.path / "truth" / f"{name}.npy"
         if not path.is_file():
             raise KeyError(f"cohort {self.name} has no ground truth {name!r} (only simulated cohorts do)")
         return np.load(path)
+
+
+def open_cohorts(folders: Mapping[str, str | Path]) -> tuple[dict[str, Cohort], list[str]]:
+    """The cohorts in ``folders`` (name -> cohort folder), and the names without one (optional cohorts whose
+    data were absent)."""
+    found = {name: Cohort(Path(folder)) for name, folder in folders.items() if (Path(folder) / "cohort.json").is_file()}
+    return found, [name for name in folders if name not in found]

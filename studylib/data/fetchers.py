@@ -8,13 +8,14 @@ saying which file to place where.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..hashing import file_sha256
+from ..storage import atomic_path
 
 __all__ = ["REMOTE_FILES", "FetchError", "fetch", "fetch_group"]
 
@@ -65,14 +66,6 @@ class FetchError(RuntimeError):
     """A reference file is missing and could not be downloaded, or its download is corrupt."""
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch(path: str, data_dir: str | Path, *, base_url: str | None = None, timeout: float = 30.0) -> Path:
     """Return ``data_dir/path``, downloading and verifying it first if it is missing.
 
@@ -97,26 +90,22 @@ def fetch(path: str, data_dir: str | Path, *, base_url: str | None = None, timeo
     remote = REMOTE_FILES[path]
     target = Path(data_dir) / path
     if target.is_file():
-        if _sha256(target) != remote.sha256:
+        if file_sha256(target) != remote.sha256:
             raise FetchError(f"{target}: checksum does not match the pinned source {remote.url}; "
                              "remove the file to download it again")
         return target
     url = f"{base_url.rstrip('/')}/{path}" if base_url else remote.url
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, suffix=".part") as part:
+    with atomic_path(target) as part:
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                shutil.copyfileobj(response, part)
+            with urllib.request.urlopen(url, timeout=timeout) as response, part.open("wb") as handle:
+                shutil.copyfileobj(response, handle)
         except (urllib.error.URLError, OSError) as error:
-            Path(part.name).unlink(missing_ok=True)
             raise FetchError(
                 f"{target} is missing and could not be downloaded from {url} ({error}). "
                 f"Offline? Copy the file there by hand (license: {remote.license})."
             ) from None
-    if _sha256(Path(part.name)) != remote.sha256:
-        Path(part.name).unlink(missing_ok=True)
-        raise FetchError(f"download of {url} does not match the pinned checksum; not saved to {target}")
-    Path(part.name).replace(target)
+        if file_sha256(part) != remote.sha256:
+            raise FetchError(f"download of {url} does not match the pinned checksum; not saved to {target}")
     return target
 
 

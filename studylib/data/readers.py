@@ -29,7 +29,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 from tqdm import tqdm
 
-from ..config import CohortParams
+from ..params import CohortParams
 from ..geometry.mesh import fill_missing
 from .abide import read_abide_phenotypes
 from .cohort import Cohort, CohortWriter

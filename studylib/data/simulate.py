@@ -24,7 +24,6 @@ on fresh samples can check the analytic value.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +33,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from ..geometry import laplacian as laplacian_module
 from ..geometry.laplacian import laplacian_eigenmodes
 from ..geometry.mesh import submesh
+from ..hashing import code_digest, sha256_bytes
+from ..storage import atomic_path
 from .templates import HEMISPHERES, Parcellation, Template, load_parcellation
 
 __all__ = [
@@ -120,16 +120,16 @@ def _smooth_modes(template: Template, hemisphere: str, n_modes: int, cache: Path
     surface = template.surfaces[hemisphere]
     vertices, faces, index = submesh(surface.vertices, surface.faces, surface.cortex)
     # keyed by the mesh, the cortex mask and the eigensolver's code, so a stale cache is never reused
-    key = hashlib.sha256(vertices.tobytes() + faces.tobytes() + Path(laplacian_module.__file__).read_bytes())
-    path = cache / f"modes_{template.name}_{hemisphere}_{n_modes}_{key.hexdigest()[:12]}.npz" if cache else None
+    key = sha256_bytes(vertices.tobytes() + faces.tobytes() + code_digest(laplacian_eigenmodes.__module__).encode())
+    path = cache / f"modes_{template.name}_{hemisphere}_{n_modes}_{key[:12]}.npz" if cache else None
     if path is not None and path.is_file():
         stored = np.load(path)
         return stored["eigenvalues"], stored["modes"], index
     eigenvalues, modes = laplacian_eigenmodes(vertices, faces, n_modes + 1)
     eigenvalues, modes = eigenvalues[1:], modes[:, 1:]  # the constant mode is the global offset
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, eigenvalues=eigenvalues, modes=modes)
+        with atomic_path(path) as partial:
+            np.savez(partial, eigenvalues=eigenvalues, modes=modes)
     return eigenvalues, modes, index
 
 

@@ -1,2 +1,2 @@
-"""Evaluation: classification metrics (``metrics``) and filter variation (``filters``); stacking, confidence
-intervals and paired tests come later."""
+"""Evaluation: classification metrics (``metrics``), result tables per image, model and arm beside the paper
+(``summaries``) and filter variation (``filters``); stacking, confidence intervals and paired tests come later."""

@@ -54,7 +54,7 @@ def filter_variation(start: dict[str, torch.Tensor], tuned: dict[str, torch.Tens
 def experiment_filter_variation(jobs: Iterable[Job], root: str | Path) -> pd.DataFrame:
     """Filter variation of every finished job in ``jobs`` (folders under ``root``) from its own start.
 
-    The start is rebuilt from the job's ``init`` (ImageNet weights, the stage-1 model behind a ``checkpoint:``,
+    The start is rebuilt from the job's ``init`` (ImageNet weights, the stage-1 model behind a ``checkpoint``,
     or, for ``scratch``, the random weights drawn from the job's seed as the job drew them); only the backbone's
     convolutions are compared (the new head has no start).
     """
@@ -65,7 +65,7 @@ def experiment_filter_variation(jobs: Iterable[Job], root: str | Path) -> pd.Dat
         model = root / job.name / "model.pt"
         if not (root / job.name / "done.json").is_file():
             continue
-        start = (job.backbone, job.init) + ((job.seed,) if job.init == "scratch" else ())
+        start = (job.backbone, job.init) + ((job.seed,) if job.init.kind == "scratch" else ())
         if start not in starts:
             torch.manual_seed(job.seed)  # as run_job seeds before building
             starts[start] = build_model(job.backbone, job.init).state_dict()

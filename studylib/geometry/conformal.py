@@ -23,7 +23,7 @@ moved to the sharpest convex boundary vertex nearby: a reflex corner stalls the 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -31,6 +31,7 @@ from scipy.sparse.csgraph import dijkstra
 from scipy.sparse.linalg import spsolve
 
 from .disk import Disk
+from .laplacian import cotangent_matrix
 
 __all__ = ["ConformalMap", "choose_corners", "conformal_square"]
 
@@ -59,7 +60,6 @@ class ConformalMap:
     residuals: list[float]
     aspect: float
     seconds: float
-    scale_factors: np.ndarray = field(repr=False, default=None)
     intrinsic_flips: int = 0
 
     @property
@@ -95,18 +95,11 @@ def _angles(lengths: np.ndarray) -> np.ndarray:
 
 
 def _cotan_matrix(faces: np.ndarray, angles: np.ndarray, n: int) -> sp.csr_matrix:
-    """Positive semi-definite cotangent Laplacian with weights (cot α + cot β) / 2."""
+    """The cotangent Laplacian of an intrinsic metric given by its corner angles (degenerate corners weigh 0)."""
     with np.errstate(divide="ignore"):
         cot = 1.0 / np.tan(np.clip(angles, 1e-12, np.pi - 1e-12))
     cot[(angles <= 1e-12) | (angles >= np.pi - 1e-12)] = 0.0
-    rows, cols, weights = [], [], []
-    for k in range(3):
-        i, j = faces[:, (k + 1) % 3], faces[:, (k + 2) % 3]
-        rows += [i, j]
-        cols += [j, i]
-        weights += [0.5 * cot[:, k]] * 2
-    off = sp.coo_matrix((np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)).tocsr()
-    return (sp.diags(np.asarray(off.sum(axis=1)).ravel()) - off).tocsr()
+    return cotangent_matrix(faces, cot, n)
 
 
 def _angle_sums(faces: np.ndarray, angles: np.ndarray, n: int) -> np.ndarray:
@@ -211,7 +204,7 @@ def conformal_square(disk: Disk, corners: np.ndarray | None = None, *, tolerance
     lengths = _scaled_lengths(intrinsic, log_base, u)
     uv, aspect = _layout(intrinsic, lengths, _angles(lengths), loop, corners, n)
     flips = int(len(np.setdiff1d(_edge_codes(intrinsic, n), _edge_codes(faces, n))))
-    return ConformalMap(uv, corners, residuals, aspect, time.perf_counter() - tick, u, flips)
+    return ConformalMap(uv, corners, residuals, aspect, time.perf_counter() - tick, flips)
 
 
 def _scaled_lengths(faces: np.ndarray, log_base: np.ndarray, u: np.ndarray) -> np.ndarray:

@@ -9,21 +9,96 @@ subjects on a template share.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..hashing import code_digest, sha256_bytes, sha256_json
+from ..storage import atomic_path
 from .conformal import conformal_square
 from .disk import prepare_disk
 from .laplacian import cotangent_laplacian
 from .mesh import signed_areas, triangle_areas
 
-__all__ = ["FlatMap", "flatten", "load_surface", "load_mask", "template_flat_map"]
+__all__ = ["FlatMap", "FlattenReport", "flatten", "load_surface", "load_mask", "template_flat_map"]
+
+
+@dataclass(frozen=True)
+class FlattenReport:
+    """How one flattening went: mesh sizes, what disk preparation removed, the solves' residuals and times.
+
+    Attributes
+    ----------
+    vertices, faces : int
+        Size of the disk that was mapped.
+    removed : dict of str to int
+        Vertices removed by each disk preparation step (``outside mask``, ``small components``, ``ears``).
+    aspect : float
+        Width / height of the conformal rectangle before it was scaled to the square.
+    conformal_residuals : list of float
+        Max angle-sum error (radians) after each conformal Newton iteration.
+    conformal_seconds : float
+    intrinsic_flips : int
+        Edges of the final intrinsic Delaunay triangulation that are not edges of the input mesh.
+    transport_residuals : list of float
+        Relative cell-area error per optimal-transport iteration (empty for a conformal-only map).
+    transport_seconds : float or None
+    flipped_before_repair, flipped : int or None
+        Flipped triangles after optimal transport, before and after local repair.
+    refine_residuals : list of float or None
+        Triangle-area refinement residuals, when it ran.
+    refine_seconds : float or None
+    seconds : float
+        Wall time of the whole flattening.
+    key : str or None
+        Cache key of a template flat map (:func:`template_flat_map`).
+    """
+
+    vertices: int
+    faces: int
+    removed: dict[str, int]
+    aspect: float
+    conformal_residuals: list[float]
+    conformal_seconds: float
+    intrinsic_flips: int
+    transport_residuals: list[float] = field(default_factory=list)
+    transport_seconds: float | None = None
+    flipped_before_repair: int | None = None
+    flipped: int | None = None
+    refine_residuals: list[float] | None = None
+    refine_seconds: float | None = None
+    seconds: float = 0.0
+    key: str | None = None
+
+    @property
+    def conformal_iterations(self) -> int:
+        return len(self.conformal_residuals) - 1
+
+    @property
+    def transport_iterations(self) -> int:
+        return len(self.transport_residuals)
+
+    def summary(self) -> dict[str, Any]:
+        """Scalar figures of the run (for tables and ``studylib flatten --json``)."""
+        return {"vertices": self.vertices, "faces": self.faces, **{f"removed {k}": v for k, v in self.removed.items()},
+                "aspect": self.aspect, "conformal_iterations": self.conformal_iterations,
+                "conformal_residual": self.conformal_residuals[-1], "conformal_seconds": self.conformal_seconds,
+                "intrinsic_flips": self.intrinsic_flips, "transport_iterations": self.transport_iterations,
+                "transport_residual": self.transport_residuals[-1] if self.transport_residuals else None,
+                "transport_seconds": self.transport_seconds, "flipped_before_repair": self.flipped_before_repair,
+                "flipped": self.flipped, "refined": self.refine_residuals is not None,
+                "refine_seconds": self.refine_seconds, "seconds": self.seconds}
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), default=float)
+
+    @classmethod
+    def from_json(cls, text: str) -> FlattenReport:
+        return cls(**json.loads(text))
 
 
 @dataclass(frozen=True)
@@ -45,7 +120,7 @@ class FlatMap:
         The conformal square map before the area-preserving step.
     boundary : ndarray
         Boundary loop (kept-vertex indices).
-    stats : dict
+    report : FlattenReport
         Residuals, iterations, seconds, aspect ratio and removed-vertex counts.
     """
 
@@ -55,21 +130,32 @@ class FlatMap:
     corners: np.ndarray
     conformal_uv: np.ndarray
     boundary: np.ndarray
-    stats: dict[str, Any] = field(default_factory=dict)
+    report: FlattenReport
 
     def save(self, path: str | Path) -> Path:
+        """Write the map as ``.npz`` (atomically) and return the path."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, uv=self.uv, faces=self.faces, vertex_index=self.vertex_index,
-                            corners=self.corners, conformal_uv=self.conformal_uv, boundary=self.boundary,
-                            stats=json.dumps(self.stats, default=float))
+        with atomic_path(path) as partial:
+            np.savez_compressed(partial, uv=self.uv, faces=self.faces, vertex_index=self.vertex_index,
+                                corners=self.corners, conformal_uv=self.conformal_uv, boundary=self.boundary,
+                                report=self.report.to_json())
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> FlatMap:
-        with np.load(path) as stored:
-            return cls(stored["uv"], stored["faces"], stored["vertex_index"], stored["corners"],
-                       stored["conformal_uv"], stored["boundary"], json.loads(str(stored["stats"])))
+        """Read a map written by :meth:`save`.
+
+        Raises
+        ------
+        ValueError
+            When the file is not such a map.
+        """
+        try:
+            with np.load(path) as stored:
+                return cls(stored["uv"], stored["faces"], stored["vertex_index"], stored["corners"],
+                           stored["conformal_uv"], stored["boundary"], FlattenReport.from_json(str(stored["report"])))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{path}: not a flat map written by this version of studylib ({error})") from None
 
 
 #: The triangle-area refinement runs when optimal transport leaves the 5th-95th percentile of triangle area
@@ -100,12 +186,9 @@ def flatten(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray | None = N
     started = time.perf_counter()
     disk = prepare_disk(vertices, faces, keep)
     conformal = conformal_square(disk, tolerance=tolerance, max_iterations=max_iterations)
-    stats: dict[str, Any] = {
-        "vertices": int(len(disk.vertices)), "faces": int(len(disk.faces)), "removed": disk.removed,
-        "conformal_residuals": conformal.residuals, "conformal_iterations": len(conformal.residuals) - 1,
-        "conformal_seconds": conformal.seconds, "aspect": conformal.aspect,
-        "intrinsic_flips": conformal.intrinsic_flips,
-    }
+    report = FlattenReport(vertices=int(len(disk.vertices)), faces=int(len(disk.faces)), removed=dict(disk.removed),
+                           aspect=float(conformal.aspect), conformal_residuals=[float(r) for r in conformal.residuals],
+                           conformal_seconds=conformal.seconds, intrinsic_flips=int(conformal.intrinsic_flips))
     uv = conformal.uv
     if area_preserving:
         from .transport import area_preserving_map
@@ -126,39 +209,37 @@ def flatten(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray | None = N
             tick = time.perf_counter()
             refined = refine_triangle_areas(uv, disk.faces, triangle_3d, disk.boundary, conformal.corners)
             uv = refined.uv
-            stats.update({"refine_residuals": refined.residuals, "refine_seconds": time.perf_counter() - tick})
-        stats.update({"transport_residuals": [float(r) for r in result.residuals],
-                      "transport_iterations": len(result.residuals), "transport_seconds": result.seconds,
-                      "flipped_before_repair": int(result.flipped_before_repair), "flipped": int(result.flipped)})
-    stats["seconds"] = time.perf_counter() - started
-    return FlatMap(uv, disk.faces, disk.vertex_index, conformal.corners, conformal.uv, disk.boundary, stats)
+            report = replace(report, refine_residuals=[float(r) for r in refined.residuals],
+                             refine_seconds=time.perf_counter() - tick)
+        report = replace(report, transport_residuals=[float(r) for r in result.residuals],
+                         transport_seconds=result.seconds, flipped_before_repair=int(result.flipped_before_repair),
+                         flipped=int(result.flipped))
+    report = replace(report, seconds=time.perf_counter() - started)
+    return FlatMap(uv, disk.faces, disk.vertex_index, conformal.corners, conformal.uv, disk.boundary, report)
 
 
-def _geometry_code_hash() -> str:
-    digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + path.read_bytes())
-    return digest.hexdigest()[:16]
+def template_flat_map(template: Any, hemisphere: str, path: str | Path | None = None, **kwargs: Any) -> FlatMap:
+    """The flat map shared by every subject on ``template``, cached at ``path``.
 
-
-
-def template_flat_map(template: Any, hemisphere: str, cache: str | Path | None = None, **kwargs: Any) -> FlatMap:
-    """The flat map shared by every subject on ``template``, cached as ``<cache>/<template>_<hemi>.npz``.
-
-    The cached map is reused only if it was made by the same geometry code with the same options
-    (recorded in its stats as ``key``); otherwise it is recomputed and replaced.
+    The cached map is reused only if it was made from the same surface and cortex mask by the same code
+    (this module and the ``studylib`` modules it imports) with the same options (recorded as ``report.key``);
+    otherwise it is recomputed and replaced.
     """
     surface = template.surfaces[hemisphere]
-    key = hashlib.sha256(json.dumps({"code": _geometry_code_hash(), "options": kwargs, "template": template.name,
-                                     "cortex": hashlib.sha256(surface.cortex.tobytes()).hexdigest()},
-                                    sort_keys=True).encode()).hexdigest()
-    path = Path(cache) / f"{template.name}_{hemisphere}.npz" if cache is not None else None
+    key = sha256_json({"code": code_digest(__name__), "options": kwargs, "template": template.name,
+                       "surface": sha256_bytes(np.ascontiguousarray(surface.vertices).tobytes()
+                                               + np.ascontiguousarray(surface.faces).tobytes()),
+                       "cortex": sha256_bytes(surface.cortex.tobytes())})
+    path = Path(path) if path is not None else None
     if path is not None and path.is_file():
-        cached = FlatMap.load(path)
-        if cached.stats.get("key") == key:
+        try:
+            cached = FlatMap.load(path)
+        except ValueError:
+            cached = None  # an older format: recompute
+        if cached is not None and cached.report.key == key:
             return cached
     flat = flatten(surface.vertices, surface.faces, surface.cortex, **kwargs)
-    flat.stats["key"] = key
+    flat = replace(flat, report=replace(flat.report, key=key))
     if path is not None:
         flat.save(path)
     return flat

@@ -6,7 +6,29 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import eigsh
 
-__all__ = ["cotangent_laplacian", "laplacian_eigenmodes"]
+__all__ = ["cotangent_laplacian", "cotangent_matrix", "laplacian_eigenmodes"]
+
+
+def cotangent_matrix(faces: np.ndarray, cotangents: np.ndarray, n: int) -> sp.csr_matrix:
+    """The positive semi-definite cotangent Laplacian ``L`` with edge weights ``(cot α + cot β) / 2``.
+
+    Parameters
+    ----------
+    faces : ndarray, shape (m, 3)
+    cotangents : ndarray, shape (m, 3)
+        Cotangent of the angle at each corner of each face (the corner opposite edge ``(k+1, k+2)``); from 3D
+        positions (:func:`cotangent_laplacian`) or from the intrinsic angles of a metric (the conformal solve).
+    n : int
+        Number of vertices.
+    """
+    rows, cols, weights = [], [], []
+    for k in range(3):  # the angle at corner k is opposite the edge (k+1, k+2)
+        i, j = faces[:, (k + 1) % 3], faces[:, (k + 2) % 3]
+        rows += [i, j]
+        cols += [j, i]
+        weights += [0.5 * cotangents[:, k]] * 2
+    off = sp.coo_matrix((np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)).tocsr()
+    return (sp.diags(np.asarray(off.sum(axis=1)).ravel()) - off).tocsr()
 
 
 def cotangent_laplacian(vertices: np.ndarray, faces: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -21,20 +43,13 @@ def cotangent_laplacian(vertices: np.ndarray, faces: np.ndarray) -> tuple[sp.csr
     areas = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
     if (areas <= 0).any():
         raise ValueError(f"{int((areas <= 0).sum())} degenerate (zero-area) faces")
-    rows, cols, weights = [], [], []
-    for k in range(3):  # the angle at corner k is opposite the edge (k+1, k+2)
-        i, j = faces[:, (k + 1) % 3], faces[:, (k + 2) % 3]
+    cotangents = np.empty((len(faces), 3))
+    for k in range(3):
         u = corners[:, (k + 1) % 3] - corners[:, k]
         v = corners[:, (k + 2) % 3] - corners[:, k]
-        cot = np.einsum("ij,ij->i", u, v) / (2.0 * areas)
-        rows += [i, j]
-        cols += [j, i]
-        weights += [0.5 * cot, 0.5 * cot]
-    off = sp.coo_matrix((-np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
-    off = off.tocsr()
-    stiffness = off - sp.diags(np.asarray(off.sum(axis=1)).ravel())
+        cotangents[:, k] = np.einsum("ij,ij->i", u, v) / (2.0 * areas)
     mass = np.bincount(faces.ravel(), weights=np.repeat(areas / 3.0, 3), minlength=n)
-    return stiffness.tocsr(), mass
+    return cotangent_matrix(faces, cotangents, n), mass
 
 
 def laplacian_eigenmodes(vertices: np.ndarray, faces: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

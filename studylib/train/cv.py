@@ -2,16 +2,27 @@
 
 The paper shuffles subjects into 10 folds without regard to site, sex or diagnosis; it also reports
 leave-one-site-out. :func:`stratified_folds` keeps each fold's label balance (scikit-learn's
-``StratifiedKFold``, shuffled and seeded); :func:`site_folds` makes one fold per site.
+``StratifiedKFold``, shuffled and seeded); :func:`site_folds` makes one fold per site (``LeaveOneGroupOut``).
+A fold array is what jobs, predictions and stacking share: :func:`fold_split` turns it back into
+scikit-learn's ``PredefinedSplit``, which ``cross_val_predict`` and ``GridSearchCV`` accept, and
+:func:`train_test` gives one fold's training and test rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
+from sklearn.model_selection import LeaveOneGroupOut, PredefinedSplit, StratifiedKFold
 
-__all__ = ["site_folds", "split", "stratified_folds"]
+__all__ = ["fold_split", "site_folds", "stratified_folds", "train_test"]
+
+
+def _folds_of(splits, n: int) -> np.ndarray:
+    folds = np.full(n, -1, dtype=np.int64)
+    for fold, (_, test) in enumerate(splits):
+        folds[test] = fold
+    return folds
 
 
 def stratified_folds(labels: Sequence[int], n_folds: int, seed: int) -> np.ndarray:
@@ -22,8 +33,6 @@ def stratified_folds(labels: Sequence[int], n_folds: int, seed: int) -> np.ndarr
     ValueError
         When a label has fewer subjects than folds (a fold would miss it).
     """
-    from sklearn.model_selection import StratifiedKFold
-
     labels = np.asarray(labels)
     counts = np.unique(labels, return_counts=True)[1]
     if n_folds < 2:
@@ -31,23 +40,37 @@ def stratified_folds(labels: Sequence[int], n_folds: int, seed: int) -> np.ndarr
     if counts.min() < n_folds:
         raise ValueError(f"{n_folds} folds need at least {n_folds} subjects of each label; the smallest label has "
                          f"{counts.min()}")
-    folds = np.empty(len(labels), dtype=np.int64)
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    for fold, (_, test) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
-        folds[test] = fold
-    return folds
+    return _folds_of(splitter.split(np.zeros(len(labels)), labels), len(labels))
 
 
 def site_folds(sites: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     """Leave-one-site-out: fold ``k`` is every subject of the ``k``-th site (sites sorted by name)."""
-    names, folds = np.unique(np.asarray(sites, dtype=str), return_inverse=True)
+    groups = np.asarray(sites, dtype=str)
+    names = np.unique(groups)
     if len(names) < 2:
         raise ValueError("leave-one-site-out needs at least two sites")
-    return folds.astype(np.int64), names.tolist()
+    return _folds_of(LeaveOneGroupOut().split(groups, groups=groups), len(groups)), names.tolist()
 
 
-def split(folds: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """``(fold, train_index, test_index)`` for each fold; the two index sets never share a subject."""
+def fold_split(folds: np.ndarray) -> PredefinedSplit:
+    """scikit-learn's splitter for a fold array (subjects with fold -1 are always in training)."""
+    return PredefinedSplit(np.asarray(folds))
+
+
+def train_test(folds: np.ndarray, fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training and test rows of ``fold`` (the test rows are that fold's subjects); ``fold`` -1: every row trains.
+
+    Raises
+    ------
+    ValueError
+        When no subject is in ``fold``.
+    """
     folds = np.asarray(folds)
-    for fold in np.unique(folds):
-        yield int(fold), np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+    if fold < 0:
+        return np.arange(len(folds)), np.empty(0, dtype=np.int64)
+    numbers = np.unique(folds[folds >= 0])
+    for number, (train, test) in zip(numbers, fold_split(folds).split()):
+        if number == fold:
+            return train, test
+    raise ValueError(f"no subject is in fold {fold}; folds are {numbers.tolist()}")

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..params import TrainParams
+from ..storage import atomic_path
 from .recipe import learning_rate, mix, uses_mixup
 
 __all__ = ["configure_threads", "fit", "predict", "resolve_device", "worker_count"]
@@ -113,13 +115,7 @@ def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled)
 
 
-def _save(path: Path, state: dict) -> None:
-    partial = path.with_suffix(".partial")
-    torch.save(state, partial)
-    os.replace(partial, path)
-
-
-def fit(net: nn.Module, images: np.ndarray, labels: np.ndarray, train_index: np.ndarray, train: object, *,
+def fit(net: nn.Module, images: np.ndarray, labels: np.ndarray, train_index: np.ndarray, train: TrainParams, *,
         seed: int, checkpoint: str | Path | None = None, device: str = "cpu",
         after_epoch: Callable[[int], None] | None = None) -> list[dict]:
     """Train ``net`` on ``images[train_index]`` and return the per-epoch history.
@@ -146,7 +142,7 @@ def fit(net: nn.Module, images: np.ndarray, labels: np.ndarray, train_index: np.
     rng = np.random.default_rng(seed)
     device = torch.device(device)
     net.to(device, memory_format=torch.channels_last)
-    workers = worker_count(getattr(train, "num_workers", 0), device.type)
+    workers = worker_count(train.num_workers, device.type)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed image size: let cuDNN pick its fastest kernels once
     optimizer = torch.optim.SGD(net.parameters(), lr=train.lr, momentum=train.momentum)
@@ -189,9 +185,10 @@ def fit(net: nn.Module, images: np.ndarray, labels: np.ndarray, train_index: np.
         history.append({"epoch": epoch, "lr": learning_rate(epoch, train), "mixup": uses_mixup(epoch, train),
                         "loss": total / max(seen, 1), "seconds": time.perf_counter() - tick})
         if checkpoint is not None:
-            _save(checkpoint, {"epoch": epoch, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                               "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                               "history": history})
+            with atomic_path(checkpoint) as partial:
+                torch.save({"epoch": epoch, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                            "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                            "history": history}, partial)
         if after_epoch is not None:
             after_epoch(epoch)
     return history

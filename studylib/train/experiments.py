@@ -21,38 +21,39 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import paper
-from ..evaluate.metrics import classification_metrics
 from ..images import ImageStore
+from ..params import TrainParams, TransferParams
 from .cv import site_folds, stratified_folds
 from .engine import configure_threads, resolve_device
 from .jobs import Job, is_done, job_key, run_job
+from .models import Init
 
 __all__ = [
+    "PREDICTION_COLUMNS",
     "STAGE1_INIT",
     "Experiment",
-    "arms_vs_paper",
-    "average_over_images",
     "cohort_folds",
     "imagenet_init",
-    "learning_curves",
     "plan_autism",
     "plan_sex",
     "stage1_metric",
-    "summarise",
 ]
+
+#: Columns of :meth:`Experiment.predictions`.
+PREDICTION_COLUMNS = ["subject", "label", "fold", "probability", "cohort", "arm", "scheme", "backbone", "init",
+                      "hemisphere", "metric", "seed"]
 
 #: The initialisation of the stage-1 (HCP sex) model behind each stage-2 arm.
 STAGE1_INIT = {"hcp-only": "scratch", "2-stage": "imagenet"}
 
 
-def imagenet_init(backbone: str) -> str:
-    """The ``init`` that loads ImageNet weights for ``backbone`` offline-first."""
-    return "imagenet-lite0" if backbone == "efficientnet_lite0" else "imagenet"
+def imagenet_init(backbone: str) -> Init:
+    """The initialisation that loads ImageNet weights for ``backbone`` offline-first."""
+    return Init("imagenet-lite0" if backbone == "efficientnet_lite0" else "imagenet")
 
 
-def _direct_init(arm: str, backbone: str) -> str:
-    return {"scratch": "scratch", "imagenet": imagenet_init(backbone)}[arm]
+def _direct_init(arm: str, backbone: str) -> Init:
+    return Init("scratch") if arm == "scratch" else imagenet_init(backbone)
 
 
 def stage1_metric(metric: str, source_metrics: list[str], mapping: dict[str, str]) -> str:
@@ -92,7 +93,7 @@ class Experiment:
         ``auto``, ``cpu`` or ``cuda``.
     """
 
-    def __init__(self, root: str | Path, stores: dict[str, ImageStore], train: object, seed: int,
+    def __init__(self, root: str | Path, stores: dict[str, ImageStore], train: TrainParams, seed: int,
                  device: str = "auto"):
         self.root = Path(root)
         self.stores = stores
@@ -113,11 +114,7 @@ class Experiment:
             self._folds[cohort, scheme] = cohort_folds(self.stores[cohort], scheme, self.train.folds, self.seed)
         return self._folds[cohort, scheme][0]
 
-    def fold_names(self, cohort: str, scheme: str) -> list[str]:
-        self.folds(cohort, scheme)
-        return self._folds[cohort, scheme][1]
-
-    def add(self, cohort: str, arm: str, scheme: str, backbone: str, init: str, hemisphere: str,
+    def add(self, cohort: str, arm: str, scheme: str, backbone: str, init: Init, hemisphere: str,
             metric: str) -> list[Job]:
         """Add one job per fold of ``cohort`` under ``scheme`` (one job for ``all``) and return them."""
         folds = self.folds(cohort, scheme)
@@ -186,11 +183,10 @@ class Experiment:
             for field, value in asdict(job).items():
                 if field != "fold":
                     table[field] = value
-            table["init"] = job.init.replace(f"{self.root}/", "")  # stage-1 models relative to the root
+            table["init"] = job.init.relative_to(self.root)  # stage-1 models named relative to the root
             parts.append(table)
         if not parts:
-            return pd.DataFrame(columns=["subject", "label", "fold", "probability", "cohort", "arm", "scheme",
-                                         "backbone", "init", "hemisphere", "metric", "seed"])
+            return pd.DataFrame(columns=PREDICTION_COLUMNS)
         return pd.concat(parts, ignore_index=True)
 
     def histories(self) -> pd.DataFrame:
@@ -201,17 +197,21 @@ class Experiment:
             table = pd.read_csv(self.root / job.name / "history.csv")
             for field, value in asdict(job).items():
                 table[field] = value
+            table["init"] = job.init.relative_to(self.root)
             parts.append(table)
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def plan_sex(experiment: Experiment, params: object) -> list[Job]:
-    """The sex arms on the HCP-like cohort (k-fold), every backbone, hemisphere and metric."""
-    cohort = params.transfer.sex_cohort
+def plan_sex(experiment: Experiment, transfer: TransferParams) -> list[Job]:
+    """The sex arms on the HCP-like cohort (k-fold), every backbone of the experiment's training parameters,
+    every hemisphere and metric."""
+    cohort = transfer.sex_cohort
+    if cohort is None:
+        return []
     store = experiment.stores[cohort]
     jobs = []
-    for arm in params.transfer.sex_arms:
-        for backbone in params.train.backbones:
+    for arm in transfer.sex_arms:
+        for backbone in experiment.train.backbones:
             for hemisphere in store.meta["hemispheres"]:
                 for metric in store.meta["metrics"]:
                     jobs += experiment.add(cohort, arm, "kfold", backbone, _direct_init(arm, backbone), hemisphere,
@@ -219,10 +219,9 @@ def plan_sex(experiment: Experiment, params: object) -> list[Job]:
     return jobs
 
 
-def plan_autism(experiment: Experiment, params: object, cohorts: list[str]) -> list[Job]:
+def plan_autism(experiment: Experiment, transfer: TransferParams, cohorts: list[str]) -> list[Job]:
     """Stage-1 models (HCP-like cohort, all subjects) first, then the autism arms of ``cohorts``."""
-    transfer = params.transfer
-    source = experiment.stores[transfer.sex_cohort].meta["metrics"]
+    source = experiment.stores[transfer.sex_cohort].meta["metrics"] if transfer.sex_cohort in experiment.stores else []
     jobs = []
     for cohort in cohorts:
         meta = experiment.stores[cohort].meta
@@ -230,69 +229,17 @@ def plan_autism(experiment: Experiment, params: object, cohorts: list[str]) -> l
         if transfer.site_out_cohorts is None or cohort in transfer.site_out_cohorts:
             schemes += [("site-out", arm) for arm in transfer.site_out_arms]
         for scheme, arm in schemes:
-            for backbone in params.train.backbones:
+            for backbone in experiment.train.backbones:
                 for hemisphere in meta["hemispheres"]:
                     for metric in meta["metrics"]:
                         if arm in STAGE1_INIT:
                             first = experiment.add(transfer.sex_cohort, f"stage1-{STAGE1_INIT[arm]}", "all",
                                                    backbone, _direct_init(STAGE1_INIT[arm], backbone), hemisphere,
                                                    stage1_metric(metric, source, transfer.stage1_metrics))[0]
-                            init = f"checkpoint:{experiment.model_path(first)}"
+                            init = Init("checkpoint", experiment.model_path(first))
                         else:
                             init = _direct_init(arm, backbone)
                         jobs += experiment.add(cohort, arm, scheme, backbone, init, hemisphere, metric)
     # stage-1 jobs must run before the jobs that start from them
     experiment.jobs.sort(key=lambda job: job.scheme != "all")
     return jobs
-
-
-def summarise(predictions: pd.DataFrame, by: tuple[str, ...] = ("cohort", "scheme", "arm", "backbone",
-                                                                  "hemisphere", "metric")) -> pd.DataFrame:
-    """Accuracy, sensitivity, specificity and AUC of the pooled out-of-fold predictions per group
-    (``fold`` in ``by`` gives one row per model)."""
-    rows = []
-    for keys, group in predictions.groupby(list(by), sort=True):
-        scores = classification_metrics(group["label"].to_numpy(), group["probability"].to_numpy())
-        rows.append({**dict(zip(by, keys)), "subjects": len(group), **scores})
-    return pd.DataFrame(rows)
-
-
-def learning_curves(histories: pd.DataFrame) -> pd.DataFrame:
-    """Mean and SD over folds of the training loss per epoch (with its mix-up flag and learning rate), per
-    (cohort, scheme, arm, backbone, image)."""
-    keys = ["cohort", "scheme", "arm", "backbone", "hemisphere", "metric", "epoch", "mixup", "lr"]
-    curves = histories.groupby(keys)["loss"].agg(["mean", "std", "count"]).reset_index()
-    return curves.rename(columns={"mean": "loss", "std": "loss_sd", "count": "models"})
-
-
-def average_over_images(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Each subject's probability averaged over its image models (hemispheres x metrics), per (cohort, scheme,
-    arm, backbone): an unweighted combination (the paper's XGBoost stacking is notebook 06's). ``images``
-    counts the models averaged."""
-    keys = ["cohort", "scheme", "arm", "backbone", "subject"]
-    averaged = predictions.groupby(keys, sort=True).agg(label=("label", "first"), fold=("fold", "first"),
-                                                        probability=("probability", "mean"),
-                                                        images=("probability", "size"))
-    return averaged.reset_index().assign(hemisphere="both", metric="mean of images")
-
-
-def arms_vs_paper(predictions: pd.DataFrame, task: str) -> pd.DataFrame:
-    """Each (cohort, scheme, arm, backbone) of ``predictions`` beside the paper's accuracy for the same arm and
-    scheme: the mean single-image accuracy and the image-average accuracy, sensitivity, specificity (%) and
-    AUC. ``task`` is ``"sex"`` or ``"asd"``. Without predictions, the paper's numbers alone."""
-    reported = paper.results_table(task)
-    reported = reported[reported["arm"] != "baseline"].assign(
-        scheme=lambda t: t["cv"].map({"10-fold": "kfold", "leave-one-site-out": "site-out"}))
-    reported = reported.pivot_table(index=["scheme", "arm"], columns="model", values="accuracy")
-    reported.columns = [f"paper {model} (%)" for model in reported.columns]
-    if predictions.empty:
-        return reported.reset_index()
-    keys = ["cohort", "scheme", "arm", "backbone"]
-    single = (summarise(predictions).groupby(keys)["accuracy"].mean() * 100).rename("mean single-image accuracy (%)")
-    averaged = summarise(average_over_images(predictions), by=tuple(keys)).set_index(keys)
-    ours = pd.DataFrame({"image-average accuracy (%)": averaged["accuracy"] * 100,
-                         "image-average sensitivity (%)": averaged["sensitivity"] * 100,
-                         "image-average specificity (%)": averaged["specificity"] * 100,
-                         "image-average AUC": averaged["auc"]})
-    ours = single.to_frame().join(ours).reset_index()
-    return ours.merge(reported.reset_index(), on=["scheme", "arm"], how="left").round(3)

@@ -21,9 +21,7 @@ mean and SD of the job's training subjects only.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -33,26 +31,26 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..hashing import code_digest, file_sha256, sha256_bytes, sha256_json
+from ..params import TrainParams
+from ..storage import atomic_path, atomic_write_text, chunked_moments
+from .cv import train_test
 from .engine import fit, predict
-from .models import MetricNet, build_model
+from .models import Init, MetricNet, build_model
 
 __all__ = ["Job", "is_done", "job_key", "normalisation", "run_job"]
 
 #: Training settings that are not part of a job's key: speed only, or covered by the job's fields and folds.
 _NOT_IN_KEY = ("num_workers", "backbones", "folds")
-#: Modules whose code decides what a job learns.
-_TRAINING_CODE = ("engine.py", "jobs.py", "models.py", "recipe.py")
 
 
 def _training_code() -> str:
+    """The code that decides what a job learns (this module and what it imports) and the libraries' versions."""
     import timm
     import torchvision
 
-    sha = hashlib.sha256(f"torch {torch.__version__} torchvision {torchvision.__version__} timm "
-                         f"{timm.__version__}".encode())
-    for name in _TRAINING_CODE:
-        sha.update((Path(__file__).parent / name).read_bytes())
-    return sha.hexdigest()
+    return code_digest(__name__, extra=(f"torch {torch.__version__}", f"torchvision {torchvision.__version__}",
+                                        f"timm {timm.__version__}"))
 
 
 @dataclass(frozen=True)
@@ -67,8 +65,8 @@ class Job:
     scheme : str
         ``kfold``, ``site-out`` or ``all`` (train on every subject, predict none).
     backbone : str
-    init : str
-        As :func:`~studylib.train.models.build_model` takes it.
+    init : Init
+        How the backbone's weights start.
     hemisphere, metric : str
     fold : int
         The held-out fold; -1 for ``scheme == "all"``.
@@ -79,7 +77,7 @@ class Job:
     arm: str
     scheme: str
     backbone: str
-    init: str
+    init: Init
     hemisphere: str
     metric: str
     fold: int
@@ -96,25 +94,15 @@ class Job:
         return f"{self.hemisphere}_{self.metric}"
 
 
-def _digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
-
-
-def job_key(job: Job, train: object, store_identity: str, folds: np.ndarray) -> str:
+def job_key(job: Job, train: TrainParams, store_identity: str, folds: np.ndarray) -> str:
     """Digest of everything that decides the job's result (see the module docstring)."""
     fields = asdict(job)
-    if ":" in job.init:  # a file: its bytes count, not where it lies
-        kind, path = job.init.split(":", 1)
-        fields["init"] = f"{kind}:{_digest(Path(path)) if Path(path).is_file() else 'missing'}"
+    if job.init.path is not None:  # a file: its bytes count, not where it lies
+        path = job.init.path
+        fields["init"] = {"kind": job.init.kind, "bytes": file_sha256(path) if path.is_file() else "missing"}
     settings = {key: value for key, value in train.model_dump(mode="json").items() if key not in _NOT_IN_KEY}
-    payload = json.dumps({"job": fields, "train": settings, "images": store_identity, "code": _training_code(),
-                          "folds": hashlib.sha256(np.ascontiguousarray(folds, dtype=np.int64)).hexdigest()},
-                         sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return sha256_json({"job": fields, "train": settings, "images": store_identity, "code": _training_code(),
+                        "folds": sha256_bytes(np.ascontiguousarray(folds, dtype=np.int64).tobytes())})
 
 
 def is_done(folder: str | Path, key: str) -> bool:
@@ -123,29 +111,15 @@ def is_done(folder: str | Path, key: str) -> bool:
     return done.is_file() and json.loads(done.read_text()).get("key") == key
 
 
-def normalisation(images: np.ndarray, index: np.ndarray, chunk: int = 256) -> tuple[float, float]:
+def normalisation(images: np.ndarray, index: np.ndarray) -> tuple[float, float]:
     """Mean and SD over all pixels of ``images[index]``, read in chunks (SD 0 becomes 1)."""
-    index = np.sort(np.asarray(index))
-    total = total_sq = 0.0
-    count = 0
-    for start in range(0, len(index), chunk):
-        block = np.asarray(images[index[start: start + chunk]], dtype=np.float64)
-        total += float(block.sum())
-        total_sq += float(np.square(block).sum())
-        count += block.size
-    if count == 0:
+    if len(index) == 0:
         raise ValueError("no training subjects to normalise with")
-    mean = total / count
-    return mean, float(np.sqrt(max(total_sq / count - mean**2, 0.0))) or 1.0
+    mean, sd, _ = chunked_moments(images, index)
+    return float(mean), float(sd) or 1.0
 
 
-def _write(path: Path, write: Callable[[Path], None]) -> None:
-    partial = path.with_name(path.name + ".partial")
-    write(partial)
-    os.replace(partial, path)
-
-
-def run_job(job: Job, images: np.ndarray, subjects: pd.DataFrame, folds: np.ndarray, train: object,
+def run_job(job: Job, images: np.ndarray, subjects: pd.DataFrame, folds: np.ndarray, train: TrainParams,
             folder: str | Path, *, store_identity: str, device: str = "cpu",
             after_epoch: Callable[[int], None] | None = None) -> bool:
     """Train (or resume, or skip) one job; return whether it trained.
@@ -175,7 +149,7 @@ def run_job(job: Job, images: np.ndarray, subjects: pd.DataFrame, folds: np.ndar
         raise ValueError(f"job {job.name}: {len(images)} images, {len(subjects)} subjects and {len(folds)} fold "
                          "numbers must agree")
     key = job_key(job, train, store_identity, folds)
-    record = {**asdict(job), "key": key}
+    record = {**asdict(job), "init": str(job.init), "key": key}
     done = folder / "done.json"
     if is_done(folder, key):
         return False
@@ -183,11 +157,10 @@ def run_job(job: Job, images: np.ndarray, subjects: pd.DataFrame, folds: np.ndar
     if folder.exists() and not (started.is_file() and json.loads(started.read_text()).get("key") == key):
         shutil.rmtree(folder)  # made by other parameters or inputs: start afresh
     folder.mkdir(parents=True, exist_ok=True)
-    _write(started, lambda path: path.write_text(json.dumps(record, indent=2) + "\n"))
+    atomic_write_text(started, json.dumps(record, indent=2) + "\n")
 
     labels = subjects["label"].to_numpy()
-    train_index = np.flatnonzero(folds != job.fold) if job.fold >= 0 else np.arange(len(folds))
-    test_index = np.flatnonzero(folds == job.fold) if job.fold >= 0 else np.empty(0, dtype=np.int64)
+    train_index, test_index = train_test(folds, job.fold)
     if len(np.unique(labels[train_index])) < 2:
         raise ValueError(f"job {job.name}: the training subjects of fold {job.fold} have a single label")
     mean, sd = normalisation(images, train_index)
@@ -195,15 +168,17 @@ def run_job(job: Job, images: np.ndarray, subjects: pd.DataFrame, folds: np.ndar
     net = MetricNet(build_model(job.backbone, job.init), mean=mean, sd=sd)
     history = fit(net, images, labels, train_index, train, seed=job.seed, checkpoint=folder / "checkpoint.pt",
                   device=device, after_epoch=after_epoch)
-    _write(folder / "model.pt", lambda path: torch.save(net.state_dict(), path))
-    _write(folder / "history.csv", lambda path: pd.DataFrame(history).to_csv(path, index=False))
+    with atomic_path(folder / "model.pt") as partial:
+        torch.save(net.state_dict(), partial)
+    with atomic_path(folder / "history.csv") as partial:
+        pd.DataFrame(history).to_csv(partial, index=False)
     if len(test_index):
         probability = predict(net, images, test_index, device=device)
         table = pd.DataFrame({"subject": subjects["subject"].to_numpy()[test_index], "label": labels[test_index],
                               "fold": job.fold, "probability": probability})
-        _write(folder / "predictions.csv", lambda path: table.to_csv(path, index=False))
-    _write(done, lambda path: path.write_text(json.dumps({**record, "train_subjects": len(train_index),
-                                                          "test_subjects": len(test_index), "device": device,
-                                                          "threads": torch.get_num_threads()}, indent=2) + "\n"))
+        with atomic_path(folder / "predictions.csv") as partial:
+            table.to_csv(partial, index=False)
+    atomic_write_text(done, json.dumps({**record, "train_subjects": len(train_index), "test_subjects": len(test_index),
+                                        "device": device, "threads": torch.get_num_threads()}, indent=2) + "\n")
     (folder / "checkpoint.pt").unlink(missing_ok=True)
     return True

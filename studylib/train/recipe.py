@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..params import TrainParams
+
 __all__ = ["learning_rate", "mix", "uses_mixup"]
 
 
-def uses_mixup(epoch: int, train: object) -> bool:
+def uses_mixup(epoch: int, train: TrainParams) -> bool:
     """Whether ``epoch`` trains on mixed samples (the first ``mixup_epochs``)."""
     return epoch < train.mixup_epochs
 
 
-def learning_rate(epoch: int, train: object) -> float:
+def learning_rate(epoch: int, train: TrainParams) -> float:
     """``lr / 10**(epoch // lr_step_epochs)`` during mix-up, then ``finetune_lr``."""
     if epoch < 0 or epoch >= train.epochs:
         raise ValueError(f"epoch {epoch} is outside 0..{train.epochs - 1}")

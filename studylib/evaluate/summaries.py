@@ -1,0 +1,67 @@
+"""Tables of classification results: per image and per model, averaged over images, learning curves, and
+each arm beside the paper's number.
+
+They read the out-of-fold predictions of :meth:`studylib.train.experiments.Experiment.predictions` (one row per
+model and test subject) and its training histories.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .. import paper
+from .metrics import classification_metrics
+
+__all__ = ["arms_vs_paper", "average_over_images", "learning_curves", "summarise"]
+
+
+def summarise(predictions: pd.DataFrame, by: tuple[str, ...] = ("cohort", "scheme", "arm", "backbone",
+                                                                  "hemisphere", "metric")) -> pd.DataFrame:
+    """Accuracy, sensitivity, specificity and AUC of the pooled out-of-fold predictions per group
+    (``fold`` in ``by`` gives one row per model)."""
+    rows = []
+    for keys, group in predictions.groupby(list(by), sort=True):
+        scores = classification_metrics(group["label"].to_numpy(), group["probability"].to_numpy())
+        rows.append({**dict(zip(by, keys)), "subjects": len(group), **scores})
+    return pd.DataFrame(rows)
+
+
+def learning_curves(histories: pd.DataFrame) -> pd.DataFrame:
+    """Mean and SD over folds of the training loss per epoch (with its mix-up flag and learning rate), per
+    (cohort, scheme, arm, backbone, image)."""
+    keys = ["cohort", "scheme", "arm", "backbone", "hemisphere", "metric", "epoch", "mixup", "lr"]
+    curves = histories.groupby(keys)["loss"].agg(["mean", "std", "count"]).reset_index()
+    return curves.rename(columns={"mean": "loss", "std": "loss_sd", "count": "models"})
+
+
+def average_over_images(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Each subject's probability averaged over its image models (hemispheres x metrics), per (cohort, scheme,
+    arm, backbone): an unweighted combination (the paper's XGBoost stacking is notebook 06's). ``images``
+    counts the models averaged."""
+    keys = ["cohort", "scheme", "arm", "backbone", "subject"]
+    averaged = predictions.groupby(keys, sort=True).agg(label=("label", "first"), fold=("fold", "first"),
+                                                        probability=("probability", "mean"),
+                                                        images=("probability", "size"))
+    return averaged.reset_index().assign(hemisphere="both", metric="mean of images")
+
+
+def arms_vs_paper(predictions: pd.DataFrame, task: str) -> pd.DataFrame:
+    """Each (cohort, scheme, arm, backbone) of ``predictions`` beside the paper's accuracy for the same arm and
+    scheme: the mean single-image accuracy and the image-average accuracy, sensitivity, specificity (%) and
+    AUC. ``task`` is ``"sex"`` or ``"asd"``. Without predictions, the paper's numbers alone."""
+    reported = paper.results_table(task)
+    reported = reported[reported["arm"] != "baseline"].assign(
+        scheme=lambda t: t["cv"].map({"10-fold": "kfold", "leave-one-site-out": "site-out"}))
+    reported = reported.pivot_table(index=["scheme", "arm"], columns="model", values="accuracy")
+    reported.columns = [f"paper {model} (%)" for model in reported.columns]
+    if predictions.empty:
+        return reported.reset_index()
+    keys = ["cohort", "scheme", "arm", "backbone"]
+    single = (summarise(predictions).groupby(keys)["accuracy"].mean() * 100).rename("mean single-image accuracy (%)")
+    averaged = summarise(average_over_images(predictions), by=tuple(keys)).set_index(keys)
+    ours = pd.DataFrame({"image-average accuracy (%)": averaged["accuracy"] * 100,
+                         "image-average sensitivity (%)": averaged["sensitivity"] * 100,
+                         "image-average specificity (%)": averaged["specificity"] * 100,
+                         "image-average AUC": averaged["auc"]})
+    ours = single.to_frame().join(ours).reset_index()
+    return ours.merge(reported.reset_index(), on=["scheme", "arm"], how="left").round(3)

@@ -1,0 +1,309 @@
+"""The parameter schema: one frozen pydantic model per section of ``params/*.yaml``.
+
+These models are the contracts that the science layers take in their signatures
+(``TrainParams``, ``CohortParams``, ...). Reading, merging (``extends``) and
+validating parameter files with errors that name file and key is the study
+machinery's job: :func:`studylib.study.config.load_params`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "DATA_ENV_VAR",
+    "NETWORK_STRIDE",
+    "BaselinesParams",
+    "CohortParams",
+    "FlattenParams",
+    "OcclusionParams",
+    "ParamsError",
+    "RasterParams",
+    "StackingParams",
+    "StudyParams",
+    "TrainParams",
+    "TransferParams",
+    "resolve_data_dir",
+]
+
+#: Environment variable naming the data directory when params leave it unset.
+DATA_ENV_VAR = "STUDYLIB_DATA"
+
+#: All backbones downsample their input by this factor; image sides must be multiples of it.
+NETWORK_STRIDE = 32
+
+Metric = Literal["thickness", "sulc", "curvature", "myelin", "area", "volume"]
+Backbone = Literal["resnet50", "densenet121", "resnet18", "efficientnet_lite0"]
+
+
+class ParamsError(ValueError):
+    """A parameter file is unreadable or invalid; the message names file and key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+SIMULATED_METRICS = ("thickness", "sulc", "curvature", "myelin")
+REGIONAL_METRICS = ("thickness", "area", "volume")
+
+
+class CohortParams(_Section):
+    """Where one cohort comes from, what it classifies and how large it is."""
+
+    source: Literal["simulated", "semi-real", "hcp", "freesurfer"] = Field(
+        description="simulated (offline default), semi-real (real ABIDE I regional values painted on the "
+        "template; needs the data directory), or a real-data layout read from `path`."
+    )
+    task: Literal["sex", "autism"] = Field(description="Label: sex (1 = female) or autism (1 = autism).")
+    n_subjects: PositiveInt | None = Field(
+        default=None, description="Number of subjects (simulated) or a seeded random subset of real ones; null = all."
+    )
+    n_sites: PositiveInt = Field(default=1, description="Scanning sites (simulated cohorts).")
+    template: Literal["fs_LR_32k", "fsaverage5"] = "fs_LR_32k"
+    metrics: list[Metric] = Field(min_length=1)
+    path: Path | None = Field(default=None, description="Root of real data (hcp or freesurfer sources).")
+    phenotypes: Path | None = Field(
+        default=None, description="Behavioural / phenotypic CSV of a real-data source (HCP or ABIDE format)."
+    )
+    registration_sphere: Path | None = Field(
+        default=None,
+        description="freesurfer source on fs_LR_32k: folder with fs_LR-deformed_to-fsaverage.{L,R}.sphere.32k_fs_LR.surf.gii",
+    )
+    required: bool = Field(
+        default=True, description="If false, a cohort whose data are absent is skipped with a note instead of failing."
+    )
+    n_modes: PositiveInt = Field(default=60, description="Smooth Laplace-Beltrami modes per hemisphere (simulated).")
+    effect_regions: PositiveInt = Field(default=8, description="Regions carrying planted effects per metric (simulated).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CohortParams:
+        if self.source in ("hcp", "freesurfer") and self.path is None:
+            raise ValueError(f"source '{self.source}' reads real data and needs `path`")
+        if self.path is not None and not self.path.is_dir():
+            raise ValueError(f"path '{self.path}' is not an existing directory")
+        if self.phenotypes is not None and not self.phenotypes.is_file():
+            raise ValueError(f"phenotypes '{self.phenotypes}' is not an existing file")
+        if self.source == "simulated" and self.n_subjects is None:
+            raise ValueError("a simulated cohort needs n_subjects")
+        if self.source == "simulated" and self.task == "sex" and self.n_sites != 1:
+            raise ValueError(f"the simulated sex cohort (HCP-like) has one site; n_sites is {self.n_sites}")
+        if self.source == "freesurfer" and self.template == "fs_LR_32k" and self.registration_sphere is None:
+            raise ValueError("reading FreeSurfer subjects onto fs_LR_32k needs `registration_sphere` (a folder with "
+                             "fs_LR-deformed_to-fsaverage.{L,R}.sphere.32k_fs_LR.surf.gii); or use template fsaverage5")
+        if self.registration_sphere is not None and not self.registration_sphere.is_dir():
+            raise ValueError(f"registration_sphere '{self.registration_sphere}' is not an existing directory")
+        allowed = REGIONAL_METRICS if self.source == "semi-real" else SIMULATED_METRICS
+        wrong = [m for m in self.metrics if m not in allowed]
+        if wrong:
+            raise ValueError(f"source '{self.source}' provides {', '.join(allowed)}; not {', '.join(wrong)}")
+        if self.source == "semi-real" and self.task != "autism":
+            raise ValueError("the semi-real ABIDE I cohort classifies autism; set task: autism")
+        if self.template == "fsaverage5" and "myelin" in self.metrics:
+            raise ValueError("fsaverage5 has no group myelin map; drop myelin or use fs_LR_32k")
+        return self
+
+
+class FlattenParams(_Section):
+    """The template flat maps (one per template and hemisphere, shared by its subjects); individual surfaces are
+    flattened with ``studylib flatten``."""
+
+    tolerance: float = Field(default=1e-9, gt=0, lt=1e-2, description="Newton residual at which solves stop.")
+    max_iterations: PositiveInt = 100
+
+
+class RasterParams(_Section):
+    image_size: PositiveInt = Field(description=f"Side of the square images; a multiple of {NETWORK_STRIDE}.")
+    method: Literal["barycentric", "paper-average"] = "barycentric"
+    dtype: Literal["float32", "float16"] = "float32"
+
+    @field_validator("image_size")
+    @classmethod
+    def _multiple_of_stride(cls, value: int) -> int:
+        if value % NETWORK_STRIDE:
+            raise ValueError(
+                f"must be a multiple of {NETWORK_STRIDE} (the backbones downsample by {NETWORK_STRIDE}); "
+                f"got {value}, nearest valid: {max(NETWORK_STRIDE, round(value / NETWORK_STRIDE) * NETWORK_STRIDE)}"
+            )
+        return value
+
+
+class TrainParams(_Section):
+    backbones: list[Backbone] = Field(min_length=1)
+    epochs: PositiveInt
+    mixup_epochs: int = Field(ge=0, description="Leading epochs trained with mix-up (paper: 75 of 125).")
+    batch_size: PositiveInt
+    lr: float = Field(gt=0, description="Initial learning rate (paper: 0.01).")
+    lr_step_epochs: PositiveInt = Field(description="Divide the lr by 10 every this many mix-up epochs (paper: 25).")
+    finetune_lr: float = Field(gt=0, description="Fixed lr after mix-up (paper: 1e-4).")
+    momentum: float = Field(ge=0, lt=1)
+    folds: int = Field(ge=2, description="Cross-validation folds (paper: 10).")
+    num_workers: int | None = Field(
+        default=None, ge=0,
+        description="Threads that read the next batches ahead of the model; null: 0 on CPU, up to 4 on a GPU.")
+
+    @model_validator(mode="after")
+    def _mixup_within_epochs(self) -> TrainParams:
+        if self.mixup_epochs > self.epochs:
+            raise ValueError(f"mixup_epochs ({self.mixup_epochs}) cannot exceed epochs ({self.epochs})")
+        return self
+
+
+SexArm = Literal["scratch", "imagenet"]
+AutismArm = Literal["scratch", "imagenet", "hcp-only", "2-stage"]
+
+
+class TransferParams(_Section):
+    """Which cohorts play HCP and ABIDE, and which arms of the transfer-learning experiments run."""
+
+    sex_cohort: str | None = Field(
+        default=None, description="Cohort (task sex) that plays HCP: sex arms and the stage-1 models; null: none.")
+    autism_cohorts: list[str] = Field(default=[], description="Cohorts (task autism) that play ABIDE.")
+    sex_arms: list[SexArm] = Field(default=["scratch", "imagenet"], description="Initialisations for sex.")
+    autism_arms: list[AutismArm] = Field(
+        default=["scratch", "imagenet", "hcp-only", "2-stage"],
+        description="scratch; imagenet (direct transfer); hcp-only (scratch -> HCP sex -> ABIDE); "
+                    "2-stage (ImageNet -> HCP sex -> ABIDE).")
+    site_out_arms: list[AutismArm] = Field(
+        default=[], description="Autism arms also evaluated leave-one-site-out (one model per site and image).")
+    site_out_cohorts: list[str] | None = Field(
+        default=None, description="Autism cohorts evaluated leave-one-site-out; null: all of autism_cohorts.")
+    stage1_metrics: dict[Metric, Metric] = Field(
+        default={}, description="Stage-1 metric for an autism metric, e.g. area: thickness (default: the same metric).")
+
+
+class StackingParams(_Section):
+    n_bootstrap: int = Field(ge=0, description="Bootstrap resamples for confidence intervals.")
+
+
+class OcclusionParams(_Section):
+    patch: PositiveInt = Field(description="Side of the occluding square in pixels (paper: 30).")
+    stride: PositiveInt = Field(description="Step between occlusions in pixels (paper: 4).")
+
+
+class BaselinesParams(_Section):
+    pca_variance: float = Field(gt=0, le=1, description="Variance kept by PCA before the SVM.")
+
+
+class StudyParams(_Section):
+    """The whole parameter set of one study run."""
+
+    description: str = ""
+    seed: int = Field(ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data_dir: Path | None = Field(
+        default=None,
+        description=f"Downloaded or user-provided data; null = ${DATA_ENV_VAR}, else ~/studylib_data.",
+    )
+    cohorts: dict[str, CohortParams] = Field(
+        min_length=1, description="Cohorts by name; each says its source and task (e.g. hcp, abide, abide1)."
+    )
+    flatten: FlattenParams = FlattenParams()
+    raster: RasterParams
+    train: TrainParams
+    transfer: TransferParams = TransferParams()
+    stacking: StackingParams
+    occlusion: OcclusionParams
+    baselines: BaselinesParams
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"directory '{value}' does not exist")
+        return value
+
+    @field_validator("cohorts")
+    @classmethod
+    def _cohort_names(cls, value: dict[str, CohortParams]) -> dict[str, CohortParams]:
+        bad = [name for name in value if not re.fullmatch(r"[a-z][a-z0-9_-]*", name)]
+        if bad:
+            raise ValueError(f"cohort names must be lower-case identifiers (folder names); not {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _occlusion_fits_image(self) -> StudyParams:
+        if self.occlusion.patch > self.raster.image_size:
+            raise ValueError(
+                f"occlusion.patch ({self.occlusion.patch}) is larger than raster.image_size "
+                f"({self.raster.image_size})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _transfer_cohorts(self) -> StudyParams:
+        transfer = self.transfer
+        roles = [(transfer.sex_cohort, "sex", "transfer.sex_cohort")] if transfer.sex_cohort is not None else []
+        roles += [(name, "autism", "transfer.autism_cohorts") for name in transfer.autism_cohorts]
+        for name in transfer.site_out_cohorts or []:
+            if name not in transfer.autism_cohorts:
+                raise ValueError(f"transfer.site_out_cohorts: {name!r} is not one of transfer.autism_cohorts "
+                                 f"({', '.join(transfer.autism_cohorts)})")
+        for name, task, key in roles:
+            if name not in self.cohorts:
+                raise ValueError(f"{key}: no cohort {name!r}; cohorts are {', '.join(self.cohorts)}")
+            if self.cohorts[name].task != task:
+                raise ValueError(f"{key}: cohort {name!r} classifies {self.cohorts[name].task}, not {task}")
+        staged = {"hcp-only", "2-stage"} & set(transfer.autism_arms + transfer.site_out_arms)
+        if staged and transfer.autism_cohorts and transfer.sex_cohort is None:
+            raise ValueError(f"transfer: the {' and '.join(sorted(staged))} arms start from models of a sex cohort; "
+                             "set transfer.sex_cohort or drop those arms")
+        if staged and transfer.sex_cohort is not None:
+            source = self.cohorts[transfer.sex_cohort].metrics
+            for name in transfer.autism_cohorts:
+                for metric in self.cohorts[name].metrics:
+                    chosen = transfer.stage1_metrics.get(metric, metric)
+                    if chosen != metric and chosen not in source:
+                        raise ValueError(f"transfer.stage1_metrics.{metric}: {chosen!r} is not a metric of the sex "
+                                         f"cohort {transfer.sex_cohort!r} ({', '.join(source)})")
+                    if chosen not in source:
+                        raise ValueError(
+                            f"transfer.stage1_metrics: cohort {name!r} has metric {metric!r}, which the sex cohort "
+                            f"{transfer.sex_cohort!r} lacks; map it to one of {', '.join(source)} (e.g. "
+                            f"{metric}: {source[0]}) or drop the hcp-only and 2-stage arms")
+        return self
+
+    def section(self, key: str) -> Any:
+        """JSON-ready value of one top-level key (used for fingerprints)."""
+        return self.model_dump(mode="json")[key]
+
+
+def resolve_data_dir(params: StudyParams | None = None, *, create: bool = False) -> Path:
+    """The data directory: ``params.data_dir``, else ``$STUDYLIB_DATA``, else ``~/studylib_data``.
+
+    Parameters
+    ----------
+    params : StudyParams, optional
+        A loaded parameter set; its ``data_dir`` wins when set.
+    create : bool
+        Create the default directory if it does not exist (fetchers download there).
+
+    Raises
+    ------
+    ParamsError
+        When ``$STUDYLIB_DATA`` names a directory that does not exist.
+    """
+    if params is not None and params.data_dir is not None:
+        return params.data_dir
+    from_env = os.environ.get(DATA_ENV_VAR, "").strip()
+    if from_env:
+        path = Path(from_env).expanduser().resolve()
+        if not path.is_dir():
+            raise ParamsError(f"${DATA_ENV_VAR}={from_env!r}: directory does not exist")
+        return path
+    path = Path.home() / "studylib_data"
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,179 @@
+"""Parameter files: read, merge (``extends``) and validate ``params/*.yaml`` against :mod:`studylib.params`.
+
+A parameter set is a YAML file whose keys follow :class:`~studylib.params.StudyParams`. A file may
+start from another with ``extends: NAME`` (a sibling file ``NAME.yaml``, or a
+path relative to the file) and override any subset of keys; nested sections are
+merged key by key. Relative paths inside a file resolve against that file's
+directory.
+
+Every problem (unknown key, wrong type, impossible value, missing data
+directory, a cycle in ``extends``) raises :class:`~studylib.params.ParamsError` naming the key
+and the file that set it.
+
+Examples
+--------
+>>> from studylib.study.config import load_params
+>>> params = load_params("params/smoke.yaml")      # doctest: +SKIP
+>>> params.train.epochs                             # doctest: +SKIP
+2
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ..params import ParamsError, StudyParams
+
+__all__ = ["load_params", "params_name"]
+
+
+# --------------------------------------------------------------------------- loading
+
+def _is_path_key(loc: tuple[str, ...]) -> bool:
+    return loc == ("data_dir",) or (
+        len(loc) == 3 and loc[0] == "cohorts" and loc[2] in ("path", "phenotypes", "registration_sphere"))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: parameter file not found") from None
+    except OSError as exc:
+        raise ParamsError(f"{path}: cannot read parameter file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    return data
+
+
+def _absolutise_paths(data: dict[str, Any], base: Path, prefix: tuple[str, ...] = ()) -> None:
+    for key, value in data.items():
+        loc = (*prefix, key)
+        if isinstance(value, dict):
+            _absolutise_paths(value, base, loc)
+        elif _is_path_key(loc) and isinstance(value, str):
+            data[key] = str((base / Path(value).expanduser()).resolve())
+
+
+def _merge(
+    base: dict[str, Any], override: dict[str, Any], origin: dict[tuple[str, ...], Path], source: Path,
+    prefix: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        loc = (*prefix, key)
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value, origin, source, loc)
+        else:
+            merged[key] = value
+            for stale in [k for k in origin if k[: len(loc)] == loc]:
+                del origin[stale]
+        origin[loc] = source
+    return merged
+
+
+def _load_raw(path: Path, chain: tuple[Path, ...], origin: dict[tuple[str, ...], Path]) -> dict[str, Any]:
+    path = path.resolve()
+    if path in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, path))
+        raise ParamsError(f"{chain[-1]}: extends: cycle {cycle}")
+    data = _read_yaml(path)
+    _absolutise_paths(data, path.parent)
+    parent_name = data.pop("extends", None)
+    if parent_name is None:
+        return _merge({}, data, origin, path)
+    if not isinstance(parent_name, str) or not parent_name:
+        raise ParamsError(f"{path}: extends: expected the name of another parameter file, got {parent_name!r}")
+    parent = Path(parent_name)
+    if parent.suffix not in (".yaml", ".yml"):
+        parent = parent.with_suffix(".yaml")
+    parent = path.parent / parent
+    if not parent.is_file():
+        raise ParamsError(f"{path}: extends: {parent_name!r} not found (looked for {parent})")
+    base = _load_raw(parent, (*chain, path), origin)
+    return _merge(base, data, origin, path)
+
+
+def _describe(error: dict[str, Any], origin: dict[tuple[str, ...], Path], default: Path) -> str:
+    loc = tuple(str(part) for part in error["loc"])
+    source = default
+    for cut in range(len(loc), 0, -1):
+        if loc[:cut] in origin:
+            source = origin[loc[:cut]]
+            break
+    key = ".".join(loc) if loc else "(top level)"
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        hint = f" (allowed here: {', '.join(allowed)})" if allowed else ""
+        return f"{source}: {key}: unknown key{hint}"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "missing":
+        return f"{source}: {key}: required key is missing"
+    got = error.get("input")
+    # Our own validators already quote the offending value.
+    shown = "" if error["type"] == "value_error" or isinstance(got, dict) or got is None else f" (got {got!r})"
+    return f"{source}: {key}: {message}{shown}"
+
+
+def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
+    model: Any = StudyParams
+    parts = list(loc)
+    while parts and model is not None:
+        part = parts.pop(0)
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field else None
+        if get_origin(annotation) is dict:  # a mapping of named sections: skip the name
+            annotation = get_args(annotation)[1]
+            if parts:
+                parts.pop(0)
+            else:
+                return []
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    if model is None:
+        return []
+    keys = list(model.model_fields)
+    return ["extends", *keys] if model is StudyParams else keys
+
+
+def load_params(path: str | os.PathLike[str]) -> StudyParams:
+    """Read, merge (``extends``) and validate a parameter file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A YAML parameter file, e.g. ``params/default.yaml``.
+
+    Returns
+    -------
+    StudyParams
+        The validated, fully resolved parameter set.
+
+    Raises
+    ------
+    ParamsError
+        Naming the file and key of every problem found.
+    """
+    path = Path(path).resolve()
+    origin: dict[tuple[str, ...], Path] = {}
+    raw = _load_raw(path, (), origin)
+    try:
+        return StudyParams.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_describe(err, origin, path) for err in exc.errors()]
+        raise ParamsError("invalid parameters:\n  " + "\n  ".join(lines)) from None
+
+
+def params_name(path: str | os.PathLike[str]) -> str:
+    """The name a parameter set's results go under: the file's stem (``params/smoke.yaml`` -> ``smoke``)."""
+    return Path(path).stem

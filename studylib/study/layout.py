@@ -1,0 +1,113 @@
+"""Where a study run keeps its files: ``results/<params name>/``.
+
+::
+
+    results/<name>/
+        provenance.json            params, versions, commit, platform, device, timings
+        notebooks/<stage>.ipynb    papermill's executed notebooks (kept on failure too)
+        tables/<stage>/*.csv       tables a notebook wrote
+        figures/<stage>/*.png|svg  figures a notebook wrote
+        artifacts/<stage>/...      arrays, maps, models and caches for later stages
+        .stamps/<stage>.json       fingerprint of the last successful execution
+        book/                      the Jupyter Book source and HTML built from the above
+
+:class:`ResultsLayout` is the one place that names a file passing from one notebook to
+another (cohorts, flat maps, image stores, training jobs, predictions): notebooks
+ask it and name no paths themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ResultsLayout", "project_root"]
+
+
+def project_root() -> Path:
+    """The study's checkout (the folder holding ``notebooks/``, ``params/`` and ``_toc.yml``)."""
+    return Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class ResultsLayout:
+    """Paths of one parameter set's results folder."""
+
+    root: Path
+
+    @classmethod
+    def for_params(cls, params_name: str, results_root: str | Path = "results") -> ResultsLayout:
+        return cls(Path(results_root).resolve() / params_name)
+
+    @property
+    def notebooks(self) -> Path:
+        return self.root / "notebooks"
+
+    @property
+    def stamps(self) -> Path:
+        return self.root / ".stamps"
+
+    @property
+    def provenance(self) -> Path:
+        return self.root / "provenance.json"
+
+    @property
+    def book(self) -> Path:
+        return self.root / "book"
+
+    def executed_notebook(self, stage: str) -> Path:
+        return self.notebooks / f"{stage}.ipynb"
+
+    def stamp(self, stage: str) -> Path:
+        return self.stamps / f"{stage}.json"
+
+    def tables(self, stage: str) -> Path:
+        return self.root / "tables" / stage
+
+    def figures(self, stage: str) -> Path:
+        return self.root / "figures" / stage
+
+    def artifacts(self, stage: str) -> Path:
+        return self.root / "artifacts" / stage
+
+    # ---- files that pass between notebooks
+
+    @property
+    def cohorts(self) -> Path:
+        """Built cohorts, one folder each (written by ``01_preprocess`` or ``studylib cohort build``)."""
+        return self.artifacts("01_preprocess") / "cohorts"
+
+    def cohort(self, name: str) -> Path:
+        """The folder of cohort ``name``."""
+        return self.cohorts / name
+
+    @property
+    def cohort_cache(self) -> Path:
+        """Caches shared by cohort builds (Laplace-Beltrami eigenmodes of the templates)."""
+        return self.cohorts / "_cache"
+
+    def flat_map(self, template: str, hemisphere: str) -> Path:
+        """The template flat map of one hemisphere (written by ``02_flatten``)."""
+        return self.artifacts("02_flatten") / "flatmaps" / f"{template}_{hemisphere}.npz"
+
+    @property
+    def image_stores(self) -> Path:
+        """Image stores, one folder per cohort (written by ``03_rasterize``)."""
+        return self.artifacts("03_rasterize") / "images"
+
+    def image_store(self, cohort: str) -> Path:
+        """The image store of cohort ``name``."""
+        return self.image_stores / cohort
+
+    def training_jobs(self, task: str) -> Path:
+        """Root of the training jobs of ``task`` (``sex``: ``04_train_sex``; ``autism``: ``05_train_asd_2stage``)."""
+        return self.artifacts(_TRAINING_STAGES[task]) / "jobs"
+
+    def predictions(self, task: str) -> Path:
+        """Out-of-fold predictions of ``task``'s training arms, one row per (model, test subject); read by
+        ``06_stack``."""
+        return self.artifacts(_TRAINING_STAGES[task]) / "predictions.csv"
+
+
+#: The stage that trains each task's models.
+_TRAINING_STAGES = {"sex": "04_train_sex", "autism": "05_train_asd_2stage"}

@@ -1,0 +1,180 @@
+"""``provenance.json``: what produced a run's results, and its page in the book.
+
+Records the resolved parameters, the versions of ``studylib``'s dependencies,
+the git commit (and whether the tree had uncommitted changes), the platform,
+the compute device and the per-notebook timings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ..params import StudyParams, resolve_data_dir
+from .config import params_name
+from .layout import ResultsLayout, project_root
+from .stages import RunReport
+
+__all__ = ["collect_environment", "render_markdown", "write_provenance"]
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=project_root(), capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of ``studylib`` and of every dependency it declares."""
+    versions = {"studylib": metadata.version("studylib")}
+    for requirement in metadata.requires("studylib") or []:
+        if "extra ==" in requirement:
+            continue
+        name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def describe_device() -> dict[str, Any]:
+    """The accelerator torch sees (or the CPU), with thread count."""
+    info: dict[str, Any] = {"cpu_count": os.cpu_count()}
+    try:
+        import torch
+    except ImportError:
+        info["torch"] = "not installed"
+        return info
+    info["torch_threads"] = torch.get_num_threads()
+    if torch.cuda.is_available():
+        info["accelerator"] = "cuda"
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        info["cuda"] = torch.version.cuda
+    else:
+        info["accelerator"] = "cpu"
+    return info
+
+
+def collect_environment() -> dict[str, Any]:
+    """Versions, commit, platform and device of the current process."""
+    status = _git("status", "--porcelain")
+    return {
+        "packages": package_versions(),
+        "git": {"commit": _git("rev-parse", "HEAD"), "uncommitted_changes": bool(status) if status is not None else None},
+        "platform": {
+            "python": platform.python_version(),
+            "system": platform.platform(),
+            "machine": platform.machine(),
+            "processor": platform.processor() or None,
+        },
+        "device": describe_device(),
+    }
+
+
+def write_provenance(
+    layout: ResultsLayout,
+    params: StudyParams,
+    params_file: Path,
+    report: RunReport,
+    started: datetime,
+    argv: list[str] | None = None,
+) -> Path:
+    """Write ``provenance.json`` for a run (also after a failure) and return its path."""
+    finished = datetime.now(timezone.utc)
+    record = {
+        "params_name": params_name(params_file),
+        "params_file": str(params_file),
+        "params": params.model_dump(mode="json"),
+        "data_dir": str(resolve_data_dir(params)),
+        "command": " ".join(argv or []),
+        "started": started.isoformat(timespec="seconds"),
+        "finished": finished.isoformat(timespec="seconds"),
+        "wall_seconds": round((finished - started).total_seconds(), 3),
+        "stages": [
+            {
+                "name": r.name,
+                "status": r.status,
+                "seconds": None if r.seconds is None else round(r.seconds, 3),
+                "executed_at": r.executed_at,
+                "fingerprint": r.fingerprint,
+                "reason": r.reason,
+            }
+            for r in report.results
+        ],
+        **collect_environment(),
+    }
+    layout.root.mkdir(parents=True, exist_ok=True)
+    layout.provenance.write_text(json.dumps(record, indent=2) + "\n")
+    return layout.provenance
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(record: dict[str, Any]) -> str:
+    """The book's reproducibility page for one ``provenance.json`` record."""
+    import yaml
+
+    git = record["git"]
+    commit = git["commit"] or "unknown (not a git checkout)"
+    if git.get("uncommitted_changes"):
+        commit += " (with uncommitted changes)"
+    device = record["device"]
+    device_text = ", ".join(f"{k}: {v}" for k, v in device.items())
+    stages = _table(
+        ("notebook", "last status", "seconds", "executed at (UTC)"),
+        [(s["name"], s["status"], s["seconds"], s["executed_at"]) for s in record["stages"]],
+    )
+    packages = _table(("package", "version"), sorted(record["packages"].items()))
+    params_yaml = yaml.safe_dump(record["params"], sort_keys=False).rstrip()
+    return f"""# Reproducibility
+
+This page is generated from `provenance.json` of the run `{record['params_name']}`.
+To reproduce these pages, check out the commit below and run
+
+```bash
+make setup
+.venv/bin/studylib run --params params/{record['params_name']}.yaml
+.venv/bin/studylib book --params params/{record['params_name']}.yaml
+```
+
+| what | value |
+|---|---|
+| parameter set | `{record['params_file']}` |
+| git commit | `{commit}` |
+| command | `{record['command']}` |
+| started / finished (UTC) | {record['started']} / {record['finished']} |
+| wall time of the last run | {record['wall_seconds']} s |
+| data directory | `{record['data_dir']}` |
+| Python | {record['platform']['python']} on {record['platform']['system']} ({record['platform']['machine']}) |
+| device | {device_text} |
+
+## Notebooks
+
+"Skipped" notebooks were unchanged since their last execution; their time is that of the execution shown.
+
+{stages}
+
+## Resolved parameters
+
+```yaml
+{params_yaml}
+```
+
+## Package versions
+
+{packages}
+"""

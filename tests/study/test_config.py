@@ -1,0 +1,228 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from studylib.params import ParamsError, resolve_data_dir
+from studylib.study.config import load_params, params_name
+
+from tests.support import PROJECT, minimal_params
+
+
+@pytest.mark.parametrize("name", ["smoke", "default", "paper"])
+def test_shipped_parameter_sets_are_valid(name):
+    params = load_params(PROJECT / "params" / f"{name}.yaml")
+    assert params.raster.image_size % 32 == 0
+    assert params.occlusion.patch <= params.raster.image_size
+
+
+def test_paper_set_has_the_papers_settings():
+    params = load_params(PROJECT / "params" / "paper.yaml")
+    assert params.raster.image_size == 224
+    assert params.train.backbones == ["resnet50", "densenet121"]
+    assert (params.train.epochs, params.train.mixup_epochs, params.train.batch_size) == (125, 75, 64)
+    assert (params.train.lr, params.train.lr_step_epochs, params.train.finetune_lr) == (0.01, 25, 1e-4)
+    assert params.train.folds == 10
+    assert (params.cohorts["hcp"].n_subjects, params.cohorts["abide"].n_subjects) == (1113, 1994)
+    assert (params.occlusion.patch, params.occlusion.stride) == (30, 4)
+
+
+def test_smoke_extends_default_and_overrides_nested_keys():
+    default = load_params(PROJECT / "params" / "default.yaml")
+    smoke = load_params(PROJECT / "params" / "smoke.yaml")
+    assert smoke.train.epochs < default.train.epochs
+    # Keys smoke does not set come from default, nested ones included.
+    assert smoke.train.momentum == default.train.momentum
+    assert smoke.cohorts["hcp"].template == default.cohorts["hcp"].template
+    assert smoke.transfer.autism_arms == default.transfer.autism_arms
+    assert smoke.cohorts["hcp"].n_subjects != default.cohorts["hcp"].n_subjects
+    assert set(smoke.cohorts) == set(default.cohorts) == {"hcp", "abide", "abide1"}
+
+
+def test_params_name_is_the_file_stem():
+    assert params_name("params/smoke.yaml") == "smoke"
+
+
+def _error(path: Path) -> str:
+    with pytest.raises(ParamsError) as caught:
+        load_params(path)
+    return str(caught.value)
+
+
+def test_unknown_key_names_key_file_and_allowed_keys(write_params):
+    data = minimal_params()
+    data["train"]["epochz"] = 3
+    path = write_params(data)
+    message = _error(path)
+    assert f"{path}: train.epochz: unknown key" in message
+    assert "epochs" in message  # the allowed keys are listed
+
+
+def test_unknown_top_level_key(write_params):
+    data = minimal_params() | {"learning_rate": 0.1}
+    message = _error(write_params(data))
+    assert "learning_rate: unknown key" in message
+
+
+def test_wrong_type_names_key_and_value(write_params):
+    data = minimal_params()
+    data["train"]["batch_size"] = "sixty-four"
+    path = write_params(data)
+    message = _error(path)
+    assert f"{path}: train.batch_size:" in message
+    assert "'sixty-four'" in message
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "expected"),
+    [
+        ("train", "epochs", -3, "train.epochs: Input should be greater than 0"),
+        ("train", "folds", 1, "train.folds"),
+        ("train", "momentum", 1.5, "train.momentum"),
+        ("raster", "image_size", 100, "raster.image_size: must be a multiple of 32"),
+        ("baselines", "pca_variance", 0, "baselines.pca_variance"),
+    ],
+)
+def test_impossible_values(write_params, section, key, value, expected):
+    data = minimal_params()
+    data[section][key] = value
+    assert expected in _error(write_params(data))
+
+
+def test_mixup_epochs_cannot_exceed_epochs(write_params):
+    data = minimal_params()
+    data["train"]["mixup_epochs"] = 5
+    assert "mixup_epochs (5) cannot exceed epochs (2)" in _error(write_params(data))
+
+
+def test_occlusion_patch_must_fit_the_image(write_params):
+    data = minimal_params()
+    data["occlusion"]["patch"] = 64
+    assert "occlusion.patch (64) is larger than raster.image_size (32)" in _error(write_params(data))
+
+
+def test_missing_required_key(write_params):
+    data = minimal_params()
+    del data["train"]["epochs"]
+    assert "train.epochs: required key is missing" in _error(write_params(data))
+
+
+def test_data_dir_that_does_not_exist(write_params, tmp_path):
+    data = minimal_params() | {"data_dir": "no/such/folder"}
+    path = write_params(data)
+    message = _error(path)
+    assert f"{path}: data_dir: directory" in message
+    assert "does not exist" in message
+
+
+def test_relative_data_dir_resolves_against_the_file(write_params, tmp_path):
+    (tmp_path / "mydata").mkdir()
+    params = load_params(write_params(minimal_params() | {"data_dir": "../mydata"}))
+    assert params.data_dir == (tmp_path / "mydata").resolve()
+    assert resolve_data_dir(params) == (tmp_path / "mydata").resolve()
+
+
+def test_error_in_a_parent_names_the_parent_file(write_params):
+    data = minimal_params()
+    data["train"]["epochz"] = 1
+    parent = write_params(data, name="base")
+    child = write_params({"extends": "base", "seed": 3}, name="child")
+    message = _error(child)
+    assert f"{parent}: train.epochz: unknown key" in message
+
+
+def test_override_in_child_is_blamed_on_child(write_params):
+    write_params(minimal_params(), name="base")
+    child = write_params({"extends": "base", "train": {"epochs": 0}}, name="child")
+    assert f"{child}: train.epochs" in _error(child)
+
+
+def test_extends_missing_file_and_cycles(write_params):
+    lonely = write_params({"extends": "nowhere"}, name="lonely")
+    assert "extends: 'nowhere' not found" in _error(lonely)
+    write_params({"extends": "b"}, name="a")
+    b = write_params({"extends": "a"}, name="b")
+    assert "cycle" in _error(b)
+
+
+def test_not_yaml_and_not_a_mapping(write_params):
+    assert "not valid YAML" in _error(write_params("train: [unclosed", name="broken"))
+    assert "expected a mapping" in _error(write_params("- a\n- b\n", name="listy"))
+    assert "parameter file not found" in _error(Path("/no/such/params.yaml"))
+
+
+def test_real_source_needs_an_existing_path(write_params, tmp_path):
+    data = minimal_params()
+    data["cohorts"]["hcp"]["source"] = "hcp"
+    assert "cohorts.hcp: source 'hcp' reads real data and needs `path`" in _error(write_params(data))
+    data["cohorts"]["hcp"]["path"] = str(tmp_path / "nothing")
+    assert "is not an existing directory" in _error(write_params(data))
+
+
+def test_data_dir_from_environment(monkeypatch, tmp_path, write_params):
+    params = load_params(write_params(minimal_params()))
+    monkeypatch.setenv("STUDYLIB_DATA", str(tmp_path))
+    assert resolve_data_dir(params) == tmp_path.resolve()
+    monkeypatch.setenv("STUDYLIB_DATA", str(tmp_path / "missing"))
+    with pytest.raises(ParamsError, match="STUDYLIB_DATA"):
+        resolve_data_dir(params)
+    monkeypatch.delenv("STUDYLIB_DATA")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert resolve_data_dir(params) == tmp_path / "studylib_data"
+
+
+def test_cli_reports_bad_file_with_exit_status(write_params):
+    data = minimal_params()
+    data["train"]["epochs"] = "many"
+    path = write_params(data)
+    done = subprocess.run([sys.executable, "-m", "studylib.study.cli", "run", "--params", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"{path}: train.epochs" in done.stderr
+
+
+def test_cli_params_prints_resolved_values():
+    done = subprocess.run([sys.executable, "-m", "studylib.study.cli", "params", str(PROJECT / "params" / "smoke.yaml")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "momentum: 0.9" in done.stdout  # inherited from default.yaml
+
+
+def test_unknown_key_inside_a_named_cohort(write_params):
+    data = minimal_params()
+    data["cohorts"]["abide"]["sites"] = 3
+    message = _error(write_params(data))
+    assert "cohorts.abide.sites: unknown key" in message
+    assert "n_sites" in message
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"source": "semi-real", "task": "sex", "metrics": ["thickness"]}, "semi-real ABIDE I cohort classifies autism"),
+        ({"source": "semi-real", "task": "autism", "metrics": ["sulc"]}, "provides thickness, area, volume; not sulc"),
+        ({"metrics": ["area"]}, "source 'simulated' provides thickness, sulc, curvature, myelin; not area"),
+        ({"template": "fsaverage5", "metrics": ["myelin"]}, "fsaverage5 has no group myelin map"),
+    ],
+)
+def test_cohort_consistency(write_params, change, expected):
+    data = minimal_params()
+    data["cohorts"]["hcp"].update(change)
+    assert expected in _error(write_params(data))
+
+
+def test_cohort_names_are_folder_names(write_params):
+    data = minimal_params()
+    data["cohorts"]["My Cohort"] = data["cohorts"].pop("hcp")
+    assert "cohort names must be lower-case identifiers" in _error(write_params(data))
+
+
+def test_relative_cohort_paths_resolve_against_the_file(write_params, tmp_path):
+    (tmp_path / "hcp_data").mkdir()
+    data = minimal_params()
+    data["cohorts"]["hcp"].update({"source": "hcp", "path": "../hcp_data"})
+    params = load_params(write_params(data))
+    assert params.cohorts["hcp"].path == (tmp_path / "hcp_data").resolve()

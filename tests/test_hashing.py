@@ -1,0 +1,31 @@
+"""Digests of values, files, folders and code scopes."""
+
+from __future__ import annotations
+
+import os
+
+from studylib.hashing import code_digest, code_scope, file_sha256, folder_listing_digest, sha256_bytes, sha256_json
+
+
+def test_values_files_and_folders(tmp_path):
+    assert sha256_json({"b": 1, "a": [1, 2]}) == sha256_json({"a": [1, 2], "b": 1})
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x" * (3 << 20))  # several read blocks
+    assert file_sha256(path) == sha256_bytes(b"x" * (3 << 20))
+    before = folder_listing_digest(tmp_path)
+    os.utime(path, ns=(1, 1))
+    assert folder_listing_digest(tmp_path) != before
+    assert folder_listing_digest(tmp_path / "missing") == "absent"
+
+
+def test_code_digest_changes_with_the_scope_only(monkeypatch):
+    from studylib import hashing
+
+    flatten = code_digest("studylib.geometry.flatten")
+    assert "studylib.geometry.transport" in code_scope("studylib.geometry.flatten")
+    real = hashing._read_source
+    monkeypatch.setattr(hashing, "_read_source", lambda path: real(path) + (b"#" if path.name == "plotting.py" else b""))
+    assert code_digest("studylib.geometry.flatten") == flatten
+    monkeypatch.setattr(hashing, "_read_source", lambda path: real(path) + (b"#" if path.name == "transport.py" else b""))
+    assert code_digest("studylib.geometry.flatten") != flatten
+    assert code_digest("studylib.geometry.flatten", extra=["torch 1"]) != code_digest("studylib.geometry.flatten")

@@ -1,0 +1,143 @@
+"""Fitting and prediction: the engine learns, resumes to identical weights, reads ahead, picks devices; a job
+normalises with its training subjects only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from studylib.study.config import load_params
+from studylib.train.models import Init, MetricNet, build_model
+from tests.support import PROJECT
+
+
+def _toy(n=24, size=32, seed=0):
+    """Images whose label is written in their mean: learnable in a couple of epochs."""
+    rng = np.random.default_rng(seed)
+    labels = np.r_[np.zeros(n // 2, int), np.ones(n - n // 2, int)]
+    images = rng.normal(0, 1, (n, size, size)).astype(np.float32) + 1.5 * labels[:, None, None]
+    return images, labels
+
+
+def _params(**changes):
+    train = load_params(PROJECT / "params" / "smoke.yaml").train
+    return train.model_copy(update=changes)
+
+
+def test_fit_learns_and_records_the_schedule():
+    from studylib.train.engine import fit, predict
+
+    images, labels = _toy()
+    train = _params(epochs=4, mixup_epochs=2, batch_size=8, lr_step_epochs=1)
+    torch.manual_seed(0)
+    net = MetricNet(build_model("resnet18", Init("scratch")), mean=0.75, sd=1.0)
+    history = fit(net, images, labels, np.arange(len(labels)), train, seed=0)
+    assert [h["mixup"] for h in history] == [True, True, False, False]
+    assert [h["lr"] for h in history] == pytest.approx([0.01, 0.001, 1e-4, 1e-4])
+    probability = predict(net, images, np.arange(len(labels)))
+    assert ((probability > 0.5) == labels).mean() > 0.8
+
+
+def test_interrupted_fit_resumes_to_the_same_weights(tmp_path):
+    from studylib.train.engine import fit
+
+    images, labels = _toy()
+    train = _params(epochs=3, mixup_epochs=2, batch_size=8, lr_step_epochs=1)
+    index = np.arange(len(labels))
+
+    def fresh():
+        torch.manual_seed(5)
+        return MetricNet(build_model("efficientnet_lite0", Init("scratch")), mean=0.75, sd=1.0)  # has dropout
+
+    whole = fresh()
+    fit(whole, images, labels, index, train, seed=1)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first(epoch):
+        if epoch == 0:
+            raise Killed
+
+    interrupted = fresh()
+    with pytest.raises(Killed):
+        fit(interrupted, images, labels, index, train, seed=1, checkpoint=tmp_path / "c.pt", after_epoch=kill_after_first)
+    resumed = fresh()  # a new process would start from scratch weights, then load the checkpoint
+    history = fit(resumed, images, labels, index, train, seed=1, checkpoint=tmp_path / "c.pt")
+    assert [h["epoch"] for h in history] == [0, 1, 2]
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_a_job_normalises_with_its_training_subjects_only(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from studylib.train import jobs
+    from studylib.train.jobs import Job, run_job
+
+    images, labels = _toy(n=20)
+    subjects = pd.DataFrame({"subject": [f"s{i}" for i in range(20)], "label": labels})
+    folds = np.arange(20) % 2
+    images[folds == 1] += 100.0  # the test subjects' pixels would move the mean far
+    seen = []
+    real = jobs.normalisation
+    monkeypatch.setattr(jobs, "normalisation", lambda imgs, index: seen.append(index) or real(imgs, index))
+    job = Job("toy", "scratch", "kfold", "resnet18", Init("scratch"), "left", "thickness", fold=1, seed=3)
+    train = _params(epochs=1, mixup_epochs=1, batch_size=8)
+    assert run_job(job, images, subjects, folds, train, tmp_path / "job", store_identity="toy")
+    np.testing.assert_array_equal(seen[0], np.flatnonzero(folds == 0))
+    state = torch.load(tmp_path / "job" / "model.pt", weights_only=True)
+    assert float(state["mean"]) == pytest.approx(float(images[folds == 0].mean()), rel=1e-6)
+    predictions = pd.read_csv(tmp_path / "job" / "predictions.csv")
+    assert sorted(predictions["subject"]) == sorted(subjects["subject"][folds == 1])
+    assert not (tmp_path / "job" / "checkpoint.pt").exists()
+
+
+def test_batches_read_ahead_by_threads_train_the_same_weights():
+    from studylib.train.engine import fit
+
+    images, labels = _toy(n=24)
+    index = np.arange(len(labels))
+    states = []
+    for workers in (0, 2):
+        train = _params(epochs=2, mixup_epochs=1, batch_size=8, num_workers=workers)
+        torch.manual_seed(0)
+        net = MetricNet(build_model("resnet18", Init("scratch")), mean=0.75, sd=1.0)
+        fit(net, images, labels, index, train, seed=4)
+        states.append(net.state_dict())
+    for key, value in states[0].items():
+        assert torch.equal(value, states[1][key]), key
+
+
+def test_device_choice():
+    from studylib.train.engine import resolve_device, worker_count
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="finds no CUDA GPU"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match="auto, cpu or cuda"):
+        resolve_device("tpu")
+    assert worker_count(None, "cpu") == 0 and worker_count(3, "cpu") == 3 and 1 <= worker_count(None, "cuda") <= 4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_interrupted_fit_resumes_on_a_gpu(tmp_path):
+    from studylib.train.engine import fit, predict
+
+    images, labels = _toy()
+    train = _params(epochs=2, mixup_epochs=1, batch_size=8, lr_step_epochs=1)
+    index = np.arange(len(labels))
+
+    def stop(epoch):
+        raise KeyboardInterrupt
+
+    torch.manual_seed(0)
+    net = MetricNet(build_model("resnet18", Init("scratch")), mean=0.75, sd=1.0)
+    with pytest.raises(KeyboardInterrupt):
+        fit(net, images, labels, index, train, seed=1, checkpoint=tmp_path / "c.pt", device="cuda", after_epoch=stop)
+    history = fit(net, images, labels, index, train, seed=1, checkpoint=tmp_path / "c.pt", device="cuda")
+    assert [h["epoch"] for h in history] == [0, 1]
+    assert np.isfinite(predict(net, images, index, device="cuda")).all()
