@@ -17,7 +17,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,10 @@ __all__ = [
     "PACKAGE",
     "code_digest",
     "code_scope",
+    "file_manifest",
     "file_sha256",
     "folder_listing_digest",
+    "manifest_changes",
     "module_file",
     "sha256_bytes",
     "sha256_json",
@@ -69,6 +71,51 @@ def folder_listing_digest(folder: str | Path) -> str:
         stat = path.stat()
         entries.append((path.relative_to(folder).as_posix(), stat.st_size, stat.st_mtime_ns))
     return sha256_json([str(folder), entries])
+
+
+def file_manifest(files: Mapping[str, Path], cache: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """Size and content hash of each input file (``name -> {"size", "sha256"}``); a folder is recorded as one.
+
+    Content hashes are reused from ``cache`` (a JSON file this function keeps) for files whose size and modification
+    time are unchanged since they were hashed, so an unchanged input costs one ``stat`` per file; a file whose
+    modification time changed is hashed again, so a copy that only touched modification times gives the same
+    manifest. The manifest holds no times: its digest changes only when a name, a size or a content does.
+    """
+    from .storage import atomic_write_text
+
+    cache = Path(cache) if cache is not None else None
+    try:
+        previous = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
+    except json.JSONDecodeError:
+        previous = {}
+    manifest, records = {}, {}
+    for name in sorted(files):
+        path = Path(files[name])
+        if path.is_dir():
+            manifest[name] = {"size": None, "sha256": "folder"}
+            continue
+        stat = path.stat()
+        old = previous.get(name, {})
+        if old.get("size") == stat.st_size and old.get("mtime_ns") == stat.st_mtime_ns:
+            sha = old["sha256"]
+        else:
+            sha = file_sha256(path)
+        manifest[name] = {"size": stat.st_size, "sha256": sha}
+        records[name] = {**manifest[name], "mtime_ns": stat.st_mtime_ns}
+    if cache is not None and records != previous:
+        atomic_write_text(cache, json.dumps(records, indent=0, sort_keys=True))
+    return manifest
+
+
+def manifest_changes(old: Mapping[str, Any], new: Mapping[str, Any], *, shown: int = 3) -> str:
+    """What differs between two :func:`file_manifest` results, in words (e.g. ``1 added (105/), 2 changed (...)``)."""
+    parts = []
+    for label, names in (("added", sorted(set(new) - set(old))), ("removed", sorted(set(old) - set(new))),
+                         ("changed", sorted(n for n in set(old) & set(new) if old[n] != new[n]))):
+        if names:
+            more = f", ... {len(names) - shown} more" if len(names) > shown else ""
+            parts.append(f"{len(names)} {label} ({', '.join(names[:shown])}{more})")
+    return "; ".join(parts) if parts else "no file changed"
 
 
 # --------------------------------------------------------------------------- code

@@ -5,7 +5,8 @@ Layout of ``<store>/<cohort>/``::
     images/<hemisphere>_<metric>.npy   float32 or float16, subjects x H x W, memory-mapped
     subjects.csv                        the cohort's subjects table (row order of the images)
     store.json                          image size, dtype, flat maps used, per-(hemisphere, metric)
-                                        mean and SD over all pixels of all subjects
+                                        mean and SD over all pixels of all subjects and the
+                                        SHA-256 of the image file (what training-job keys cover)
 
 The mean and SD describe the whole cohort; training code that must not look at test subjects
 computes its own from the training folds (these are for display and sanity checks).
@@ -22,7 +23,7 @@ import numpy as np
 
 from .data.cohort import Cohort
 from .geometry.flatten import FlatMap
-from .hashing import sha256_json
+from .hashing import file_sha256, sha256_json
 from .raster import Rasterizer
 from .storage import atomic_write_text, chunked_moments
 
@@ -59,13 +60,15 @@ class ImageStore:
         return means[1] - means[0]
 
     def identity(self, hemisphere: str, metric: str) -> str:
-        """Digest of what describes one image set: size, method, dtype, its pixel statistics, and the subjects
-        table (the images' rows). Rebuilding other image sets or flat-map timings do not change it."""
+        """Digest of one image set: size, method, dtype, its pixel statistics, the content hash of its images
+        (recorded when the store was built) and the subjects table (the images' rows). Rebuilding other image
+        sets does not change it; any change of its pixels does."""
         meta = self.meta
         key = f"{hemisphere}_{metric}"
         if key not in meta["stats"]:
             raise KeyError(f"no {hemisphere} {metric} images in {self.path}")
-        described = {name: meta.get(name) for name in ("size", "method", "dtype")} | {"stats": meta["stats"][key]}
+        described = {name: meta.get(name) for name in ("size", "method", "dtype")} | {
+            "stats": meta["stats"][key], "sha256": meta.get("sha256", {}).get(key)}
         return sha256_json({"images": described, "subjects": (Path(self.path) / "subjects.csv").read_text()})
 
     @property
@@ -94,7 +97,7 @@ def build_image_store(cohort: Cohort, flatmaps: dict[str, FlatMap], size: int, o
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     n = len(cohort)
-    stats = {}
+    stats, digests = {}, {}
     for hemisphere in cohort.hemispheres:
         flat = flatmaps[hemisphere]
         rasterizer = Rasterizer(flat.uv, flat.faces, size, method=method)
@@ -115,10 +118,11 @@ def build_image_store(cohort: Cohort, flatmaps: dict[str, FlatMap], size: int, o
             target.flush()
             mean, sd, _ = chunked_moments(target, chunk=CHUNK)
             stats[f"{hemisphere}_{metric}"] = {"mean": mean, "sd": sd}
+            digests[f"{hemisphere}_{metric}"] = file_sha256(out / "images" / f"{hemisphere}_{metric}.npy")
     cohort.subjects.to_csv(out / "subjects.csv", index=False)
     meta = {"cohort": cohort.name, "template": cohort.template, "size": size, "method": method, "dtype": dtype,
             "subjects": n, "hemispheres": cohort.hemispheres, "metrics": cohort.metrics, "stats": stats,
-            "flatmaps": {h: f.report.key for h, f in flatmaps.items()}}
+            "sha256": digests, "flatmaps": {h: f.report.key for h, f in flatmaps.items()}}
     atomic_write_text(out / "store.json", json.dumps(meta, indent=2) + "\n")
     return ImageStore(out)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -26,7 +26,13 @@ __all__ = [
     "DATA_ENV_VAR",
     "NETWORK_STRIDE",
     "BaselinesParams",
+    "COHORT_SCHEMAS",
     "CohortParams",
+    "DataParams",
+    "FreeSurferCohortParams",
+    "HcpCohortParams",
+    "SemiRealCohortParams",
+    "SimulatedCohortParams",
     "FlattenParams",
     "OcclusionParams",
     "ParamsError",
@@ -60,60 +66,128 @@ SIMULATED_METRICS = ("thickness", "sulc", "curvature", "myelin")
 REGIONAL_METRICS = ("thickness", "area", "volume")
 
 
-class CohortParams(_Section):
-    """Where one cohort comes from, what it classifies and how large it is."""
+FREESURFER_METRICS = ("thickness", "sulc", "curvature")
+#: Cohort sources; each has its own schema below.
+SOURCES = ("simulated", "semi-real", "hcp", "freesurfer")
 
-    source: Literal["simulated", "semi-real", "hcp", "freesurfer"] = Field(
-        description="simulated (offline default), semi-real (real ABIDE I regional values painted on the "
-        "template; needs the data directory), or a real-data layout read from `path`."
-    )
+
+class _CohortSection(_Section):
+    """What every cohort says, whatever its source."""
+
     task: Literal["sex", "autism"] = Field(description="Label: sex (1 = female) or autism (1 = autism).")
-    n_subjects: PositiveInt | None = Field(
-        default=None, description="Number of subjects (simulated) or a seeded random subset of real ones; null = all."
-    )
-    n_sites: PositiveInt = Field(default=1, description="Scanning sites (simulated cohorts).")
     template: Literal["fs_LR_32k", "fsaverage5"] = "fs_LR_32k"
     metrics: list[Metric] = Field(min_length=1)
-    path: Path | None = Field(default=None, description="Root of real data (hcp or freesurfer sources).")
-    phenotypes: Path | None = Field(
-        default=None, description="Behavioural / phenotypic CSV of a real-data source (HCP or ABIDE format)."
-    )
-    registration_sphere: Path | None = Field(
-        default=None,
-        description="freesurfer source on fs_LR_32k: folder with fs_LR-deformed_to-fsaverage.{L,R}.sphere.32k_fs_LR.surf.gii",
-    )
     required: bool = Field(
-        default=True, description="If false, a cohort whose data are absent is skipped with a note instead of failing."
-    )
-    n_modes: PositiveInt = Field(default=60, description="Smooth Laplace-Beltrami modes per hemisphere (simulated).")
-    effect_regions: PositiveInt = Field(default=8, description="Regions carrying planted effects per metric (simulated).")
+        default=True, description="If false, a cohort whose data are absent is skipped with a note instead of failing.")
+
+    #: Metrics this source provides.
+    _provides: tuple[str, ...] = SIMULATED_METRICS
 
     @model_validator(mode="after")
-    def _consistent(self) -> CohortParams:
-        if self.source in ("hcp", "freesurfer") and self.path is None:
-            raise ValueError(f"source '{self.source}' reads real data and needs `path`")
-        if self.path is not None and not self.path.is_dir():
-            raise ValueError(f"path '{self.path}' is not an existing directory")
-        if self.phenotypes is not None and not self.phenotypes.is_file():
-            raise ValueError(f"phenotypes '{self.phenotypes}' is not an existing file")
-        if self.source == "simulated" and self.n_subjects is None:
-            raise ValueError("a simulated cohort needs n_subjects")
-        if self.source == "simulated" and self.task == "sex" and self.n_sites != 1:
-            raise ValueError(f"the simulated sex cohort (HCP-like) has one site; n_sites is {self.n_sites}")
-        if self.source == "freesurfer" and self.template == "fs_LR_32k" and self.registration_sphere is None:
-            raise ValueError("reading FreeSurfer subjects onto fs_LR_32k needs `registration_sphere` (a folder with "
-                             "fs_LR-deformed_to-fsaverage.{L,R}.sphere.32k_fs_LR.surf.gii); or use template fsaverage5")
-        if self.registration_sphere is not None and not self.registration_sphere.is_dir():
-            raise ValueError(f"registration_sphere '{self.registration_sphere}' is not an existing directory")
-        allowed = REGIONAL_METRICS if self.source == "semi-real" else SIMULATED_METRICS
-        wrong = [m for m in self.metrics if m not in allowed]
+    def _metrics_provided(self) -> _CohortSection:
+        wrong = [m for m in self.metrics if m not in self._provides]
         if wrong:
-            raise ValueError(f"source '{self.source}' provides {', '.join(allowed)}; not {', '.join(wrong)}")
-        if self.source == "semi-real" and self.task != "autism":
-            raise ValueError("the semi-real ABIDE I cohort classifies autism; set task: autism")
+            raise ValueError(f"source '{self.source}' provides {', '.join(self._provides)}; not {', '.join(wrong)}")
         if self.template == "fsaverage5" and "myelin" in self.metrics:
             raise ValueError("fsaverage5 has no group myelin map; drop myelin or use fs_LR_32k")
         return self
+
+
+def _existing_dir(value: Path | None) -> Path | None:
+    if value is not None and not value.is_dir():
+        raise ValueError(f"'{value}' is not an existing directory")
+    return value
+
+
+def _existing_file(value: Path | None) -> Path | None:
+    if value is not None and not value.is_file():
+        raise ValueError(f"'{value}' is not an existing file")
+    return value
+
+
+class SimulatedCohortParams(_CohortSection):
+    """Subjects drawn on a template with planted effects and a known Bayes-optimal accuracy (offline)."""
+
+    source: Literal["simulated"]
+    n_subjects: PositiveInt = Field(description="Number of subjects to draw.")
+    n_sites: PositiveInt = Field(default=1, description="Scanning sites.")
+    n_modes: PositiveInt = Field(default=60, description="Smooth Laplace-Beltrami modes per hemisphere.")
+    effect_regions: PositiveInt = Field(default=8, description="Regions carrying planted effects per metric.")
+
+    @model_validator(mode="after")
+    def _one_site_for_sex(self) -> SimulatedCohortParams:
+        if self.task == "sex" and self.n_sites != 1:
+            raise ValueError(f"the simulated sex cohort (HCP-like) has one site; n_sites is {self.n_sites}")
+        return self
+
+
+class SemiRealCohortParams(_CohortSection):
+    """The real ABIDE I subjects with their real Desikan-Killiany regional values painted on the template (needs
+    the data directory)."""
+
+    source: Literal["semi-real"]
+    n_subjects: PositiveInt | None = Field(
+        default=None, description="A seeded random subset of the real subjects (every one left out is a QC row); "
+                                  "null = all.")
+    _provides = REGIONAL_METRICS
+
+    @model_validator(mode="after")
+    def _autism_only(self) -> SemiRealCohortParams:
+        if self.task != "autism":
+            raise ValueError("the semi-real ABIDE I cohort classifies autism; set task: autism")
+        return self
+
+
+class _RealCohortSection(_CohortSection):
+    path: Path = Field(description="Root of the subject folders.")
+    phenotypes: Path = Field(description="The phenotype CSV that labels the subjects.")
+    n_subjects: PositiveInt | None = Field(
+        default=None, description="A seeded random subset of the subjects (every one left out is a QC row); "
+                                  "null = all. Taken only when a parameter file of yours asks for it.")
+
+    _check_path = field_validator("path")(_existing_dir)
+    _check_phenotypes = field_validator("phenotypes")(_existing_file)
+
+
+class HcpCohortParams(_RealCohortSection):
+    """An HCP S1200 download: ``{path}/{subject}/MNINonLinear/fsaverage_LR32k/...`` and the behavioural CSV
+    (``Subject``, ``Gender``, ``Age``)."""
+
+    source: Literal["hcp"]
+    task: Literal["sex"] = Field(default="sex", description="HCP data carry sex labels.")
+    template: Literal["fs_LR_32k"] = "fs_LR_32k"
+
+
+class FreeSurferCohortParams(_RealCohortSection):
+    """A FreeSurfer ``SUBJECTS_DIR`` (e.g. ABIDE) and the ABIDE phenotypic CSV (``SUB_ID``, ``SITE_ID``,
+    ``DX_GROUP``, ``SEX``, ``AGE_AT_SCAN``); subject folders match ``SUB_ID`` by their trailing number."""
+
+    source: Literal["freesurfer"]
+    registration_sphere: Path | None = Field(
+        default=None,
+        description="On fs_LR_32k: folder with fs_LR-deformed_to-fsaverage.{L,R}.sphere.32k_fs_LR.surf.gii")
+    _provides = FREESURFER_METRICS
+
+    _check_sphere = field_validator("registration_sphere")(_existing_dir)
+
+    @model_validator(mode="after")
+    def _sphere_for_fslr(self) -> FreeSurferCohortParams:
+        if self.template == "fs_LR_32k" and self.registration_sphere is None:
+            raise ValueError("reading FreeSurfer subjects onto fs_LR_32k needs `registration_sphere` (a folder with "
+                             "fs_LR-deformed_to-fsaverage.{L,R}.sphere.32k_fs_LR.surf.gii); or use template fsaverage5")
+        return self
+
+
+#: One cohort of a parameter set; its ``source`` decides which keys it takes.
+CohortParams = Annotated[
+    SimulatedCohortParams | SemiRealCohortParams | HcpCohortParams | FreeSurferCohortParams,
+    Field(discriminator="source"),
+]
+#: The schema of each source.
+COHORT_SCHEMAS: dict[str, type[_CohortSection]] = {
+    "simulated": SimulatedCohortParams, "semi-real": SemiRealCohortParams, "hcp": HcpCohortParams,
+    "freesurfer": FreeSurferCohortParams,
+}
 
 
 class FlattenParams(_Section):
@@ -197,8 +271,9 @@ class BaselinesParams(_Section):
     pca_variance: float = Field(gt=0, le=1, description="Variance kept by PCA before the SVM.")
 
 
-class StudyParams(_Section):
-    """The whole parameter set of one study run."""
+class DataParams(_Section):
+    """The sections that say which data a study reads: what ``studylib cohort build`` needs, and the first part of
+    every :class:`StudyParams`."""
 
     description: str = ""
     seed: int = Field(ge=0)
@@ -208,15 +283,7 @@ class StudyParams(_Section):
         description=f"Downloaded or user-provided data; null = ${DATA_ENV_VAR}, else ~/studylib_data.",
     )
     cohorts: dict[str, CohortParams] = Field(
-        min_length=1, description="Cohorts by name; each says its source and task (e.g. hcp, abide, abide1)."
-    )
-    flatten: FlattenParams = FlattenParams()
-    raster: RasterParams
-    train: TrainParams
-    transfer: TransferParams = TransferParams()
-    stacking: StackingParams
-    occlusion: OcclusionParams
-    baselines: BaselinesParams
+        min_length=1, description="Cohorts by name; each says its source and task (e.g. hcp, abide, abide1).")
 
     @field_validator("data_dir")
     @classmethod
@@ -232,6 +299,22 @@ class StudyParams(_Section):
         if bad:
             raise ValueError(f"cohort names must be lower-case identifiers (folder names); not {bad}")
         return value
+
+    def section(self, key: str) -> Any:
+        """JSON-ready value of one top-level key (used for fingerprints)."""
+        return self.model_dump(mode="json")[key]
+
+
+class StudyParams(DataParams):
+    """The whole parameter set of one study run."""
+
+    flatten: FlattenParams = FlattenParams()
+    raster: RasterParams
+    train: TrainParams
+    transfer: TransferParams = TransferParams()
+    stacking: StackingParams
+    occlusion: OcclusionParams
+    baselines: BaselinesParams
 
     @model_validator(mode="after")
     def _occlusion_fits_image(self) -> StudyParams:
@@ -275,12 +358,7 @@ class StudyParams(_Section):
                             f"{metric}: {source[0]}) or drop the hcp-only and 2-stage arms")
         return self
 
-    def section(self, key: str) -> Any:
-        """JSON-ready value of one top-level key (used for fingerprints)."""
-        return self.model_dump(mode="json")[key]
-
-
-def resolve_data_dir(params: StudyParams | None = None, *, create: bool = False) -> Path:
+def resolve_data_dir(params: DataParams | None = None, *, create: bool = False) -> Path:
     """The data directory: ``params.data_dir``, else ``$STUDYLIB_DATA``, else ``~/studylib_data``.
 
     Parameters

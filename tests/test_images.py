@@ -66,6 +66,16 @@ def test_image_store(cap, tmp_path):
     np.testing.assert_allclose(store.group_difference("left", "thickness"), 0, atol=5e-3)
     expected = np.asarray(images[1], np.float64) - (np.asarray(images[0], np.float64) + images[2]) / 2
     np.testing.assert_allclose(store.group_difference("left", "thickness"), expected, atol=1e-12)
+    # two subjects' images swapped: same pixel statistics and subjects table, another identity (jobs retrain)
+    before = store.identity("left", "thickness")
+    swapped = np.load(tmp_path / "store" / "images" / "left_thickness.npy")[[2, 1, 0]]
+    writer = CohortWriter(tmp_path / "c2", subjects, "synthetic", {"left": n, "right": n}, ["thickness"], {"name": "c"})
+    for h in ("left", "right"):
+        writer.write(h, "thickness", slice(None), np.stack([np.where(keep, linear * k, np.nan) for k in (3, 2, 1)]))
+    again = build_image_store(writer.close(), {"left": flat, "right": flat}, 32, tmp_path / "store", dtype="float16")
+    np.testing.assert_array_equal(again.images("left", "thickness"), swapped)
+    assert again.meta["stats"]["left_thickness"] == pytest.approx(meta["stats"]["left_thickness"])
+    assert again.identity("left", "thickness") != before
 
 
 def test_image_store_rejects_nan_on_the_map(cap, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -11,12 +12,13 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from ..hashing import code_digest, folder_listing_digest, sha256_json
+from ..hashing import code_digest, file_manifest, manifest_changes, sha256_json
+from ..storage import atomic_write_text
 from ..params import CohortParams
 from .cohort import Cohort, CohortWriter
 from .templates import HEMISPHERES, load_template
 
-__all__ = ["CohortBuild", "build_cohorts", "simulate_cohort"]
+__all__ = ["CohortBuild", "absent_data", "build_cohorts", "cohort_inputs", "fetch_commands", "simulate_cohort"]
 
 #: Subjects generated at a time: bounds memory whatever the cohort size.
 CHUNK = 64
@@ -33,10 +35,65 @@ class CohortBuild:
     note: str = ""
 
 
-def _key(name: str, spec: CohortParams, seed: int, data_dir: Path) -> str:
+def cohort_inputs(name: str, spec: CohortParams, data_dir: str | Path,
+                  cache: str | Path | None = None) -> dict[str, dict[str, dict]]:
+    """The files a cohort's build reads, as :func:`studylib.hashing.file_manifest` results (sizes and content
+    hashes): ``"data directory"`` (the reference files of the data directory that are present) and, for real-data
+    sources, ``"inputs"`` (the phenotype file and every subject file the reader would open). ``cache`` keeps the
+    content hashes between calls, so unchanged files are not read again."""
+    from .fetchers import REMOTE_FILES
+
+    cache = Path(cache) if cache is not None else None
+    data_dir = Path(data_dir)
+    reference = {f: data_dir / f for f in REMOTE_FILES if (data_dir / f).is_file()}
+    found = {"data directory": file_manifest(reference, cache / "data_dir_manifest.json" if cache else None)}
+    if spec.source in ("hcp", "freesurfer"):
+        from .readers import input_files
+
+        found["inputs"] = file_manifest(input_files(spec), cache / f"inputs_{name}_manifest.json" if cache else None)
+    return found
+
+
+def _components(spec: CohortParams, seed: int, inputs: dict[str, dict]) -> dict[str, str]:
     # the code that makes a cohort: this module and what it imports (not plotting, training, the runner...)
-    return sha256_json({"name": name, "spec": spec.model_dump(mode="json"), "seed": seed,
-                        "code": code_digest(__name__), "data": folder_listing_digest(data_dir)})
+    return {"spec": sha256_json(spec.model_dump(mode="json")), "seed": str(seed), "code": code_digest(__name__),
+            **{key: sha256_json(manifest) for key, manifest in inputs.items()}}
+
+
+def _what_changed(folder: Path, components: dict[str, str], inputs: dict[str, dict]) -> str:
+    """Why a cohort is rebuilt, in words: the components that changed and, for files, which ones."""
+    try:
+        old = Cohort(folder).meta.get("build_components", {})
+        old_inputs = json.loads((folder / "inputs.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return "first build" if not (folder / "cohort.json").is_file() else "built by an earlier version"
+    reasons = []
+    for key, value in components.items():
+        if old.get(key) != value:
+            detail = f": {manifest_changes(old_inputs.get(key, {}), inputs[key])}" if key in inputs else ""
+            reasons.append(f"{key}{detail}")
+    return "changed " + "; ".join(reasons) if reasons else "forced"
+
+
+def absent_data(cohorts: Mapping[str, CohortParams], data_dir: str | Path) -> dict[str, list[str]]:
+    """For each cohort that reads the data directory (semi-real), the files it needs that are not there."""
+    from .semireal import needed_files
+
+    absent = {}
+    for name, spec in cohorts.items():
+        if spec.source == "semi-real":
+            missing = [f for f in needed_files(spec.template, list(spec.metrics)) if not (Path(data_dir) / f).is_file()]
+            if missing:
+                absent[name] = missing
+    return absent
+
+
+def fetch_commands(files: list[str]) -> list[str]:
+    """The ``studylib fetch`` commands that download ``files`` (data-directory paths)."""
+    from .fetchers import REMOTE_FILES
+
+    groups = sorted({REMOTE_FILES[f].group for f in files if f in REMOTE_FILES})
+    return [f"studylib fetch {group}" for group in groups]
 
 
 def simulate_cohort(out: Path, name: str, spec: CohortParams, *, seed: int, data_dir: Path | None,
@@ -120,15 +177,19 @@ def build_cohorts(cohorts: Mapping[str, CohortParams], out: str | Path, *, seed:
     for name in names:
         spec = cohorts[name]
         folder = out / name
-        key = _key(name, spec, seed, data_dir)
+        inputs = cohort_inputs(name, spec, data_dir, cache)
+        components = _components(spec, seed, inputs)
+        key = sha256_json({"name": name, **components})
         if not force and (folder / "cohort.json").is_file() and Cohort(folder).meta.get("build_key") == key:
             results.append(CohortBuild(name, "reused", Cohort(folder)))
             echo(f"cohort {name}: unchanged, reused ({folder})")
             continue
+        echo(f"cohort {name}: building ({'forced' if force else _what_changed(folder, components, inputs)})")
         if folder.exists():
             shutil.rmtree(folder)
         meta = {"name": name, "source": spec.source, "task": spec.task, "build_key": key,
-                "spec": spec.model_dump(mode="json"), "seed": seed, "data_dir": str(data_dir)}
+                "build_components": components, "spec": spec.model_dump(mode="json"), "seed": seed,
+                "data_dir": str(data_dir)}
         try:
             if spec.source == "simulated":
                 cohort = simulate_cohort(folder, name, spec, seed=seed, data_dir=data_dir, cache=cache, meta=meta,
@@ -149,6 +210,7 @@ def build_cohorts(cohorts: Mapping[str, CohortParams], out: str | Path, *, seed:
             results.append(CohortBuild(name, "skipped", None, f"data absent: {missing}"))
             echo(f"cohort {name}: skipped (not required) - data absent: {missing}")
             continue
+        atomic_write_text(folder / "inputs.json", json.dumps(inputs, indent=1, sort_keys=True) + "\n")
         results.append(CohortBuild(name, "built", cohort))
-        echo(f"cohort {name}: built {len(cohort)} subjects ({folder})")
+        echo(f"cohort {name}: built {len(cohort)} subjects, {len(cohort.qc)} QC exclusion(s) ({folder})")
     return results

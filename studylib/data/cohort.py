@@ -7,6 +7,7 @@ A cohort is a folder::
     qc.csv                           subject, file, reason: every subject or file left out, and why
     maps/<hemisphere>_<metric>.npy   float32, subjects x template vertices, NaN outside the cortex
     truth/...                        simulated cohorts only: planted effect maps and the generative model
+    inputs.json                      sizes and content hashes of the files the build read (what a rebuild compares)
 
 Maps are ``.npy`` files opened memory-mapped, so a 2000-subject cohort loads lazily.
 :class:`CohortWriter` preallocates them and is filled in chunks of subjects.
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..storage import atomic_path
+from ..storage import atomic_path, atomic_write_text
 
 __all__ = ["QC_COLUMNS", "SUBJECT_COLUMNS", "Cohort", "CohortWriter", "open_cohorts"]
 
@@ -102,7 +103,7 @@ class CohortWriter:
         self.subjects.to_csv(self.path / "subjects.csv", index=False)
         qc = pd.DataFrame(columns=list(QC_COLUMNS)) if qc is None else qc.loc[:, list(QC_COLUMNS)]
         qc.to_csv(self.path / "qc.csv", index=False)
-        (self.path / "cohort.json").write_text(json.dumps(self.meta, indent=2, default=str) + "\n")
+        atomic_write_text(self.path / "cohort.json", json.dumps(self.meta, indent=2, default=str) + "\n")
         return Cohort(self.path)
 
 

@@ -15,7 +15,12 @@ phenotypes: the HCP behavioural CSV (``Subject``, ``Gender``, ``Age``).
 FreeSurfer layout (``source: freesurfer``): a ``SUBJECTS_DIR`` with ``{subject}/surf/{lh,rh}.{thickness,sulc,curv}``,
 ``surf/{lh,rh}.sphere.reg`` and ``label/{lh,rh}.cortex.label``, resampled to the template through the
 registration sphere by barycentric interpolation; phenotypes: the ABIDE phenotypic CSV (``SUB_ID``,
-``SITE_ID``, ``DX_GROUP``, ``SEX``, ``AGE_AT_SCAN``). Subject folders match ``SUB_ID`` by their trailing number.
+``SITE_ID``, ``DX_GROUP``, ``SEX``, ``AGE_AT_SCAN``). Subject folders match ``SUB_ID`` by their trailing number
+(``Caltech_0051456``, ``sub-0051456`` and ``51456`` are all subject 51456); template subjects (``fsaverage``,
+``fsaverage5``, ...) that FreeSurfer keeps in ``SUBJECTS_DIR`` are skipped with a note.
+
+:func:`input_files` lists every file a reader would open, so that a cohort's cache key covers the folder's
+contents and not only its path.
 """
 
 from __future__ import annotations
@@ -29,19 +34,55 @@ import pandas as pd
 from scipy.spatial import cKDTree
 from tqdm import tqdm
 
-from ..params import CohortParams
 from ..geometry.mesh import fill_missing
+from ..params import FreeSurferCohortParams, HcpCohortParams
 from .abide import read_abide_phenotypes
 from .cohort import Cohort, CohortWriter
 from .templates import HEMISPHERES, Template, load_template
 
-__all__ = ["SphereResampler", "read_hcp_maps", "read_real_cohort"]
+__all__ = ["SphereResampler", "input_files", "read_hcp_maps", "read_real_cohort", "subject_folders"]
 
 _HCP_NAMES = {"thickness": "thickness", "sulc": "sulc", "curvature": "curvature", "myelin": "MyelinMap_BC"}
 _HCP_HEMI = {"left": "L", "right": "R"}
 _CIFTI_STRUCTURE = {"left": "CIFTI_STRUCTURE_CORTEX_LEFT", "right": "CIFTI_STRUCTURE_CORTEX_RIGHT"}
 _FS_NAMES = {"thickness": "thickness", "sulc": "sulc", "curvature": "curv"}
 _FS_HEMI = {"left": "lh", "right": "rh"}
+_TEMPLATE_SUBJECT = re.compile(r"^fsaverage\d*$|^fsaverage_sym$")
+
+RealCohortParams = HcpCohortParams | FreeSurferCohortParams
+
+
+def subject_folders(spec: RealCohortParams) -> tuple[dict[str, Path], list[str]]:
+    """The subject folders under ``spec.path`` by name, and the FreeSurfer template subjects left out."""
+    folders = {p.name: p for p in sorted(spec.path.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+    templates = [name for name in folders if spec.source == "freesurfer" and _TEMPLATE_SUBJECT.match(name)]
+    return {name: folder for name, folder in folders.items() if name not in templates}, templates
+
+
+def _subject_files(spec: RealCohortParams, folder: Path) -> list[Path]:
+    if spec.source == "hcp":
+        maps = folder / "MNINonLinear" / "fsaverage_LR32k"
+        return [path for h in HEMISPHERES for m in spec.metrics for path in _hcp_candidates(maps, folder.name, h, m)]
+    return [folder / sub / f"{_FS_HEMI[h]}.{name}" for h in HEMISPHERES
+            for sub, name in (("surf", "sphere.reg"), ("label", "cortex.label"),
+                              *(("surf", _FS_NAMES[m]) for m in spec.metrics))]
+
+
+def input_files(spec: RealCohortParams) -> dict[str, Path]:
+    """Every input the reader of ``spec`` would open, by a stable name: the phenotype file, the registration
+    spheres, each subject folder and each subject file that exists (a file that appears later is an added input)."""
+    files = {"phenotypes": spec.phenotypes}
+    if spec.source == "freesurfer" and spec.registration_sphere is not None:
+        for hemi in _HCP_HEMI.values():
+            path = spec.registration_sphere / f"fs_LR-deformed_to-fsaverage.{hemi}.sphere.32k_fs_LR.surf.gii"
+            if path.is_file():
+                files[f"registration_sphere/{path.name}"] = path
+    for name, folder in subject_folders(spec)[0].items():
+        files[f"{name}/"] = folder
+        for path in _subject_files(spec, folder):
+            if path.is_file():
+                files[path.relative_to(spec.path).as_posix()] = path
+    return files
 
 
 class InputProblem(ValueError):
@@ -193,7 +234,7 @@ class SphereResampler:
         return out
 
 
-def _template_sphere(template: Template, hemisphere: str, spec: CohortParams) -> np.ndarray:
+def _template_sphere(template: Template, hemisphere: str, spec: FreeSurferCohortParams) -> np.ndarray:
     if template.name == "fsaverage5":
         from nilearn.datasets import load_fsaverage
 
@@ -239,6 +280,9 @@ def _freesurfer_subject(folder: Path, hemisphere: str, metrics: list[str], templ
             values = np.asarray(fs.read_morph_data(str(path)), dtype=np.float64)
         except Exception as error:
             raise InputProblem(path, f"unreadable morphometry file ({type(error).__name__}: {error})") from None
+        if len(values) == 0:  # nibabel returns no values for a header cut short
+            raise InputProblem(path, f"unreadable morphometry file (no values: header truncated or empty, "
+                                     f"{path.stat().st_size} bytes)")
         if len(values) != len(sphere):
             raise InputProblem(path, f"{len(values)} values for the {len(sphere)} vertices of {sphere_path.name}")
         values = _inside_cortex(path, values, cortex)
@@ -254,22 +298,23 @@ def _freesurfer_subject(folder: Path, hemisphere: str, metrics: list[str], templ
 # --------------------------------------------------------------------------- cohort
 
 
-def read_real_cohort(out: Path, spec: CohortParams, *, data_dir: Path | None, meta: dict,
+def read_real_cohort(out: Path, spec: RealCohortParams, *, data_dir: Path | None, meta: dict,
                      progress: bool = True) -> Cohort:
-    """Read an HCP or FreeSurfer folder into a cohort at ``out``, with a QC row for every exclusion."""
-    if spec.phenotypes is None:
-        raise ValueError(f"cohort {meta.get('name')}: source '{spec.source}' needs `phenotypes` (the "
-                         f"{'HCP behavioural' if spec.source == 'hcp' else 'ABIDE phenotypic'} CSV)")
+    """Read an HCP or FreeSurfer folder into a cohort at ``out``, with a QC row for every exclusion.
+
+    With ``spec.n_subjects`` a seeded random subset of the usable subjects is read (seed ``meta["seed"]``); every
+    subject left out of it is a QC row.
+    """
     template = load_template(spec.template, data_dir)
     root = spec.path
     qc: list[dict] = []
     rows: list[dict] = []
-    folders = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+    folders, templates = subject_folders(spec)
+    notes = list(meta.get("notes", []))
+    if templates:
+        notes.append(f"FreeSurfer template subject folder(s) {', '.join(templates)} in {root} skipped (not subjects)")
+    meta = {**meta, "notes": notes}
     if spec.source == "hcp":
-        if spec.template != "fs_LR_32k":
-            raise ValueError("HCP folders hold fs_LR 32k maps; set template: fs_LR_32k")
-        if spec.task != "sex":
-            raise ValueError("HCP data carry sex labels only; set task: sex")
         phenotypes = _hcp_phenotypes(spec.phenotypes)
         for subject, gender, age in phenotypes.itertuples(index=False):
             if gender not in ("M", "F"):
@@ -310,6 +355,12 @@ def read_real_cohort(out: Path, spec: CohortParams, *, data_dir: Path | None, me
         qc.append({"subject": name, "file": str(folders[name]), "reason": "no row in the phenotype file (no label)"})
     if spec.n_subjects is not None and spec.n_subjects < len(rows):
         keep = np.sort(np.random.default_rng(int(meta.get("seed", 0))).choice(len(rows), spec.n_subjects, replace=False))
+        chosen = set(keep.tolist())
+        qc += [{"subject": row["subject"], "file": str(row["folder"]),
+                "reason": f"not in the seeded random subset (n_subjects: {spec.n_subjects} of {len(rows)})"}
+               for i, row in enumerate(rows) if i not in chosen]
+        meta["notes"].append(f"a seeded random subset of {spec.n_subjects} of the {len(rows)} usable subjects "
+                             "(n_subjects); the others are QC rows")
         rows = [rows[i] for i in keep]
 
     if not rows:

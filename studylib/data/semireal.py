@@ -19,11 +19,19 @@ import numpy as np
 import pandas as pd
 
 from ..geometry.laplacian import cotangent_laplacian
-from .abide import PHENOTYPES_FILE, load_abide1_phenotypes, load_brainstats, load_regional_table
+from .abide import FREESURFER_DIR, PHENOTYPES_FILE, load_abide1_phenotypes, load_brainstats, load_regional_table
 from .cohort import Cohort, CohortWriter
-from .templates import DK_REGIONS, HEMISPHERES, Template, load_parcellation
+from .templates import DK_FILES, DK_REGIONS, HEMISPHERES, Template, load_parcellation
 
-__all__ = ["build_semireal_cohort", "template_patterns"]
+__all__ = ["build_semireal_cohort", "needed_files", "template_patterns"]
+
+
+def needed_files(template: str, metrics: list[str]) -> list[str]:
+    """Data-directory files (relative paths) the semi-real cohort reads: the D-K labels of ``template``, the ABIDE I
+    phenotypes, the regional tables of ``metrics`` and the whole-brain table (TIV)."""
+    tables = [f"{FREESURFER_DIR.as_posix()}/{h}.aparc_table_{m}.tsv" for m in metrics for h in ("lh", "rh")]
+    return [DK_FILES[template], PHENOTYPES_FILE.as_posix(), *tables,
+            f"{FREESURFER_DIR.as_posix()}/brainstats_abide_with_pial.txt"]
 
 
 def template_patterns(template: Template) -> dict[tuple[str, str], np.ndarray]:
@@ -87,7 +95,13 @@ def build_semireal_cohort(out: Path, template: Template, data_dir: Path, metrics
     if n_subjects is not None and n_subjects < len(subjects):
         rng = np.random.default_rng(seed)
         chosen = np.sort(rng.choice(len(subjects), size=n_subjects, replace=False))
-        notes.append(f"a seeded random subset of {n_subjects} of the {len(subjects)} eligible subjects")
+        notes.append(f"a seeded random subset of {n_subjects} of the {len(subjects)} eligible subjects; the others "
+                     "are QC rows")
+        left_out = np.setdiff1d(np.arange(len(subjects)), chosen)
+        qc = pd.concat([qc, pd.DataFrame({
+            "subject": subjects["subject"].iloc[left_out].astype(str).to_numpy(), "file": str(PHENOTYPES_FILE),
+            "reason": f"not in the seeded random subset (n_subjects: {n_subjects} of {len(subjects)})"})],
+            ignore_index=True)
         subjects = subjects.iloc[chosen].reset_index(drop=True)
         tables = {m: t.iloc[chosen] for m, t in tables.items()}
     table = pd.DataFrame({

@@ -27,6 +27,7 @@ import numpy as np
 from ..geometry.mesh import fill_missing
 
 __all__ = [
+    "DK_FILES",
     "DK_REGIONS",
     "HEMISPHERES",
     "METRICS",
@@ -55,7 +56,8 @@ DK_REGIONS = (
     "insula",
 )
 
-_DK_FILES = {"fs_LR_32k": "atlas/aparc_conte69.csv", "fsaverage5": "atlas/aparc_fsa5.csv"}
+#: The Desikan-Killiany label file of each template in the data directory.
+DK_FILES = {"fs_LR_32k": "atlas/aparc_conte69.csv", "fsaverage5": "atlas/aparc_fsa5.csv"}
 
 
 @contextmanager
@@ -168,7 +170,7 @@ def _fsaverage5(data_dir: Path | None) -> Template:
     meshes = load_fsaverage("fsaverage5")
     data = {m: load_fsaverage_data(mesh="fsaverage5", data_type=t).data.parts
             for m, t in (("sulc", "sulcal"), ("curvature", "curvature"), ("thickness", "thickness"))}
-    dk_file = data_dir / _DK_FILES["fsaverage5"] if data_dir is not None else None
+    dk_file = data_dir / DK_FILES["fsaverage5"] if data_dir is not None else None
     if dk_file is not None and dk_file.is_file():
         labels = np.loadtxt(dk_file, dtype=np.int64)
         cortex_masks = {"left": labels[:10242] != 0, "right": labels[10242:] != 0}
@@ -224,11 +226,11 @@ class Parcellation:
 
 
 def _dk(template: str, data_dir: Path) -> Parcellation:
-    path = data_dir / _DK_FILES[template]
+    path = data_dir / DK_FILES[template]
     if not path.is_file():
         raise FileNotFoundError(
             f"Desikan–Killiany labels not found: {path} (fetch them with "
-            f"studylib.data.fetchers.fetch({_DK_FILES[template]!r}, data_dir))")
+            f"studylib.data.fetchers.fetch({DK_FILES[template]!r}, data_dir))")
     labels = np.loadtxt(path, dtype=np.int64)
     half = len(labels) // 2
     expected = {"fs_LR_32k": 32492, "fsaverage5": 10242}[template]

@@ -96,12 +96,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "cohort":
             from ..data.build import build_cohorts
-            from ..params import resolve_data_dir
+            from ..params import DataParams, resolve_data_dir
             from .config import params_name
             from .layout import ResultsLayout
+            from .runner import absent_data_note
 
-            params = load_params(args.params)
+            params = load_params(args.params, schema=DataParams)
             layout = ResultsLayout.for_params(params_name(args.params), args.results)
+            note = absent_data_note(params)
+            if note:
+                print(note, flush=True)
             for result in build_cohorts(params.cohorts, layout.cohorts, seed=params.seed,
                                         data_dir=resolve_data_dir(params), cache=layout.cohort_cache,
                                         only=args.only, force=args.force, echo=lambda line: print(line, flush=True)):

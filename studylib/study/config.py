@@ -3,8 +3,12 @@
 A parameter set is a YAML file whose keys follow :class:`~studylib.params.StudyParams`. A file may
 start from another with ``extends: NAME`` (a sibling file ``NAME.yaml``, or a
 path relative to the file) and override any subset of keys; nested sections are
-merged key by key. Relative paths inside a file resolve against that file's
-directory.
+merged key by key, with two rules for cohorts: a cohort whose ``source`` differs
+from the inherited one replaces it whole (a real HCP folder inherits nothing from
+a simulated cohort of the same name), and ``NAME: null`` drops an inherited
+cohort. Relative paths inside a file resolve against that file's directory.
+A cohort with ``required: true`` whose files are not in the data directory is an
+error here, naming the cohort and the files.
 
 Every problem (unknown key, wrong type, impossible value, missing data
 directory, a cycle in ``extends``) raises :class:`~studylib.params.ParamsError` naming the key
@@ -27,7 +31,7 @@ from typing import Any, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ..params import ParamsError, StudyParams
+from ..params import COHORT_SCHEMAS, DataParams, ParamsError, StudyParams, resolve_data_dir
 
 __all__ = ["load_params", "params_name"]
 
@@ -73,7 +77,15 @@ def _merge(
     merged = dict(base)
     for key, value in override.items():
         loc = (*prefix, key)
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        cohort = prefix == ("cohorts",)
+        if cohort and value is None:  # `name: null` drops an inherited cohort
+            merged.pop(key, None)
+            for stale in [k for k in origin if k[: len(loc)] == loc]:
+                del origin[stale]
+            continue
+        other_source = (cohort and isinstance(value, dict) and isinstance(merged.get(key), dict)
+                        and value.get("source", merged[key].get("source")) != merged[key].get("source"))
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and not other_source:
             merged[key] = _merge(merged[key], value, origin, source, loc)
         else:
             merged[key] = value
@@ -107,6 +119,9 @@ def _load_raw(path: Path, chain: tuple[Path, ...], origin: dict[tuple[str, ...],
 
 def _describe(error: dict[str, Any], origin: dict[tuple[str, ...], Path], default: Path) -> str:
     loc = tuple(str(part) for part in error["loc"])
+    cohort_source = None
+    if len(loc) >= 3 and loc[0] == "cohorts" and loc[2] in COHORT_SCHEMAS:  # pydantic names the union's member
+        cohort_source, loc = loc[2], loc[:2] + loc[3:]
     source = default
     for cut in range(len(loc), 0, -1):
         if loc[:cut] in origin:
@@ -114,9 +129,18 @@ def _describe(error: dict[str, Any], origin: dict[tuple[str, ...], Path], defaul
             break
     key = ".".join(loc) if loc else "(top level)"
     if error["type"] == "extra_forbidden":
+        if cohort_source is not None and len(loc) == 3:
+            allowed = ["source", *(k for k in COHORT_SCHEMAS[cohort_source].model_fields if k != "source")]
+            return (f"{source}: {key}: does not apply to a cohort of source '{cohort_source}' (its keys: "
+                    f"{', '.join(allowed)})")
         allowed = _allowed_keys(loc[:-1])
         hint = f" (allowed here: {', '.join(allowed)})" if allowed else ""
         return f"{source}: {key}: unknown key{hint}"
+    if error["type"] == "union_tag_not_found":
+        return f"{source}: {key}.source: required key is missing (one of {', '.join(COHORT_SCHEMAS)})"
+    if error["type"] == "union_tag_invalid":
+        return (f"{source}: {key}.source: {error['ctx'].get('tag')!r} is not a source; choose from "
+                f"{', '.join(COHORT_SCHEMAS)}")
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "missing":
         return f"{source}: {key}: required key is missing"
@@ -146,32 +170,58 @@ def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
     return ["extends", *keys] if model is StudyParams else keys
 
 
-def load_params(path: str | os.PathLike[str]) -> StudyParams:
+def load_params(path: str | os.PathLike[str], schema: type[DataParams] = StudyParams) -> StudyParams:
     """Read, merge (``extends``) and validate a parameter file.
 
     Parameters
     ----------
     path : str or path-like
         A YAML parameter file, e.g. ``params/default.yaml``.
+    schema : {StudyParams, DataParams}
+        What to validate: the whole study, or only the sections that say which data it reads (``studylib cohort
+        build`` accepts a file with just ``seed``, ``data_dir`` and ``cohorts``; other study sections in it are not
+        checked).
 
     Returns
     -------
-    StudyParams
+    StudyParams or DataParams
         The validated, fully resolved parameter set.
 
     Raises
     ------
     ParamsError
-        Naming the file and key of every problem found.
+        Naming the file and key of every problem found, and every required cohort whose data are absent.
     """
     path = Path(path).resolve()
     origin: dict[tuple[str, ...], Path] = {}
     raw = _load_raw(path, (), origin)
+    if schema is not StudyParams:
+        raw = {key: value for key, value in raw.items() if key in schema.model_fields or key not in StudyParams.model_fields}
     try:
-        return StudyParams.model_validate(raw)
+        params = schema.model_validate(raw)
     except ValidationError as exc:
         lines = [_describe(err, origin, path) for err in exc.errors()]
         raise ParamsError("invalid parameters:\n  " + "\n  ".join(lines)) from None
+    _check_required_data(params, origin, path)
+    return params
+
+
+def _check_required_data(params: DataParams, origin: dict[tuple[str, ...], Path], default: Path) -> None:
+    """A required cohort whose files are not in the data directory fails now, not minutes into a run."""
+    if not any(spec.source == "semi-real" and spec.required for spec in params.cohorts.values()):
+        return
+    from ..data.build import absent_data, fetch_commands
+
+    data_dir = resolve_data_dir(params)
+    lines = []
+    for name, files in absent_data(params.cohorts, data_dir).items():
+        if params.cohorts[name].required:
+            where = origin.get(("cohorts", name, "required"), origin.get(("cohorts", name), default))
+            lines.append(f"{where}: cohorts.{name}: required, but the data directory {data_dir} lacks "
+                         f"{', '.join(files)}; fetch them ({'; '.join(fetch_commands(files))}) or set "
+                         f"cohorts.{name}.required: false")
+    if lines:
+        raise ParamsError("invalid parameters:\n  " + "\n  ".join(lines))
 
 
 def params_name(path: str | os.PathLike[str]) -> str:

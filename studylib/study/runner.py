@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from ..hashing import code_digest, folder_listing_digest, sha256_bytes, sha256_json, source_imports
-from ..params import StudyParams, resolve_data_dir
+from ..params import DataParams, StudyParams, resolve_data_dir
 from .config import load_params, params_name
 from .layout import ResultsLayout, project_root
 from .provenance import write_provenance
 from .stages import STAGES, RunReport, Stage, StageResult, stage_names
 
-__all__ = ["StageFailed", "fingerprint_components", "notebook_imports", "run_study"]
+__all__ = ["StageFailed", "absent_data_note", "fingerprint_components", "notebook_imports", "run_study"]
 
 Echo = Callable[[str], None]
 
@@ -67,10 +67,37 @@ def fingerprint_components(stage: Stage, notebook: Path, params: StudyParams, la
         components[f"params.{key}"] = sha256_json(params.section(key))
     if stage.reads_data_dir:
         components["data directory"] = folder_listing_digest(resolve_data_dir(params))
+    if "cohorts" in stage.params and stage.reads_data_dir:
+        from ..data.build import cohort_inputs
+
+        for name, spec in params.cohorts.items():  # real data: the folders' contents, not only their paths
+            if spec.source in ("hcp", "freesurfer"):
+                manifest = cohort_inputs(name, spec, resolve_data_dir(params), layout.cohort_cache)["inputs"]
+                components[f"inputs of cohort {name}"] = sha256_json(manifest)
     for upstream in stage.after:
         stamp = _read_stamp(layout.stamp(upstream))
         components[f"upstream {upstream}"] = stamp["fingerprint"] if stamp else "never ran"
     return components
+
+
+def absent_data_note(params: DataParams) -> str:
+    """A note naming every file the data directory lacks for the optional cohorts that will be skipped, and how to
+    fetch them; empty when nothing is missing."""
+    if not any(spec.source == "semi-real" for spec in params.cohorts.values()):
+        return ""
+    from ..data.build import absent_data, fetch_commands
+
+    data_dir = resolve_data_dir(params)
+    absent = absent_data(params.cohorts, data_dir)
+    if not absent:
+        return ""
+    lines = [f"NOTE: the data directory {data_dir} lacks files that optional cohorts need; they will be skipped:"]
+    for name, files in absent.items():
+        lines.append(f"  cohort {name}: {', '.join(files)}")
+    commands = fetch_commands(sorted({f for files in absent.values() for f in files}))
+    lines.append(f"  Online, fetch them with: {'; '.join(commands)} (into $STUDYLIB_DATA or ~/studylib_data), or set "
+                 "data_dir; see the README, 'Cohorts and real data'.")
+    return "\n".join(lines)
 
 
 def _read_stamp(path: Path) -> dict[str, Any] | None:
@@ -178,6 +205,9 @@ def run_study(
     report = RunReport(name)
     started = datetime.now(timezone.utc)
     echo(f"study '{name}' ({params_file}) -> {layout.root}")
+    note = absent_data_note(params)
+    if note:
+        echo(note)
 
     try:
         for number, stage in enumerate(stages, start=1):

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from studylib.params import ParamsError
 from studylib.study.config import load_params
 from studylib.data.cohort import Cohort, CohortWriter
 
@@ -126,8 +127,14 @@ def test_build_reuses_unchanged_and_skips_optional_absent(tmp_path, write_params
     assert [r.status for r in forced] == ["built"]
     np.testing.assert_array_equal(forced[0].cohort.maps("right", "thickness"), hcp.maps("right", "thickness"))
     data["cohorts"]["abide1"]["required"] = True
-    with pytest.raises(FileNotFoundError, match="aparc_conte69.csv"):
-        build_params_cohorts(load_params(write_params(data)), tmp_path / "cohorts", only=["abide1"], progress=False,
+    with pytest.raises(ParamsError, match="cohorts.abide1: required, but the data directory"):
+        load_params(write_params(data))  # before anything runs
+    from studylib.data.build import build_cohorts
+    from studylib.params import SemiRealCohortParams
+
+    required = {"abide1": SemiRealCohortParams(source="semi-real", task="autism", metrics=["thickness"])}
+    with pytest.raises(FileNotFoundError, match="aparc_conte69.csv"):  # and the build itself still refuses
+        build_cohorts(required, tmp_path / "cohorts", seed=1, data_dir=tmp_path / "empty", progress=False,
                       echo=lines.append)
 
 

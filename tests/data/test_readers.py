@@ -149,7 +149,7 @@ def freesurfer_folder(tmp_path, shared_data):
             _write_label(root / name / "label" / f"{hemi}.cortex.label",
                          np.flatnonzero(template.surfaces[hemisphere].cortex), coordinates)
             unit = coordinates / np.linalg.norm(coordinates, axis=1, keepdims=True)
-            for metric, fs_name in (("thickness", "thickness"), ("sulc", "sulc")):
+            for metric, fs_name in (("thickness", "thickness"), ("sulc", "sulc"), ("curvature", "curv")):
                 values = 2.0 + unit[:, 0] + 0.5 * unit[:, 2] if metric == "thickness" else unit[:, 1] * 3
                 if name == "NYU_0050953" and metric == "sulc" and hemi == "rh":
                     values = values[:100]
@@ -236,3 +236,104 @@ def test_freesurfer_subject_onto_fslr32k_through_a_registration_sphere(tmp_path,
         cortex = fslr.surfaces[hemisphere].cortex
         np.testing.assert_allclose(result.cohort.maps(hemisphere, "thickness")[0][cortex],
                                    expected[hemisphere][cortex], atol=1e-5)
+
+
+def test_a_changed_real_folder_is_rebuilt_and_the_build_says_what_changed(hcp_folder, tmp_path, write_params):
+    import os
+
+    root, behaviour = hcp_folder
+    params = _params(write_params, {"source": "hcp", "metrics": ["thickness"], "path": str(root),
+                                    "phenotypes": str(behaviour)})
+    lines: list[str] = []
+
+    def build():
+        lines.clear()
+        [result] = build_params_cohorts(params, tmp_path / "cohorts", progress=False, echo=lines.append)
+        return result
+
+    assert build().cohort.subjects["subject"].tolist() == ["100001", "100002", "100003", "100004"]
+    assert build().status == "reused"
+
+    (root / "100001" / "MNINonLinear" / "fsaverage_LR32k" / "100001.L.thickness.32k_fs_LR.shape.gii").unlink()
+    result = build()
+    assert result.status == "built"
+    assert "changed inputs: 1 removed (100001/MNINonLinear/fsaverage_LR32k/100001.L.thickness" in lines[0]
+    assert "missing" in result.cohort.qc.set_index("subject").loc["100001", "reason"]
+
+    folder = root / "100005" / "MNINonLinear" / "fsaverage_LR32k"  # 100005 has a phenotype row but had no folder
+    folder.mkdir(parents=True)
+    for hemi in ("L", "R"):
+        _gifti(folder / f"100005.{hemi}.thickness.32k_fs_LR.shape.gii", _expected(100005, "left", "thickness"))
+    result = build()
+    assert "changed inputs: 3 added (100005/, 100005/MNINonLinear/fsaverage_LR32k/100005.L.thickness" in lines[0]
+    assert "100005" in result.cohort.subjects["subject"].tolist()
+
+    table = pd.read_csv(behaviour)
+    table.loc[table["Subject"] == 100002, "Gender"] = "F"
+    table.to_csv(behaviour, index=False)
+    result = build()
+    assert "changed inputs: 1 changed (phenotypes)" in lines[0]
+    assert result.cohort.subjects.set_index("subject").loc["100002", "label_name"] == "female"
+
+    for path in root.rglob("*"):  # a copy that only touches modification times: hashed again, not rebuilt
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    os.utime(behaviour, ns=(1_000_000_000, 1_000_000_000))
+    assert build().status == "reused"
+
+
+def test_a_subset_of_real_subjects_lists_every_one_left_out(hcp_folder, tmp_path, write_params):
+    root, behaviour = hcp_folder
+    params = _params(write_params, {"source": "hcp", "metrics": ["thickness"], "path": str(root),
+                                    "phenotypes": str(behaviour), "n_subjects": 2})
+    [result] = build_params_cohorts(params, tmp_path / "cohorts", progress=False, echo=lambda _: None)
+    assert len(result.cohort) == 2
+    left_out = result.cohort.qc[result.cohort.qc["reason"].str.contains("not in the seeded random subset")]
+    assert len(left_out) == 2 and not set(left_out["subject"]) & set(result.cohort.subjects["subject"])
+    assert any("seeded random subset of 2 of the 4" in note for note in result.cohort.meta["notes"])
+
+
+def test_template_subjects_are_skipped_and_a_truncated_header_is_unreadable(freesurfer_folder, tmp_path,
+                                                                            write_params):
+    root, phenotypes, template = freesurfer_folder
+    (root / "fsaverage5" / "surf").mkdir(parents=True)  # FreeSurfer keeps template subjects in SUBJECTS_DIR
+    curv = root / "NYU_0050952" / "surf" / "lh.curv"
+    curv.write_bytes(curv.read_bytes()[:10])  # magic number and part of the header
+    params = _params(write_params, {"source": "freesurfer", "task": "autism", "template": "fsaverage5",
+                                    "metrics": ["thickness", "curvature"], "path": str(root),
+                                    "phenotypes": str(phenotypes)})
+    [result] = build_params_cohorts(params, tmp_path / "cohorts", progress=False, echo=lambda _: None)
+    qc = result.cohort.qc.set_index("subject")
+    assert "5" not in qc.index  # not "subject 5 has no phenotype row"
+    assert any("fsaverage5" in note and "skipped" in note for note in result.cohort.meta["notes"])
+    assert "unreadable morphometry file (no values: header truncated or empty, 10 bytes)" in qc.loc["50952", "reason"]
+
+
+def test_the_readme_real_data_example_runs_as_written(hcp_folder, freesurfer_folder, tmp_path, capsys):
+    """The README's `params/mine.yaml`, with its /data paths pointing at fixtures, next to the shipped default."""
+    import re
+    import shutil
+
+    from studylib.study.cli import main
+    from tests.support import PROJECT
+
+    hcp_root, behaviour = hcp_folder
+    fs_root, phenotypes, _ = freesurfer_folder
+    readme = (PROJECT / "README.md").read_text()
+    [example] = [block for block in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S) if "source: hcp" in block]
+    for fake, real in (("/data/HCP_S1200/behavioral.csv", behaviour), ("/data/HCP_S1200", hcp_root),
+                       ("/data/abide_freesurfer", fs_root), ("/data/Phenotypic_V1_0b_preprocessed1.csv", phenotypes)):
+        example = example.replace(fake, str(real))
+    folder = tmp_path / "params"
+    folder.mkdir(exist_ok=True)
+    shutil.copy(PROJECT / "params" / "default.yaml", folder / "default.yaml")
+    (folder / "mine.yaml").write_text(example)
+    params = load_params(folder / "mine.yaml")
+    assert set(params.cohorts) == {"hcp", "abide"} and params.transfer.autism_cohorts == ["abide"]
+    assert params.cohorts["hcp"].n_subjects is None and params.cohorts["abide"].n_subjects is None
+
+    assert main(["cohort", "build", "--params", str(folder / "mine.yaml"), "--results", str(tmp_path / "results")]) == 0
+    printed = capsys.readouterr().out
+    assert "hcp: 3 subjects" in printed and "abide: 2 subjects" in printed  # every usable subject of each folder
+    built = tmp_path / "results" / "mine" / "artifacts" / "01_preprocess" / "cohorts"
+    assert sorted(p.name for p in built.iterdir() if not p.name.startswith("_")) == ["abide", "hcp"]
+    assert main(["params", str(folder / "mine.yaml"), "--quiet"]) == 0

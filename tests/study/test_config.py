@@ -156,10 +156,30 @@ def test_not_yaml_and_not_a_mapping(write_params):
 
 def test_real_source_needs_an_existing_path(write_params, tmp_path):
     data = minimal_params()
-    data["cohorts"]["hcp"]["source"] = "hcp"
-    assert "cohorts.hcp: source 'hcp' reads real data and needs `path`" in _error(write_params(data))
-    data["cohorts"]["hcp"]["path"] = str(tmp_path / "nothing")
-    assert "is not an existing directory" in _error(write_params(data))
+    data["cohorts"]["hcp"] = {"source": "hcp", "metrics": ["thickness"]}
+    message = _error(write_params(data))
+    assert "cohorts.hcp.path: required key is missing" in message
+    assert "cohorts.hcp.phenotypes: required key is missing" in message
+    data["cohorts"]["hcp"].update({"path": str(tmp_path / "nothing"), "phenotypes": str(tmp_path / "none.csv")})
+    message = _error(write_params(data))
+    assert "cohorts.hcp.path: Value error, '" not in message and "is not an existing directory" in message
+    assert "none.csv' is not an existing file" in message
+
+
+def test_keys_that_do_not_apply_to_a_source_are_errors_naming_them(write_params, tmp_path):
+    (tmp_path / "hcp_data").mkdir()
+    (tmp_path / "hcp_data" / "behavioral.csv").write_text("Subject,Gender,Age\n")
+    data = minimal_params()
+    data["cohorts"]["hcp"] = {"source": "hcp", "path": str(tmp_path / "hcp_data"), "n_modes": 20,
+                              "phenotypes": str(tmp_path / "hcp_data" / "behavioral.csv"), "metrics": ["sulc"]}
+    message = _error(write_params(data))
+    assert "cohorts.hcp.n_modes: does not apply to a cohort of source 'hcp'" in message
+    assert "path, phenotypes, n_subjects" in message
+    data["cohorts"]["hcp"]["source"] = "scanner"
+    assert "cohorts.hcp.source: 'scanner' is not a source; choose from simulated, semi-real, hcp" in \
+        _error(write_params(data))
+    del data["cohorts"]["hcp"]["source"]
+    assert "cohorts.hcp.source: required key is missing" in _error(write_params(data))
 
 
 def test_data_dir_from_environment(monkeypatch, tmp_path, write_params):
@@ -195,22 +215,27 @@ def test_unknown_key_inside_a_named_cohort(write_params):
     data = minimal_params()
     data["cohorts"]["abide"]["sites"] = 3
     message = _error(write_params(data))
-    assert "cohorts.abide.sites: unknown key" in message
+    assert "cohorts.abide.sites: does not apply to a cohort of source 'simulated'" in message
     assert "n_sites" in message
 
 
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"source": "semi-real", "task": "sex", "metrics": ["thickness"]}, "semi-real ABIDE I cohort classifies autism"),
-        ({"source": "semi-real", "task": "autism", "metrics": ["sulc"]}, "provides thickness, area, volume; not sulc"),
+        ({"source": "semi-real", "task": "sex", "metrics": ["thickness"], "required": False},
+         "semi-real ABIDE I cohort classifies autism"),
+        ({"source": "semi-real", "task": "autism", "metrics": ["sulc"], "required": False},
+         "provides thickness, area, volume; not sulc"),
         ({"metrics": ["area"]}, "source 'simulated' provides thickness, sulc, curvature, myelin; not area"),
         ({"template": "fsaverage5", "metrics": ["myelin"]}, "fsaverage5 has no group myelin map"),
     ],
 )
 def test_cohort_consistency(write_params, change, expected):
     data = minimal_params()
-    data["cohorts"]["hcp"].update(change)
+    if change.get("source", "simulated") != "simulated":
+        data["cohorts"]["hcp"] = change
+    else:
+        data["cohorts"]["hcp"].update(change)
     assert expected in _error(write_params(data))
 
 
@@ -222,7 +247,64 @@ def test_cohort_names_are_folder_names(write_params):
 
 def test_relative_cohort_paths_resolve_against_the_file(write_params, tmp_path):
     (tmp_path / "hcp_data").mkdir()
+    (tmp_path / "hcp_data" / "behavioral.csv").write_text("Subject,Gender,Age\n")
     data = minimal_params()
-    data["cohorts"]["hcp"].update({"source": "hcp", "path": "../hcp_data"})
+    data["cohorts"]["hcp"] = {"source": "hcp", "path": "../hcp_data", "phenotypes": "../hcp_data/behavioral.csv",
+                              "metrics": ["thickness"]}
     params = load_params(write_params(data))
     assert params.cohorts["hcp"].path == (tmp_path / "hcp_data").resolve()
+
+
+def test_extends_replaces_a_cohort_of_another_source_whole_and_null_drops_one(write_params, tmp_path):
+    (tmp_path / "hcp_data").mkdir()
+    (tmp_path / "hcp_data" / "behavioral.csv").write_text("Subject,Gender,Age\n")
+    base = minimal_params()
+    base["cohorts"]["hcp"]["n_subjects"] = 200
+    base["cohorts"]["extra"] = dict(base["cohorts"]["abide"])
+    write_params(base, name="base")
+    mine = write_params({"extends": "base", "cohorts": {
+        "hcp": {"source": "hcp", "path": "../hcp_data", "phenotypes": "../hcp_data/behavioral.csv",
+                "metrics": ["thickness"]},
+        "abide": {"n_subjects": 12},
+        "extra": None}}, name="mine")
+    params = load_params(mine)
+    assert params.cohorts["hcp"].source == "hcp" and params.cohorts["hcp"].n_subjects is None  # nothing inherited
+    assert params.cohorts["abide"].n_subjects == 12 and params.cohorts["abide"].n_sites == 2  # same source: merged
+    assert "extra" not in params.cohorts
+
+
+def test_cohort_build_reads_a_file_with_only_its_sections(write_params):
+    from studylib.params import DataParams
+
+    data = {key: value for key, value in minimal_params().items() if key in ("seed", "cohorts")}
+    with pytest.raises(ParamsError, match="raster: required key is missing"):
+        load_params(write_params(data))
+    params = load_params(write_params(data), schema=DataParams)
+    assert set(params.cohorts) == {"hcp", "abide"}
+    data["rastr"] = {}
+    with pytest.raises(ParamsError, match="rastr: unknown key"):
+        load_params(write_params(data), schema=DataParams)
+
+
+def test_the_cohort_build_command_takes_a_file_with_only_its_sections(write_params, tmp_path, capsys):
+    from studylib.study.cli import main
+
+    data = {key: value for key, value in minimal_params().items() if key in ("seed", "cohorts")}
+    data["cohorts"]["hcp"]["n_modes"] = 4
+    path = write_params(data, name="cohorts_only")
+    assert main(["cohort", "build", "--params", str(path), "--results", str(tmp_path / "results"),
+                 "--only", "hcp"]) == 0
+    assert "hcp: 8 subjects, 0 QC exclusion(s)" in capsys.readouterr().out
+
+
+def test_a_required_cohort_without_its_data_fails_at_validation(write_params, tmp_path, monkeypatch):
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("STUDYLIB_DATA", str(tmp_path / "empty"))
+    data = minimal_params()
+    data["cohorts"]["abide1"] = {"source": "semi-real", "task": "autism", "metrics": ["thickness"]}
+    message = _error(write_params(data))
+    assert "cohorts.abide1: required, but the data directory" in message
+    assert "atlas/aparc_conte69.csv" in message and "abide1/Phenotypic_V1_0b_preprocessed1.csv" in message
+    assert "studylib fetch abide1; studylib fetch atlas" in message and "required: false" in message
+    data["cohorts"]["abide1"]["required"] = False
+    assert load_params(write_params(data)).cohorts["abide1"].required is False

@@ -176,3 +176,54 @@ def test_the_code_fingerprint_covers_what_the_notebook_imports(study, tmp_path):
     stamps = {name: json.loads((tmp_path / "results" / "tiny" / ".stamps" / f"{name}.json").read_text())
               for name in ("01_first", "03_third")}
     assert stamps["01_first"]["components"]["studylib code"] != stamps["03_third"]["components"]["studylib code"]
+
+
+def test_the_preprocess_fingerprint_covers_a_real_folder_s_contents(tmp_path, write_params):
+    import os
+
+    from studylib.study.config import load_params
+    from studylib.study.layout import ResultsLayout
+    from studylib.study.runner import fingerprint_components
+
+    root = tmp_path / "HCP"
+    maps = root / "100001" / "MNINonLinear" / "fsaverage_LR32k"
+    maps.mkdir(parents=True)
+    (maps / "100001.L.thickness.32k_fs_LR.shape.gii").write_bytes(b"left")
+    (tmp_path / "behavioral.csv").write_text("Subject,Gender,Age\n100001,F,22-25\n")
+    data = minimal_params()
+    data["cohorts"]["hcp"] = {"source": "hcp", "path": str(root), "phenotypes": str(tmp_path / "behavioral.csv"),
+                              "metrics": ["thickness"]}
+    path = write_params(data)
+    notebook = tmp_path / "01.ipynb"
+    _notebook(notebook, "x = 1")
+    stage = Stage("01_preprocess", "cohorts", ("seed", "cohorts"), reads_data_dir=True)
+    layout = ResultsLayout(tmp_path / "results")
+
+    def inputs():
+        return fingerprint_components(stage, notebook, load_params(path), layout)["inputs of cohort hcp"]
+
+    first = inputs()
+    os.utime(maps / "100001.L.thickness.32k_fs_LR.shape.gii", ns=(1, 1))
+    assert inputs() == first  # only a modification time
+    (maps / "100001.R.thickness.32k_fs_LR.shape.gii").write_bytes(b"right")
+    second = inputs()
+    assert second != first  # a file appeared
+    (tmp_path / "behavioral.csv").write_text("Subject,Gender,Age\n100001,M,22-25\n")
+    assert inputs() != second  # the phenotypes changed
+
+
+def test_a_run_without_the_data_says_once_what_the_optional_cohort_needs(study, tmp_path, monkeypatch):
+    run, params, _, _, lines = study
+    (tmp_path / "no_data").mkdir()
+    monkeypatch.setenv("STUDYLIB_DATA", str(tmp_path / "no_data"))
+    data = yaml.safe_load(params.read_text())
+    data["cohorts"]["abide1"] = {"source": "semi-real", "task": "autism", "metrics": ["thickness", "area"],
+                                 "required": False}
+    params.write_text(yaml.safe_dump(data))
+    run(only=["01_first"])
+    notes = [line for line in lines if "lacks files that optional cohorts need" in line]
+    assert len(notes) == 1
+    for needed in ("atlas/aparc_conte69.csv", "abide1/Phenotypic_V1_0b_preprocessed1.csv",
+                   "abide1/freesurfer6/lh.aparc_table_area.tsv", "brainstats_abide_with_pial.txt",
+                   "studylib fetch abide1; studylib fetch atlas"):
+        assert needed in notes[0]
