@@ -17,10 +17,10 @@ from pathlib import Path
 CHILD = textwrap.dedent("""
     import json, resource, sys, time
     from pathlib import Path
-    from studylib.params import CohortParams
+    from studylib.params import SimulatedCohortParams
     from studylib.data.build import simulate_cohort
     out, cache, data_dir = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] or None
-    spec = CohortParams(source="simulated", task="sex", n_subjects=1000, n_sites=1, template="fs_LR_32k",
+    spec = SimulatedCohortParams(source="simulated", task="sex", n_subjects=1000, n_sites=1, template="fs_LR_32k",
                         metrics=["thickness", "sulc", "curvature", "myelin"])
     start = time.perf_counter()
     cohort = simulate_cohort(out, "bench", spec, seed=1, data_dir=Path(data_dir) if data_dir else None,

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from studylib.study.config import load_params
-from studylib.train.engine import configure_threads, fit, resolve_device
+from studylib.train.engine import available_cpus, fit, resolve_device
 from studylib.train.experiments import STAGE1_INIT, stage1_metric
 from studylib.train.models import Init, MetricNet, build_model
 
@@ -125,9 +125,9 @@ def compare(quick: bool, device: str, folder: Path) -> None:
 
 _CHILD = """
 import time, numpy as np, torch
-from studylib.train.models import MetricNet, build_model
+from studylib.train.models import Init, MetricNet, build_model
 torch.manual_seed(0)
-net = MetricNet(build_model("{backbone}", "scratch"), 0.0, 1.0).to(memory_format=torch.channels_last)
+net = MetricNet(build_model("{backbone}", Init("scratch")), 0.0, 1.0).to(memory_format=torch.channels_last)
 opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
 x, y = torch.randn(32, 1, {size}, {size}), torch.randint(0, 2, (32,))
 for step in range({steps}):
@@ -160,7 +160,7 @@ def paper_epochs() -> dict[str, int]:
     at the paper's sizes; site-out with the simulated cohort's sites; the semi-real ABIDE I cohort at 1035)."""
     params = load_params(PROJECT / "params" / "paper.yaml")
     sizes = {name: (c.n_subjects or 1035) for name, c in params.cohorts.items()}
-    sites = {name: c.n_sites for name, c in params.cohorts.items()}
+    sites = {name: getattr(c, "n_sites", 20) for name, c in params.cohorts.items()}  # ABIDE I: 20 sites
     images = {name: 2 * len(c.metrics) for name, c in params.cohorts.items()}
     t = params.transfer
     k = params.train.folds
@@ -205,7 +205,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     device = resolve_device("auto")
-    threads = configure_threads() if device == "cpu" else torch.get_num_threads()
+    threads = available_cpus()
+    torch.set_num_threads(threads)
     print(f"device {device}, torch {torch.__version__}, {threads} CPU threads", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         compare(args.quick, device, Path(tmp))

@@ -202,15 +202,30 @@ def code_scope(*names: str) -> list[str]:
     return sorted(seen)
 
 
+#: Modules whose whole effect is the parameter values they validate, which every cache key hashes itself: editing
+#: a description in the schema must not retrain a model.
+VALUES_ONLY = frozenset({f"{PACKAGE}.params"})
+
+
 def _read_source(path: Path) -> bytes:
-    return path.read_bytes()
+    """The code of a module without its comments and docstrings (they do not change what it computes)."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]
+    return ast.unparse(tree).encode()
 
 
 def code_digest(*names: str, extra: Iterable[str] = ()) -> str:
-    """Digest of the source of :func:`code_scope` of ``names`` (each file's package path and bytes), and of
-    ``extra`` strings (e.g. library versions that decide a result)."""
+    """Digest of the code of :func:`code_scope` of ``names`` (each module's package path and its source without
+    comments and docstrings; :data:`VALUES_ONLY` modules left out), and of ``extra`` strings (e.g. library versions
+    that decide a result)."""
     digest = hashlib.sha256()
     for name in code_scope(*names):
+        if name in VALUES_ONLY:
+            continue
         path = module_file(name)
         digest.update(path.relative_to(_ROOT).as_posix().encode() + b"\0")
         digest.update(_read_source(path) + b"\0")

@@ -27,7 +27,7 @@ from .hashing import file_sha256, sha256_json
 from .raster import Rasterizer
 from .storage import atomic_write_text, chunked_moments
 
-__all__ = ["ImageStore", "build_image_store", "open_stores"]
+__all__ = ["ImageStore", "build_image_store", "discard_store", "open_stores"]
 
 CHUNK = 64
 
@@ -120,8 +120,8 @@ def build_image_store(cohort: Cohort, flatmaps: dict[str, FlatMap], size: int, o
             stats[f"{hemisphere}_{metric}"] = {"mean": mean, "sd": sd}
             digests[f"{hemisphere}_{metric}"] = file_sha256(out / "images" / f"{hemisphere}_{metric}.npy")
     cohort.subjects.to_csv(out / "subjects.csv", index=False)
-    meta = {"cohort": cohort.name, "template": cohort.template, "size": size, "method": method, "dtype": dtype,
-            "subjects": n, "hemispheres": cohort.hemispheres, "metrics": cohort.metrics, "stats": stats,
+    meta = {"cohort": cohort.name, "cohort_key": cohort.meta.get("build_key"), "template": cohort.template,
+            "size": size, "method": method, "dtype": dtype, "subjects": n, "hemispheres": cohort.hemispheres, "metrics": cohort.metrics, "stats": stats,
             "sha256": digests, "flatmaps": {h: f.report.key for h, f in flatmaps.items()}}
     atomic_write_text(out / "store.json", json.dumps(meta, indent=2) + "\n")
     return ImageStore(out)
@@ -133,3 +133,15 @@ def open_stores(folders: Mapping[str, str | Path]) -> tuple[dict[str, ImageStore
     found = {name: ImageStore(Path(folder)) for name, folder in folders.items()
              if (Path(folder) / "store.json").is_file()}
     return found, [name for name in folders if name not in found]
+
+
+def discard_store(folder: str | Path) -> bool:
+    """Remove an image store (that of a cohort skipped this run), so that no later step trains on its old images;
+    return whether there was one."""
+    import shutil
+
+    folder = Path(folder)
+    if not folder.exists():
+        return False
+    shutil.rmtree(folder)
+    return True

@@ -29,6 +29,7 @@ __all__ = [
     "COHORT_SCHEMAS",
     "CohortParams",
     "DataParams",
+    "ExecutorParams",
     "FreeSurferCohortParams",
     "HcpCohortParams",
     "SemiRealCohortParams",
@@ -67,8 +68,6 @@ REGIONAL_METRICS = ("thickness", "area", "volume")
 
 
 FREESURFER_METRICS = ("thickness", "sulc", "curvature")
-#: Cohort sources; each has its own schema below.
-SOURCES = ("simulated", "semi-real", "hcp", "freesurfer")
 
 
 class _CohortSection(_Section):
@@ -227,6 +226,10 @@ class TrainParams(_Section):
     num_workers: int | None = Field(
         default=None, ge=0,
         description="Threads that read the next batches ahead of the model; null: 0 on CPU, up to 4 on a GPU.")
+    threads: PositiveInt = Field(
+        default=2, description="Intra-op CPU threads of each model. CPU results depend on it, so it is a fixed "
+                               "number (part of each model's key), not the machine's core count: serial, local "
+                               "and Ray executors give identical models for the same value.")
 
     @model_validator(mode="after")
     def _mixup_within_epochs(self) -> TrainParams:
@@ -256,6 +259,28 @@ class TransferParams(_Section):
         default=None, description="Autism cohorts evaluated leave-one-site-out; null: all of autism_cohorts.")
     stage1_metrics: dict[Metric, Metric] = Field(
         default={}, description="Stage-1 metric for an autism metric, e.g. area: thickness (default: the same metric).")
+
+
+class ExecutorParams(_Section):
+    """How the trainable units (one model, one occlusion map) run: one after another in this process, in worker
+    processes on this machine, or as Ray tasks on a cluster. Results do not depend on it."""
+
+    kind: Literal["serial", "local", "ray"] = Field(
+        default="serial", description="serial (in this process), local (worker processes on this machine) or ray.")
+    workers: PositiveInt | None = Field(
+        default=None, description="Units run at once (local, ray); null: one per visible GPU, else the CPUs "
+                                  "divided by train.threads.")
+    retries: int = Field(default=2, ge=0, description="Attempts after a unit fails or its worker dies, before the "
+                                                      "run stops naming it.")
+    address: str | None = Field(
+        default=None, description="ray: the address of a running cluster (e.g. 'auto' or 'ray://head:10001'); "
+                                  "null: start a local Ray instance with `workers` x train.threads CPUs.")
+
+    @model_validator(mode="after")
+    def _address_for_ray(self) -> ExecutorParams:
+        if self.address is not None and self.kind != "ray":
+            raise ValueError(f"address is for kind: ray, not {self.kind}")
+        return self
 
 
 class StackingParams(_Section):
@@ -312,6 +337,7 @@ class StudyParams(DataParams):
     raster: RasterParams
     train: TrainParams
     transfer: TransferParams = TransferParams()
+    executor: ExecutorParams = ExecutorParams()
     stacking: StackingParams
     occlusion: OcclusionParams
     baselines: BaselinesParams

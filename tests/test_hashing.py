@@ -29,3 +29,19 @@ def test_code_digest_changes_with_the_scope_only(monkeypatch):
     monkeypatch.setattr(hashing, "_read_source", lambda path: real(path) + (b"#" if path.name == "transport.py" else b""))
     assert code_digest("studylib.geometry.flatten") != flatten
     assert code_digest("studylib.geometry.flatten", extra=["torch 1"]) != code_digest("studylib.geometry.flatten")
+
+
+def test_comments_docstrings_and_the_parameter_schema_do_not_change_code_digests(monkeypatch):
+    from studylib import hashing
+
+    jobs = code_digest("studylib.train.jobs")
+    assert "studylib.params" in code_scope("studylib.train.jobs")  # imported, but its effect is in the values
+    real = hashing._read_source
+    cases = {"params.py": b"\nX = 1\n", "engine.py": b"\nX = 1\n"}
+    for name, added in cases.items():
+        monkeypatch.setattr(hashing, "_read_source", lambda path, name=name, added=added: real(path) + (
+            added if path.name == name else b""))
+        assert (code_digest("studylib.train.jobs") == jobs) == (name == "params.py"), name
+    source = hashing.module_file("studylib.train.recipe")
+    assert b"mix-up" not in real(source)  # docstrings dropped
+    assert b"def learning_rate" in real(source)

@@ -195,3 +195,13 @@ def test_fsaverage5_meets_the_targets(shared_data):
         assert 0.98 <= summary["dk_ratio_p5"] and summary["dk_ratio_p95"] <= 1.02
         # measured 0.038-0.039: above the 0.03 of fs_LR 32k, as expected of a mesh 3x coarser
         assert conformal["flipped"] == 0 and conformal["mu_mean"] < 0.045
+
+
+def test_a_discarded_store_is_gone(tmp_path):
+    from studylib.images import discard_store, open_stores
+
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "store.json").write_text("{}")
+    assert open_stores({"old": tmp_path / "old"})[1] == []
+    assert discard_store(tmp_path / "old") and not discard_store(tmp_path / "old")
+    assert open_stores({"old": tmp_path / "old"}) == ({}, ["old"])

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .files import FREESURFER_DIR, PHENOTYPES_FILE
+
 __all__ = [
     "MEASURES",
-    "PHENOTYPES_FILE",
     "load_abide1_phenotypes",
     "read_abide_phenotypes",
     "load_brainstats",
@@ -25,10 +26,6 @@ __all__ = [
 
 #: Regional FreeSurfer measures of the ABIDE I tables.
 MEASURES = ("thickness", "area", "volume")
-FREESURFER_DIR = Path("abide1") / "freesurfer6"
-
-#: Location of the phenotypic table inside a data directory.
-PHENOTYPES_FILE = Path("abide1") / "Phenotypic_V1_0b_preprocessed1.csv"
 
 _REQUIRED = ("SUB_ID", "SITE_ID", "DX_GROUP", "SEX", "AGE_AT_SCAN")
 _DIAGNOSIS = {1: "autism", 2: "control"}

@@ -18,7 +18,7 @@ from ..params import CohortParams
 from .cohort import Cohort, CohortWriter
 from .templates import HEMISPHERES, load_template
 
-__all__ = ["CohortBuild", "absent_data", "build_cohorts", "cohort_inputs", "fetch_commands", "simulate_cohort"]
+__all__ = ["CohortBuild", "build_cohorts", "cohort_inputs", "simulate_cohort"]
 
 #: Subjects generated at a time: bounds memory whatever the cohort size.
 CHUNK = 64
@@ -41,12 +41,10 @@ def cohort_inputs(name: str, spec: CohortParams, data_dir: str | Path,
     hashes): ``"data directory"`` (the reference files of the data directory that are present) and, for real-data
     sources, ``"inputs"`` (the phenotype file and every subject file the reader would open). ``cache`` keeps the
     content hashes between calls, so unchanged files are not read again."""
-    from .fetchers import REMOTE_FILES
+    from .files import reference_manifest
 
     cache = Path(cache) if cache is not None else None
-    data_dir = Path(data_dir)
-    reference = {f: data_dir / f for f in REMOTE_FILES if (data_dir / f).is_file()}
-    found = {"data directory": file_manifest(reference, cache / "data_dir_manifest.json" if cache else None)}
+    found = {"data directory": reference_manifest(data_dir, cache)}
     if spec.source in ("hcp", "freesurfer"):
         from .readers import input_files
 
@@ -73,27 +71,6 @@ def _what_changed(folder: Path, components: dict[str, str], inputs: dict[str, di
             detail = f": {manifest_changes(old_inputs.get(key, {}), inputs[key])}" if key in inputs else ""
             reasons.append(f"{key}{detail}")
     return "changed " + "; ".join(reasons) if reasons else "forced"
-
-
-def absent_data(cohorts: Mapping[str, CohortParams], data_dir: str | Path) -> dict[str, list[str]]:
-    """For each cohort that reads the data directory (semi-real), the files it needs that are not there."""
-    from .semireal import needed_files
-
-    absent = {}
-    for name, spec in cohorts.items():
-        if spec.source == "semi-real":
-            missing = [f for f in needed_files(spec.template, list(spec.metrics)) if not (Path(data_dir) / f).is_file()]
-            if missing:
-                absent[name] = missing
-    return absent
-
-
-def fetch_commands(files: list[str]) -> list[str]:
-    """The ``studylib fetch`` commands that download ``files`` (data-directory paths)."""
-    from .fetchers import REMOTE_FILES
-
-    groups = sorted({REMOTE_FILES[f].group for f in files if f in REMOTE_FILES})
-    return [f"studylib fetch {group}" for group in groups]
 
 
 def simulate_cohort(out: Path, name: str, spec: CohortParams, *, seed: int, data_dir: Path | None,
@@ -141,8 +118,9 @@ def build_cohorts(cohorts: Mapping[str, CohortParams], out: str | Path, *, seed:
                   progress: bool = True, echo: Callable[[str], None] = print) -> list[CohortBuild]:
     """Build ``cohorts`` (name -> specification) into ``out/<name>``.
 
-    A cohort whose specification, seed, data directory listing and producing code (this module and the
-    ``studylib`` modules it imports) are unchanged since it was built is reused. A cohort whose data are
+    A cohort whose specification, seed, input files (:func:`cohort_inputs`: sizes and content hashes) and
+    producing code (this module and the ``studylib`` modules it imports) are unchanged since it was built is reused;
+    otherwise the build says what changed. A cohort whose data are
     absent fails with the file named, unless its ``required`` is false: then it is skipped with a note.
 
     Parameters
@@ -156,7 +134,7 @@ def build_cohorts(cohorts: Mapping[str, CohortParams], out: str | Path, *, seed:
     data_dir : path
         The data directory (:func:`studylib.params.resolve_data_dir`).
     cache : path, optional
-        Where simulated cohorts keep the templates' eigenmodes between builds.
+        Where builds keep the templates' eigenmodes and the input files' content hashes between runs.
     only : list of str, optional
         Build only these cohorts.
     force : bool

@@ -302,8 +302,8 @@ def read_real_cohort(out: Path, spec: RealCohortParams, *, data_dir: Path | None
                      progress: bool = True) -> Cohort:
     """Read an HCP or FreeSurfer folder into a cohort at ``out``, with a QC row for every exclusion.
 
-    With ``spec.n_subjects`` a seeded random subset of the usable subjects is read (seed ``meta["seed"]``); every
-    subject left out of it is a QC row.
+    With ``spec.n_subjects`` a seeded random subset of the subjects that have both a folder and a label is read
+    (seed ``meta["seed"]``); every subject left out of it is a QC row.
     """
     template = load_template(spec.template, data_dir)
     root = spec.path
@@ -359,8 +359,8 @@ def read_real_cohort(out: Path, spec: RealCohortParams, *, data_dir: Path | None
         qc += [{"subject": row["subject"], "file": str(row["folder"]),
                 "reason": f"not in the seeded random subset (n_subjects: {spec.n_subjects} of {len(rows)})"}
                for i, row in enumerate(rows) if i not in chosen]
-        meta["notes"].append(f"a seeded random subset of {spec.n_subjects} of the {len(rows)} usable subjects "
-                             "(n_subjects); the others are QC rows")
+        meta["notes"].append(f"a seeded random subset of {spec.n_subjects} of the {len(rows)} subjects with a folder "
+                             "and a label (n_subjects); the others are QC rows")
         rows = [rows[i] for i in keep]
 
     if not rows:

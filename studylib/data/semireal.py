@@ -19,19 +19,12 @@ import numpy as np
 import pandas as pd
 
 from ..geometry.laplacian import cotangent_laplacian
-from .abide import FREESURFER_DIR, PHENOTYPES_FILE, load_abide1_phenotypes, load_brainstats, load_regional_table
+from .abide import load_abide1_phenotypes, load_brainstats, load_regional_table
+from .files import PHENOTYPES_FILE
 from .cohort import Cohort, CohortWriter
-from .templates import DK_FILES, DK_REGIONS, HEMISPHERES, Template, load_parcellation
+from .templates import DK_REGIONS, HEMISPHERES, Template, load_parcellation
 
-__all__ = ["build_semireal_cohort", "needed_files", "template_patterns"]
-
-
-def needed_files(template: str, metrics: list[str]) -> list[str]:
-    """Data-directory files (relative paths) the semi-real cohort reads: the D-K labels of ``template``, the ABIDE I
-    phenotypes, the regional tables of ``metrics`` and the whole-brain table (TIV)."""
-    tables = [f"{FREESURFER_DIR.as_posix()}/{h}.aparc_table_{m}.tsv" for m in metrics for h in ("lh", "rh")]
-    return [DK_FILES[template], PHENOTYPES_FILE.as_posix(), *tables,
-            f"{FREESURFER_DIR.as_posix()}/brainstats_abide_with_pial.txt"]
+__all__ = ["build_semireal_cohort", "template_patterns"]
 
 
 def template_patterns(template: Template) -> dict[tuple[str, str], np.ndarray]:

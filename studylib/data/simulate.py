@@ -177,7 +177,8 @@ def _sites(task: str, n_sites: int, data_dir: Path | None, rng: np.random.Genera
                 "female": np.full(1, 0.5), "age": np.array([[29.0, 3.7]])}
     real = None
     if data_dir is not None:
-        from .abide import PHENOTYPES_FILE, load_abide1_phenotypes
+        from .abide import load_abide1_phenotypes
+        from .files import PHENOTYPES_FILE
 
         if (Path(data_dir) / PHENOTYPES_FILE).is_file():
             real = load_abide1_phenotypes(data_dir)

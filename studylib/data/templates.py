@@ -25,9 +25,9 @@ from typing import Literal
 import numpy as np
 
 from ..geometry.mesh import fill_missing
+from .files import DK_FILES
 
 __all__ = [
-    "DK_FILES",
     "DK_REGIONS",
     "HEMISPHERES",
     "METRICS",
@@ -56,8 +56,6 @@ DK_REGIONS = (
     "insula",
 )
 
-#: The Desikan-Killiany label file of each template in the data directory.
-DK_FILES = {"fs_LR_32k": "atlas/aparc_conte69.csv", "fsaverage5": "atlas/aparc_fsa5.csv"}
 
 
 @contextmanager
@@ -229,8 +227,7 @@ def _dk(template: str, data_dir: Path) -> Parcellation:
     path = data_dir / DK_FILES[template]
     if not path.is_file():
         raise FileNotFoundError(
-            f"Desikan–Killiany labels not found: {path} (fetch them with "
-            f"studylib.data.fetchers.fetch({DK_FILES[template]!r}, data_dir))")
+            f"Desikan–Killiany labels not found: {path} (online: studylib fetch atlas --data-dir {data_dir})")
     labels = np.loadtxt(path, dtype=np.int64)
     half = len(labels) // 2
     expected = {"fs_LR_32k": 32492, "fsaverage5": 10242}[template]

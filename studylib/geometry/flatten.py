@@ -133,8 +133,10 @@ class FlatMap:
     report: FlattenReport
 
     def save(self, path: str | Path) -> Path:
-        """Write the map as ``.npz`` (atomically) and return the path."""
+        """Write the map as ``.npz`` (atomically; the suffix is added when missing) and return the path."""
         path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
         with atomic_path(path) as partial:
             np.savez_compressed(partial, uv=self.uv, faces=self.faces, vertex_index=self.vertex_index,
                                 corners=self.corners, conformal_uv=self.conformal_uv, boundary=self.boundary,

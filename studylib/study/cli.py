@@ -97,9 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "cohort":
             from ..data.build import build_cohorts
             from ..params import DataParams, resolve_data_dir
-            from .config import params_name
+            from .config import absent_data_note, params_name
             from .layout import ResultsLayout
-            from .runner import absent_data_note
 
             params = load_params(args.params, schema=DataParams)
             layout = ResultsLayout.for_params(params_name(args.params), args.results)
@@ -127,13 +126,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             except DiskError as error:
                 print(f"error: {args.surface} with mask {args.cortex_mask}: {error}", file=sys.stderr)
                 return 1
-            flat.save(args.out)
+            out = flat.save(args.out)
             kept = vertices[flat.vertex_index]
-            figures = {**distortion_summary(kept, flat.faces, flat.uv), "out": args.out, **flat.report.summary()}
+            figures = {**distortion_summary(kept, flat.faces, flat.uv), "out": str(out), **flat.report.summary()}
             if args.json:
                 print(json.dumps(figures, indent=2, default=float))
             else:
-                print(f"{args.out}: {figures['vertices']} vertices, {figures['flipped']} flipped, triangle area "
+                print(f"{out}: {figures['vertices']} vertices, {figures['flipped']} flipped, triangle area "
                       f"ratio p5-p95 {figures['area_ratio_p5']:.3f}-{figures['area_ratio_p95']:.3f}, "
                       f"mean |mu| {figures['mu_mean']:.3f}, {figures['seconds']:.1f} s")
             return 0

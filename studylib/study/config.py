@@ -26,14 +26,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..params import COHORT_SCHEMAS, DataParams, ParamsError, StudyParams, resolve_data_dir
 
-__all__ = ["load_params", "params_name"]
+__all__ = ["absent_data_note", "load_params", "params_name"]
+
+Schema = TypeVar("Schema", bound=DataParams)
 
 
 # --------------------------------------------------------------------------- loading
@@ -170,7 +172,7 @@ def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
     return ["extends", *keys] if model is StudyParams else keys
 
 
-def load_params(path: str | os.PathLike[str], schema: type[DataParams] = StudyParams) -> StudyParams:
+def load_params(path: str | os.PathLike[str], schema: type[Schema] = StudyParams) -> Schema:
     """Read, merge (``extends``) and validate a parameter file.
 
     Parameters
@@ -210,7 +212,7 @@ def _check_required_data(params: DataParams, origin: dict[tuple[str, ...], Path]
     """A required cohort whose files are not in the data directory fails now, not minutes into a run."""
     if not any(spec.source == "semi-real" and spec.required for spec in params.cohorts.values()):
         return
-    from ..data.build import absent_data, fetch_commands
+    from ..data.files import absent_data, fetch_commands
 
     data_dir = resolve_data_dir(params)
     lines = []
@@ -218,10 +220,28 @@ def _check_required_data(params: DataParams, origin: dict[tuple[str, ...], Path]
         if params.cohorts[name].required:
             where = origin.get(("cohorts", name, "required"), origin.get(("cohorts", name), default))
             lines.append(f"{where}: cohorts.{name}: required, but the data directory {data_dir} lacks "
-                         f"{', '.join(files)}; fetch them ({'; '.join(fetch_commands(files))}) or set "
+                         f"{', '.join(files)}; fetch them ({'; '.join(fetch_commands(files, data_dir))}) or set "
                          f"cohorts.{name}.required: false")
     if lines:
         raise ParamsError("invalid parameters:\n  " + "\n  ".join(lines))
+
+
+def absent_data_note(params: DataParams) -> str:
+    """A note naming every file the data directory lacks for the optional cohorts that will be skipped, and how to
+    fetch them; empty when nothing is missing (the runner and ``cohort build`` print it once, at the start)."""
+    if not any(spec.source == "semi-real" for spec in params.cohorts.values()):
+        return ""
+    from ..data.files import absent_data, fetch_commands
+
+    data_dir = resolve_data_dir(params)
+    absent = absent_data(params.cohorts, data_dir)
+    if not absent:
+        return ""
+    lines = [f"NOTE: the data directory {data_dir} lacks files that optional cohorts need; they will be skipped:"]
+    lines += [f"  cohort {name}: {', '.join(files)}" for name, files in absent.items()]
+    commands = fetch_commands(sorted({f for files in absent.values() for f in files}), data_dir)
+    lines.append(f"  Online, fetch them: {'; '.join(commands)} (see the README, 'Cohorts and real data').")
+    return "\n".join(lines)
 
 
 def params_name(path: str | os.PathLike[str]) -> str:

@@ -83,7 +83,8 @@ class ResultsLayout:
 
     @property
     def cohort_cache(self) -> Path:
-        """Caches shared by cohort builds (Laplace-Beltrami eigenmodes of the templates)."""
+        """Caches shared by cohort builds and the runner: Laplace-Beltrami eigenmodes of the templates, and the
+        content hashes of input files (by size and modification time)."""
         return self.cohorts / "_cache"
 
     def flat_map(self, template: str, hemisphere: str) -> Path:

@@ -140,6 +140,7 @@ def render_markdown(record: dict[str, Any]) -> str:
     )
     packages = _table(("package", "version"), sorted(record["packages"].items()))
     params_yaml = yaml.safe_dump(record["params"], sort_keys=False).rstrip()
+    executor = {"kind": "serial", "workers": None, "retries": 0, **record["params"].get("executor", {})}
     return f"""# Reproducibility
 
 This page is generated from `provenance.json` of the run `{record['params_name']}`.
@@ -161,6 +162,25 @@ make setup
 | data directory | `{record['data_dir']}` |
 | Python | {record['platform']['python']} on {record['platform']['system']} ({record['platform']['machine']}) |
 | device | {device_text} |
+
+## Execution
+
+| what | value |
+|---|---|
+| executor | {executor['kind']} (workers: {executor['workers'] or 'auto: one per GPU, else CPUs / threads'}; retries: {executor['retries']}{'; address: ' + executor['address'] if executor.get('address') else ''}) |
+| intra-op threads per model | {record['params'].get('train', {}).get('threads', 'n/a')} (fixed: CPU results depend on it, not on the executor) |
+| device | {device_text} |
+
+### Paper-scale projection
+
+| GPUs | projected time of the `paper` parameter set |
+|---|---|
+| 1 | not measured |
+| 4 | not measured |
+| 8 | not measured |
+
+No GPU check has run for this book: `benchmarks/bench_train.py` measures throughput and prints this projection on a
+GPU machine.
 
 ## Notebooks
 

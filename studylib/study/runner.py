@@ -4,7 +4,7 @@ A stage's *fingerprint* hashes everything its results depend on: the notebook's
 source, the source of the ``studylib`` modules it imports and of every module
 those import in turn (:func:`studylib.hashing.code_digest`), the parameter
 sections it declares (and may read: see :func:`studylib.study.notebook.start_stage`), the
-data directory's file listing (name, size, modification time) when it reads
+content hashes of the data directory's reference files and of real cohorts' input files when it reads
 data, and the fingerprints of its upstream stages. After a successful run the
 fingerprint is stored in ``results/<name>/.stamps/<stage>.json``; the next run
 skips the stage when the fingerprint is the same and says which input changed
@@ -21,14 +21,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..hashing import code_digest, folder_listing_digest, sha256_bytes, sha256_json, source_imports
-from ..params import DataParams, StudyParams, resolve_data_dir
-from .config import load_params, params_name
+from ..hashing import code_digest, sha256_bytes, sha256_json, source_imports
+from ..params import StudyParams, resolve_data_dir
+from .config import absent_data_note, load_params, params_name
 from .layout import ResultsLayout, project_root
 from .provenance import write_provenance
 from .stages import STAGES, RunReport, Stage, StageResult, stage_names
 
-__all__ = ["StageFailed", "absent_data_note", "fingerprint_components", "notebook_imports", "run_study"]
+__all__ = ["StageFailed", "fingerprint_components", "notebook_imports", "run_study"]
 
 Echo = Callable[[str], None]
 
@@ -66,38 +66,19 @@ def fingerprint_components(stage: Stage, notebook: Path, params: StudyParams, la
     for key in stage.params:
         components[f"params.{key}"] = sha256_json(params.section(key))
     if stage.reads_data_dir:
-        components["data directory"] = folder_listing_digest(resolve_data_dir(params))
-    if "cohorts" in stage.params and stage.reads_data_dir:
         from ..data.build import cohort_inputs
+        from ..data.files import reference_manifest
 
+        data_dir = resolve_data_dir(params)
+        components["data directory"] = sha256_json(reference_manifest(data_dir, layout.cohort_cache))
         for name, spec in params.cohorts.items():  # real data: the folders' contents, not only their paths
-            if spec.source in ("hcp", "freesurfer"):
-                manifest = cohort_inputs(name, spec, resolve_data_dir(params), layout.cohort_cache)["inputs"]
+            if "cohorts" in stage.params and spec.source in ("hcp", "freesurfer"):
+                manifest = cohort_inputs(name, spec, data_dir, layout.cohort_cache)["inputs"]
                 components[f"inputs of cohort {name}"] = sha256_json(manifest)
     for upstream in stage.after:
         stamp = _read_stamp(layout.stamp(upstream))
         components[f"upstream {upstream}"] = stamp["fingerprint"] if stamp else "never ran"
     return components
-
-
-def absent_data_note(params: DataParams) -> str:
-    """A note naming every file the data directory lacks for the optional cohorts that will be skipped, and how to
-    fetch them; empty when nothing is missing."""
-    if not any(spec.source == "semi-real" for spec in params.cohorts.values()):
-        return ""
-    from ..data.build import absent_data, fetch_commands
-
-    data_dir = resolve_data_dir(params)
-    absent = absent_data(params.cohorts, data_dir)
-    if not absent:
-        return ""
-    lines = [f"NOTE: the data directory {data_dir} lacks files that optional cohorts need; they will be skipped:"]
-    for name, files in absent.items():
-        lines.append(f"  cohort {name}: {', '.join(files)}")
-    commands = fetch_commands(sorted({f for files in absent.values() for f in files}))
-    lines.append(f"  Online, fetch them with: {'; '.join(commands)} (into $STUDYLIB_DATA or ~/studylib_data), or set "
-                 "data_dir; see the README, 'Cohorts and real data'.")
-    return "\n".join(lines)
 
 
 def _read_stamp(path: Path) -> dict[str, Any] | None:

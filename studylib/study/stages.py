@@ -1,9 +1,11 @@
 """The study's numbered notebooks and what each depends on.
 
 The runner re-executes a notebook only when something it depends on changed:
-its own source, the ``studylib`` package, the parameter sections listed in
-``params``, the data directory (for stages with ``reads_data_dir``), or an
-upstream stage listed in ``after``.
+its own source, the code of the ``studylib`` modules it imports (and of the
+modules those import), the parameter sections listed in ``params`` (the only
+ones it may read), the data directory's reference files and real cohorts'
+input files (for stages with ``reads_data_dir``), or an upstream stage listed
+in ``after``.
 """
 
 from __future__ import annotations
@@ -43,9 +45,10 @@ STAGES: tuple[Stage, ...] = (
     Stage("02_flatten", "Area-preserving flat maps", ("seed", "data_dir", "cohorts", "flatten"),
           reads_data_dir=True),
     Stage("03_rasterize", "Flat-map images", ("cohorts", "raster"), after=("01_preprocess", "02_flatten")),
-    Stage("04_train_sex", "Sex classification (HCP)", ("seed", "device", "raster", "train", "transfer"),
+    Stage("04_train_sex", "Sex classification (HCP)", ("seed", "device", "raster", "train", "transfer", "executor"),
           after=("03_rasterize",)),
-    Stage("05_train_asd_2stage", "Autism classification, 2-stage transfer", ("seed", "device", "train", "transfer"),
+    Stage("05_train_asd_2stage", "Autism classification, 2-stage transfer",
+          ("seed", "device", "train", "transfer", "executor"),
           after=("03_rasterize", "04_train_sex")),
     Stage("06_stack", "Stacking across metrics and hemispheres", ("seed", "stacking"),
           after=("04_train_sex", "05_train_asd_2stage")),

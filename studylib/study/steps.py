@@ -77,7 +77,8 @@ def train_arms(stage: StageContext, task: Literal["sex", "autism"], *, progress:
                            "(see its QC table)")
     notes = [f"cohort {name!r} has no images (an optional cohort skipped in 01_preprocess): not trained"
              for name in missing]
-    experiment = Experiment(layout.training_jobs(task), stores, params.train, params.seed, params.device)
+    experiment = Experiment(layout.training_jobs(task), stores, params.train, params.seed, params.device,
+                            executor=params.executor)
     if task == "sex":
         plan_sex(experiment, transfer)
         if transfer.sex_cohort is None:
@@ -86,7 +87,8 @@ def train_arms(stage: StageContext, task: Literal["sex", "autism"], *, progress:
         plan_autism(experiment, transfer, [name for name in autism if name in stores])
     stage1 = sum(job.scheme == "all" for job in experiment.jobs)
     notes.append(f"{len(experiment.jobs)} models" + (f" ({stage1} stage-1 on {transfer.sex_cohort})" if stage1 else "")
-                 + f"; backbones {', '.join(params.train.backbones)}; on {experiment.device}")
+                 + f"; backbones {', '.join(params.train.backbones)}; on {experiment.device}; "
+                 + ", ".join(f"{k} {v}" for k, v in experiment.executor.describe().items()))
     trained = experiment.run(progress=progress)
     notes.append(f"trained {trained}, reused {len(experiment.jobs) - trained}")
     predictions = experiment.predictions()

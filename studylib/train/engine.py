@@ -10,7 +10,7 @@ weights as an uninterrupted fit (on the CPU). :func:`predict` returns the probab
 Speed: tensors use the channels-last layout (faster convolutions on CPU and GPU); on a GPU the forward
 and backward passes run under bfloat16 autocast (AMP) and ``num_workers`` threads read the next batches
 from the memory-mapped store while the model trains. :func:`resolve_device` turns the parameters'
-``device`` into a torch device and :func:`configure_threads` gives torch the CPUs this process may use.
+``device`` into a torch device. Intra-op threads are set per job by its executor (``train.threads``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from ..params import TrainParams
 from ..storage import atomic_path
 from .recipe import learning_rate, mix, uses_mixup
 
-__all__ = ["configure_threads", "fit", "predict", "resolve_device", "worker_count"]
+__all__ = ["available_cpus", "fit", "predict", "resolve_device", "worker_count"]
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -56,13 +56,6 @@ def available_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
-
-
-def configure_threads() -> int:
-    """Let torch's CPU kernels use every CPU this process may run on; return that number."""
-    count = available_cpus()
-    torch.set_num_threads(count)
-    return count
 
 
 def worker_count(num_workers: int | None, device: str) -> int:
@@ -155,6 +148,8 @@ def fit(net: nn.Module, images: np.ndarray, labels: np.ndarray, train_index: np.
         optimizer.load_state_dict(state["optimizer"])
         rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"].cpu())  # map_location moved it; the CPU generator needs it here
+        if device.type == "cuda" and state.get("cuda_rng") is not None:  # dropout on the GPU draws from these
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
         history, start = state["history"], state["epoch"] + 1
     labels = np.asarray(labels)
     train_index = np.asarray(train_index)
@@ -188,6 +183,7 @@ def fit(net: nn.Module, images: np.ndarray, labels: np.ndarray, train_index: np.
             with atomic_path(checkpoint) as partial:
                 torch.save({"epoch": epoch, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
                             "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
                             "history": history}, partial)
         if after_epoch is not None:
             after_epoch(epoch)

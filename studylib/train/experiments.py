@@ -15,17 +15,18 @@ EfficientNet-Lite0 (``imagenet-lite0``), so that CPU parameter sets transfer rea
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..images import ImageStore
-from ..params import TrainParams, TransferParams
+from ..params import ExecutorParams, TrainParams, TransferParams
 from .cv import site_folds, stratified_folds
-from .engine import configure_threads, resolve_device
-from .jobs import Job, is_done, job_key, run_job
+from .engine import resolve_device
+from .executors import Executor, JobTask, make_executor
+from .jobs import Job, is_done, job_key
 from .models import Init
 
 __all__ = [
@@ -91,16 +92,18 @@ class Experiment:
     seed : int
     device : str
         ``auto``, ``cpu`` or ``cuda``.
+    executor : ExecutorParams, optional
+        How the jobs run (default: serially in this process); results do not depend on it.
     """
 
     def __init__(self, root: str | Path, stores: dict[str, ImageStore], train: TrainParams, seed: int,
-                 device: str = "auto"):
+                 device: str = "auto", executor: ExecutorParams | None = None):
         self.root = Path(root)
         self.stores = stores
         self.train = train
         self.seed = seed
         self.device = resolve_device(device)
-        self.threads = configure_threads() if self.device == "cpu" else None
+        self.executor: Executor = make_executor(executor or ExecutorParams(), train, self.device)
         self.epochs_trained = 0
         self.jobs: list[Job] = []
         self._planned: set[Job] = set()
@@ -138,31 +141,37 @@ class Experiment:
         """Planned jobs without a finished result for the current parameters, code and inputs."""
         return [job for job in self.jobs if not is_done(self.root / job.name, self.key(job))]
 
+    def tasks(self) -> list[JobTask]:
+        """One picklable task per planned job, in plan order."""
+        return [JobTask(job, self.stores[job.cohort].path, self.folds(job.cohort, job.scheme), self.train,
+                        self.root / job.name, self.device) for job in self.jobs]
+
     def run(self, *, progress: bool = True) -> int:
-        """Run every job not yet done, in order; return how many trained. Progress: one bar over all epochs."""
+        """Run every job not yet done through the executor (stage-1 models before the models that start from
+        them); return how many trained. Progress: one bar over all jobs, fed as jobs finish."""
         from tqdm import tqdm
 
-        images, subjects = {}, {}
+        tasks = self.tasks()
         trained = 0
-        bar = tqdm(total=len(self.jobs) * self.train.epochs, unit="epoch", disable=not progress,
-                   desc=f"{len(self.jobs)} models", mininterval=15.0)
+        bar = tqdm(total=len(tasks), unit="model", disable=not progress, mininterval=15.0,
+                   desc=f"{len(tasks)} models ({self.executor.describe()['executor']})")
+
+        def done(index: int, epochs: int) -> None:
+            nonlocal trained
+            trained += epochs > 0
+            self.epochs_trained += epochs
+            bar.set_postfix_str(tasks[index].job.name, refresh=False)
+            bar.update(1)
+
         with bar:
-            for number, job in enumerate(self.jobs, start=1):
-                bar.set_postfix_str(f"{number}/{len(self.jobs)} {job.name}", refresh=False)
-                store = self.stores[job.cohort]
-                if (job.cohort, job.image_set) not in images:
-                    images[job.cohort, job.image_set] = store.images(job.hemisphere, job.metric)
-                if job.cohort not in subjects:
-                    subjects[job.cohort] = store.subjects
-                epochs = []
-                trained += run_job(job, images[job.cohort, job.image_set], subjects[job.cohort],
-                                   self.folds(job.cohort, job.scheme), self.train, self.root / job.name,
-                                   store_identity=store.identity(job.hemisphere, job.metric), device=self.device,
-                                   after_epoch=lambda epoch: epochs.append(epoch) or bar.update(1))
-                self.epochs_trained += len(epochs)
-                # epochs not trained now (finished or resumed jobs) leave the total, so the ETA stays honest
-                bar.total -= self.train.epochs - len(epochs)
+            self.executor.run(tasks, done)
         return trained
+
+    _FIELDS = tuple(f.name for f in fields(Job))
+
+    def _field(self, job: Job, name: str):
+        """A job's field as a table shows it: the init as its label, stage-1 models named relative to the root."""
+        return job.init.relative_to(self.root) if name == "init" else getattr(job, name)
 
     def _require_finished(self) -> None:
         unfinished = self.unfinished()
@@ -180,10 +189,9 @@ class Experiment:
                 continue
             path = self.root / job.name / "predictions.csv"
             table = pd.read_csv(path, dtype={"subject": str})
-            for field, value in asdict(job).items():
+            for field in self._FIELDS:
                 if field != "fold":
-                    table[field] = value
-            table["init"] = job.init.relative_to(self.root)  # stage-1 models named relative to the root
+                    table[field] = self._field(job, field)
             parts.append(table)
         if not parts:
             return pd.DataFrame(columns=PREDICTION_COLUMNS)
@@ -195,9 +203,8 @@ class Experiment:
         parts = []
         for job in self.jobs:
             table = pd.read_csv(self.root / job.name / "history.csv")
-            for field, value in asdict(job).items():
-                table[field] = value
-            table["init"] = job.init.relative_to(self.root)
+            for field in self._FIELDS:
+                table[field] = self._field(job, field)
             parts.append(table)
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 

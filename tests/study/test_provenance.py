@@ -25,3 +25,9 @@ def test_reproducibility_page_shows_commit_params_stages_and_versions():
     assert "| 01_preprocess | ran | 3.2 |" in page
     assert "| torch |" in page
     assert "studylib run --params params/smoke.yaml" in page
+    assert "| executor | serial (workers: auto" in page and "| 1 | not measured |" in page
+    record["params"]["executor"] = {"kind": "ray", "workers": 4, "retries": 2, "address": "auto"}
+    record["params"]["train"]["threads"] = 1
+    page = render_markdown(record)
+    assert "| executor | ray (workers: 4; retries: 2; address: auto) |" in page
+    assert "| intra-op threads per model | 1 (fixed" in page

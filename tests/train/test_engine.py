@@ -125,19 +125,51 @@ def test_device_choice():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_interrupted_fit_resumes_on_a_gpu(tmp_path):
+    """A fresh process's view: a new model object resumes from the checkpoint (CPU and CUDA random states included)
+    and predicts what an uninterrupted fit predicts."""
     from studylib.train.engine import fit, predict
 
     images, labels = _toy()
-    train = _params(epochs=2, mixup_epochs=1, batch_size=8, lr_step_epochs=1)
+    train = _params(epochs=3, mixup_epochs=1, batch_size=8, lr_step_epochs=1)
     index = np.arange(len(labels))
 
-    def stop(epoch):
-        raise KeyboardInterrupt
+    def fresh():
+        torch.manual_seed(0)
+        return MetricNet(build_model("efficientnet_lite0", Init("scratch")), mean=0.75, sd=1.0)  # has dropout
 
-    torch.manual_seed(0)
-    net = MetricNet(build_model("resnet18", Init("scratch")), mean=0.75, sd=1.0)
-    with pytest.raises(KeyboardInterrupt):
-        fit(net, images, labels, index, train, seed=1, checkpoint=tmp_path / "c.pt", device="cuda", after_epoch=stop)
-    history = fit(net, images, labels, index, train, seed=1, checkpoint=tmp_path / "c.pt", device="cuda")
-    assert [h["epoch"] for h in history] == [0, 1]
-    assert np.isfinite(predict(net, images, index, device="cuda")).all()
+    def stop(epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    torch.backends.cudnn.deterministic = True
+    try:
+        whole = fresh()
+        fit(whole, images, labels, index, train, seed=1, device="cuda")
+        with pytest.raises(KeyboardInterrupt):
+            fit(fresh(), images, labels, index, train, seed=1, checkpoint=tmp_path / "c.pt", device="cuda",
+                after_epoch=stop)
+        torch.cuda.manual_seed_all(12345)  # whatever the device generator holds now must not matter
+        resumed = fresh()
+        history = fit(resumed, images, labels, index, train, seed=1, checkpoint=tmp_path / "c.pt", device="cuda")
+    finally:
+        torch.backends.cudnn.deterministic = False
+    assert [h["epoch"] for h in history] == [0, 1, 2]
+    np.testing.assert_allclose(predict(resumed, images, index, device="cuda"),
+                               predict(whole, images, index, device="cuda"), atol=1e-6)
+
+
+def test_a_job_key_covers_the_starting_weights_in_the_hub_cache(tmp_path, monkeypatch):
+    from studylib.train.jobs import Job, job_key
+    from studylib.train.models import imagenet_weights_file
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    job = Job("toy", "imagenet", "kfold", "resnet18", Init("imagenet"), "left", "thickness", fold=0, seed=3)
+    train, folds = _params(), np.arange(6) % 2
+    missing = job_key(job, train, "images", folds)
+    path = imagenet_weights_file("resnet18")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"weights v1")
+    first = job_key(job, train, "images", folds)
+    path.write_bytes(b"weights v2")
+    assert len({missing, first, job_key(job, train, "images", folds)}) == 3
+    assert job_key(job, train.model_copy(update={"threads": 1}), "images", folds) != job_key(job, train, "images", folds)

@@ -1,0 +1,98 @@
+"""Executors: serial, local worker processes and Ray give identical models; dependencies, retries and failures."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+from studylib.params import ExecutorParams
+from studylib.train.executors import JobFailed, LocalExecutor, SerialExecutor, job_dependencies
+from studylib.train.experiments import Experiment, plan_autism, plan_sex
+from tests.support import make_store, small_params
+
+pytestmark = pytest.mark.slow
+
+
+def _experiment(tmp_path, root: str, executor: ExecutorParams, **transfer) -> Experiment:
+    stores = {"hcp": make_store(tmp_path / "stores", "hcp", ["thickness"], n=16, seed=1),
+              "abide": make_store(tmp_path / "stores", "abide", ["thickness"], n=16, sites=2, seed=2)}
+    params = small_params(autism_cohorts=["abide"], autism_arms=["scratch", "2-stage"], site_out_arms=[],
+                          **transfer)
+    train = params.train.model_copy(update={"epochs": 2, "mixup_epochs": 1, "threads": 1,
+                                            "backbones": ["efficientnet_lite0"]})
+    experiment = Experiment(tmp_path / root, stores, train, params.seed, "cpu", executor=executor)
+    plan_autism(experiment, params.transfer, ["abide"])
+    return experiment
+
+
+def _started_after_dependencies(experiment: Experiment) -> None:
+    tasks = experiment.tasks()
+    for index, needs in enumerate(job_dependencies(tasks)):
+        started = (tasks[index].folder / "job.json").stat().st_mtime_ns
+        for need in needs:
+            assert (tasks[need].folder / "done.json").stat().st_mtime_ns <= started, tasks[index].job.name
+
+
+def test_serial_local_and_ray_train_identical_models_in_dependency_order(tmp_path):
+    runs = {}
+    for kind in ("serial", "local", "ray"):
+        experiment = _experiment(tmp_path, kind, ExecutorParams(kind=kind, workers=2))
+        assert experiment.run(progress=False) == len(experiment.jobs) == 1 + 2 * 2  # a stage-1 model, 2 arms x 2 folds
+        assert experiment.executor.describe()["executor"] == kind
+        _started_after_dependencies(experiment)
+        runs[kind] = experiment.predictions()
+        assert experiment.run(progress=False) == 0  # finished jobs are never trained again
+    needs = job_dependencies(experiment.tasks())
+    assert [len(n) for n in needs] == [0, 0, 0, 1, 1]  # the 2-stage models wait for the stage-1 model
+    for kind in ("local", "ray"):
+        pd.testing.assert_frame_equal(runs["serial"], runs[kind], check_exact=True)
+
+
+def test_a_killed_worker_is_retried_and_the_job_ends_identical(tmp_path):
+    serial = _experiment(tmp_path, "serial", ExecutorParams())
+    serial.run(progress=False)
+    local = _experiment(tmp_path, "local", ExecutorParams(kind="local", workers=2, retries=1))
+    outcome: dict = {}
+    runner = threading.Thread(target=lambda: outcome.update(trained=local.run(progress=False)))
+    runner.start()
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "local").rglob("checkpoint.pt")):  # a job is half-way through
+        assert runner.is_alive() and time.monotonic() < deadline, "the run ended before a worker could be killed"
+        time.sleep(0.01)
+    killed = [child.pid for child in multiprocessing.active_children()]
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    runner.join()
+    assert killed and outcome["trained"] == len(local.jobs)
+    pd.testing.assert_frame_equal(serial.predictions(), local.predictions(), check_exact=True)
+
+
+@pytest.mark.parametrize("kind", ["serial", "local"])
+def test_a_job_that_keeps_failing_stops_the_run_naming_it(tmp_path, kind):
+    store = make_store(tmp_path / "stores", "hcp", ["thickness"], n=12)
+    meta = json.loads((store.path / "store.json").read_text())
+    meta["hemispheres"] = ["left", "right"]  # the right hemisphere's images are missing
+    (store.path / "store.json").write_text(json.dumps(meta))
+    params = small_params(sex_arms=["scratch"])
+    train = params.train.model_copy(update={"epochs": 1, "mixup_epochs": 1, "threads": 1})
+    experiment = Experiment(tmp_path / "run", {"hcp": store}, train, params.seed, "cpu",
+                            executor=ExecutorParams(kind=kind, workers=1, retries=1))
+    plan_sex(experiment, params.transfer)
+    with pytest.raises(JobFailed) as caught:
+        experiment.run(progress=False)
+    message = str(caught.value)
+    assert "job hcp/kfold/scratch/resnet18/right_thickness/fold00 failed 2 time(s) (retries: 1)" in message
+    assert "KeyError" in message and "no right thickness images" in message
+
+
+def test_executors_describe_themselves():
+    assert SerialExecutor().describe() == {"executor": "serial", "workers": 1}
+    assert LocalExecutor(3).describe() == {"executor": "local", "workers": 3, "gpus": []}
+    assert LocalExecutor(3, gpus=[0, 1]).describe()["workers"] == 2  # one worker per GPU
