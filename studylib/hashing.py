@@ -76,8 +76,8 @@ def folder_listing_digest(folder: str | Path) -> str:
 def file_manifest(files: Mapping[str, Path], cache: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """Size and content hash of each input file (``name -> {"size", "sha256"}``); a folder is recorded as one.
 
-    Content hashes are reused from ``cache`` (a JSON file this function keeps) for files whose size and modification
-    time are unchanged since they were hashed, so an unchanged input costs one ``stat`` per file; a file whose
+    Content hashes are reused from ``cache`` (a JSON file this function keeps) for files whose location, size and
+    modification time are unchanged since they were hashed, so an unchanged input costs one ``stat`` per file; a file whose
     modification time changed is hashed again, so a copy that only touched modification times gives the same
     manifest. The manifest holds no times: its digest changes only when a name, a size or a content does.
     """
@@ -96,12 +96,13 @@ def file_manifest(files: Mapping[str, Path], cache: str | Path | None = None) ->
             continue
         stat = path.stat()
         old = previous.get(name, {})
-        if old.get("size") == stat.st_size and old.get("mtime_ns") == stat.st_mtime_ns:
+        where = str(path.resolve())
+        if old.get("path") == where and old.get("size") == stat.st_size and old.get("mtime_ns") == stat.st_mtime_ns:
             sha = old["sha256"]
         else:
             sha = file_sha256(path)
         manifest[name] = {"size": stat.st_size, "sha256": sha}
-        records[name] = {**manifest[name], "mtime_ns": stat.st_mtime_ns}
+        records[name] = {**manifest[name], "mtime_ns": stat.st_mtime_ns, "path": where}
     if cache is not None and records != previous:
         atomic_write_text(cache, json.dumps(records, indent=0, sort_keys=True))
     return manifest

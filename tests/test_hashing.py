@@ -45,3 +45,20 @@ def test_comments_docstrings_and_the_parameter_schema_do_not_change_code_digests
     source = hashing.module_file("studylib.train.recipe")
     assert b"mix-up" not in real(source)  # docstrings dropped
     assert b"def learning_rate" in real(source)
+
+
+def test_a_manifest_cache_is_reused_only_for_the_same_file(tmp_path):
+    import shutil
+
+    from studylib.hashing import file_manifest
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "x.bin").write_bytes(b"one")
+    (tmp_path / "b" / "x.bin").write_bytes(b"two")
+    shutil.copystat(tmp_path / "a" / "x.bin", tmp_path / "b" / "x.bin")  # same size and mtime, other content
+    cache = tmp_path / "cache.json"
+    first = file_manifest({"x.bin": tmp_path / "a" / "x.bin"}, cache)
+    other = file_manifest({"x.bin": tmp_path / "b" / "x.bin"}, cache)
+    assert first["x.bin"]["sha256"] != other["x.bin"]["sha256"]
+    assert file_manifest({"x.bin": tmp_path / "b" / "x.bin"}, cache) == other

@@ -17,7 +17,7 @@ FreeSurfer layout (``source: freesurfer``): a ``SUBJECTS_DIR`` with ``{subject}/
 registration sphere by barycentric interpolation; phenotypes: the ABIDE phenotypic CSV (``SUB_ID``,
 ``SITE_ID``, ``DX_GROUP``, ``SEX``, ``AGE_AT_SCAN``). Subject folders match ``SUB_ID`` by their trailing number
 (``Caltech_0051456``, ``sub-0051456`` and ``51456`` are all subject 51456); template subjects (``fsaverage``,
-``fsaverage5``, ...) that FreeSurfer keeps in ``SUBJECTS_DIR`` are skipped with a note.
+``fsaverage5``, ``cvs_avg35``, ``bert``, ...) that FreeSurfer keeps in ``SUBJECTS_DIR`` are skipped with a note.
 
 :func:`input_files` lists every file a reader would open, so that a cohort's cache key covers the folder's
 contents and not only its path.
@@ -47,7 +47,8 @@ _HCP_HEMI = {"left": "L", "right": "R"}
 _CIFTI_STRUCTURE = {"left": "CIFTI_STRUCTURE_CORTEX_LEFT", "right": "CIFTI_STRUCTURE_CORTEX_RIGHT"}
 _FS_NAMES = {"thickness": "thickness", "sulc": "sulc", "curvature": "curv"}
 _FS_HEMI = {"left": "lh", "right": "rh"}
-_TEMPLATE_SUBJECT = re.compile(r"^fsaverage\d*$|^fsaverage_sym$")
+#: Subjects that FreeSurfer's distribution keeps in SUBJECTS_DIR: templates and atlases, not study subjects.
+_TEMPLATE_SUBJECT = re.compile(r"^(fsaverage\d*|fsaverage_sym|cvs_avg35(_inMNI152)?|[lr]h\.EC_average|V1_average|bert)$")
 
 RealCohortParams = HcpCohortParams | FreeSurferCohortParams
 

@@ -296,6 +296,7 @@ def test_template_subjects_are_skipped_and_a_truncated_header_is_unreadable(free
                                                                             write_params):
     root, phenotypes, template = freesurfer_folder
     (root / "fsaverage5" / "surf").mkdir(parents=True)  # FreeSurfer keeps template subjects in SUBJECTS_DIR
+    (root / "cvs_avg35").mkdir()
     curv = root / "NYU_0050952" / "surf" / "lh.curv"
     curv.write_bytes(curv.read_bytes()[:10])  # magic number and part of the header
     params = _params(write_params, {"source": "freesurfer", "task": "autism", "template": "fsaverage5",
@@ -303,7 +304,7 @@ def test_template_subjects_are_skipped_and_a_truncated_header_is_unreadable(free
                                     "phenotypes": str(phenotypes)})
     [result] = build_params_cohorts(params, tmp_path / "cohorts", progress=False, echo=lambda _: None)
     qc = result.cohort.qc.set_index("subject")
-    assert "5" not in qc.index  # not "subject 5 has no phenotype row"
+    assert "5" not in qc.index and "35" not in qc.index  # not "subject 5 has no phenotype row"
     assert any("fsaverage5" in note and "skipped" in note for note in result.cohort.meta["notes"])
     assert "unreadable morphometry file (no values: header truncated or empty, 10 bytes)" in qc.loc["50952", "reason"]
 
