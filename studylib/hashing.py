@@ -22,6 +22,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .storage import atomic_write_text
+
 __all__ = [
     "PACKAGE",
     "code_digest",
@@ -81,8 +83,6 @@ def file_manifest(files: Mapping[str, Path], cache: str | Path | None = None) ->
     modification time changed is hashed again, so a copy that only touched modification times gives the same
     manifest. The manifest holds no times: its digest changes only when a name, a size or a content does.
     """
-    from .storage import atomic_write_text
-
     cache = Path(cache) if cache is not None else None
     try:
         previous = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}

@@ -72,7 +72,7 @@ def fingerprint_components(stage: Stage, notebook: Path, params: StudyParams, la
         data_dir = resolve_data_dir(params)
         components["data directory"] = sha256_json(reference_manifest(data_dir, layout.cohort_cache))
         for name, spec in params.cohorts.items():  # real data: the folders' contents, not only their paths
-            if "cohorts" in stage.params and spec.source in ("hcp", "freesurfer"):
+            if stage.reads_cohort_inputs and spec.source in ("hcp", "freesurfer"):
                 manifest = cohort_inputs(name, spec, data_dir, layout.cohort_cache)["inputs"]
                 components[f"inputs of cohort {name}"] = sha256_json(manifest)
     for upstream in stage.after:

@@ -31,6 +31,8 @@ class Stage:
         Upstream stages whose outputs it reads.
     reads_data_dir : bool
         Whether files in the data directory are inputs.
+    reads_cohort_inputs : bool
+        Whether real-data cohorts' folders are inputs (their files' content hashes join the fingerprint).
     """
 
     name: str
@@ -38,10 +40,12 @@ class Stage:
     params: tuple[str, ...]
     after: tuple[str, ...] = ()
     reads_data_dir: bool = False
+    reads_cohort_inputs: bool = False
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("01_preprocess", "Cohorts and quality control", ("seed", "data_dir", "cohorts"), reads_data_dir=True),
+    Stage("01_preprocess", "Cohorts and quality control", ("seed", "data_dir", "cohorts"), reads_data_dir=True,
+          reads_cohort_inputs=True),
     Stage("02_flatten", "Area-preserving flat maps", ("seed", "data_dir", "cohorts", "flatten"),
           reads_data_dir=True),
     Stage("03_rasterize", "Flat-map images", ("cohorts", "raster"), after=("01_preprocess", "02_flatten")),

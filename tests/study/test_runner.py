@@ -196,7 +196,7 @@ def test_the_preprocess_fingerprint_covers_a_real_folder_s_contents(tmp_path, wr
     path = write_params(data)
     notebook = tmp_path / "01.ipynb"
     _notebook(notebook, "x = 1")
-    stage = Stage("01_preprocess", "cohorts", ("seed", "cohorts"), reads_data_dir=True)
+    stage = Stage("01_preprocess", "cohorts", ("seed", "cohorts"), reads_data_dir=True, reads_cohort_inputs=True)
     layout = ResultsLayout(tmp_path / "results")
 
     def inputs():

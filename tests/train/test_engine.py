@@ -39,6 +39,12 @@ def test_fit_learns_and_records_the_schedule():
     assert ((probability > 0.5) == labels).mean() > 0.8
 
 
+def _lite0(seed: int) -> MetricNet:
+    """A seeded scratch EfficientNet-Lite0 (it has dropout, so resuming must restore random states)."""
+    torch.manual_seed(seed)
+    return MetricNet(build_model("efficientnet_lite0", Init("scratch")), mean=0.75, sd=1.0)
+
+
 def test_interrupted_fit_resumes_to_the_same_weights(tmp_path):
     from studylib.train.engine import fit
 
@@ -47,8 +53,7 @@ def test_interrupted_fit_resumes_to_the_same_weights(tmp_path):
     index = np.arange(len(labels))
 
     def fresh():
-        torch.manual_seed(5)
-        return MetricNet(build_model("efficientnet_lite0", Init("scratch")), mean=0.75, sd=1.0)  # has dropout
+        return _lite0(seed=5)
 
     whole = fresh()
     fit(whole, images, labels, index, train, seed=1)
@@ -134,8 +139,7 @@ def test_interrupted_fit_resumes_on_a_gpu(tmp_path):
     index = np.arange(len(labels))
 
     def fresh():
-        torch.manual_seed(0)
-        return MetricNet(build_model("efficientnet_lite0", Init("scratch")), mean=0.75, sd=1.0)  # has dropout
+        return _lite0(seed=0)
 
     def stop(epoch):
         if epoch == 1:
