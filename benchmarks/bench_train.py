@@ -8,8 +8,9 @@
    processes with glibc's defaults, with large thresholds, and with the trim threshold alone (which fixes the
    mmap threshold at 128 KiB: every large tensor is mapped and unmapped). The runner sets none of them: on this
    machine large thresholds did not beat glibc's adaptive defaults.
-3. Projection: per-epoch time of each paper backbone at 224 px, batch 64, measured on this machine, times the
-   number of training epochs the ``paper`` parameter set needs (all arms, folds, stage-1 models, site-out).
+3. Projection: the training rate of each paper backbone at 224 px, batch 64, measured on this machine, applied to
+   the ``paper`` parameter set's plan (:func:`studylib.train.workload.planned_workload`). GPU machines: run
+   ``benchmarks/gpu_check.py``, which projects 1, 4 and 8 GPUs and feeds the book.
 
 Usage: ``python benchmarks/bench_train.py [--quick]`` (``--quick``: fewer images, for a first look).
 """
@@ -29,8 +30,8 @@ import torch
 
 from studylib.study.config import load_params
 from studylib.train.engine import available_cpus, fit, resolve_device
-from studylib.train.experiments import STAGE1_INIT, stage1_metric
 from studylib.train.models import Init, MetricNet, build_model
+from studylib.train.workload import planned_workload, projected_hours
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -126,6 +127,7 @@ def compare(quick: bool, device: str, folder: Path) -> None:
 _CHILD = """
 import time, numpy as np, torch
 from studylib.train.models import Init, MetricNet, build_model
+from studylib.train.workload import planned_workload, projected_hours
 torch.manual_seed(0)
 net = MetricNet(build_model("{backbone}", Init("scratch")), 0.0, 1.0).to(memory_format=torch.channels_last)
 opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
@@ -155,49 +157,23 @@ def allocator(quick: bool) -> None:
                           if label != "glibc defaults"), flush=True)
 
 
-def paper_epochs() -> dict[str, int]:
-    """Training epochs x subjects per backbone that the ``paper`` parameter set asks for (simulated cohorts
-    at the paper's sizes; site-out with the simulated cohort's sites; the semi-real ABIDE I cohort at 1035)."""
-    params = load_params(PROJECT / "params" / "paper.yaml")
-    sizes = {name: (c.n_subjects or 1035) for name, c in params.cohorts.items()}
-    sites = {name: getattr(c, "n_sites", 20) for name, c in params.cohorts.items()}  # ABIDE I: 20 sites
-    images = {name: 2 * len(c.metrics) for name, c in params.cohorts.items()}
-    t = params.transfer
-    k = params.train.folds
-    subject_epochs = 0
-    sex = t.sex_cohort
-    subject_epochs += len(t.sex_arms) * images[sex] * (k - 1) * sizes[sex]  # k models on (k-1)/k of the subjects
-    stage1_inits = {STAGE1_INIT[arm] for arm in t.autism_arms + t.site_out_arms if arm in STAGE1_INIT}
-    source = params.cohorts[sex].metrics
-    stage1_images = 2 * len({stage1_metric(metric, source, t.stage1_metrics)
-                             for name in t.autism_cohorts for metric in params.cohorts[name].metrics})
-    subject_epochs += len(stage1_inits) * stage1_images * sizes[sex]  # one model on every subject
-    for name in t.autism_cohorts:
-        subject_epochs += len(t.autism_arms) * images[name] * (k - 1) * sizes[name]
-        if t.site_out_cohorts is None or name in t.site_out_cohorts:
-            per_site = sizes[name] / max(sites[name], 1)
-            n_sites = sites[name] if params.cohorts[name].source == "simulated" else 20
-            subject_epochs += len(t.site_out_arms) * images[name] * n_sites * (sizes[name] - per_site)
-    return {"subject_epochs": int(subject_epochs * params.train.epochs), "epochs": params.train.epochs}
-
-
 def projection(device: str, folder: Path) -> None:
+    """The paper's training (counted from the study's plan) at this machine's measured rate, on one device."""
     params = load_params(PROJECT / "params" / "paper.yaml")
-    work = paper_epochs()
-    total = work["subject_epochs"]
+    workload = planned_workload(params)
     train = params.train.model_copy(update={"epochs": 1, "mixup_epochs": 1})
     n = 512 if device == "cuda" else 64
     labels = np.random.default_rng(2).integers(0, 2, n)
     images = _store(folder, n, 224)
-    hours = {}
-    for backbone in params.train.backbones:
-        rate, _ = engine_rate(backbone, "scratch", images, labels, train, device, folder)
-        hours[backbone] = total / rate / 3600
-        print(f"paper run, {backbone}: {total:,} training images (all arms, folds, stage-1 and site-out, "
-              f"{work['epochs']} epochs) at {rate:.0f} images/s measured here ({device}, 224x224, batch "
-              f"{train.batch_size}, mix-up on) -> {hours[backbone]:.1f} h", flush=True)
-    print(f"paper run, training of both backbones on this {device}: {sum(hours.values()):.1f} h "
-          "(prediction and the other notebooks add little)", flush=True)
+    rates = {backbone: engine_rate(backbone, "scratch", images, labels, train, device, folder)[0]
+             for backbone in params.train.backbones}
+    for backbone, rate in rates.items():
+        part = workload[workload["backbone"] == backbone]
+        print(f"paper run, {backbone}: {len(part)} models, {part['training_images'].sum():,} training images "
+              f"(all arms, folds, stage-1 and site-out) at {rate:.0f} images/s measured here ({device}, 224x224, "
+              f"batch {train.batch_size}, mix-up on) -> {projected_hours(part, rates, 1):.1f} h", flush=True)
+    print(f"paper run, training of both backbones on one {device}: {projected_hours(workload, rates, 1):.1f} h "
+          "(benchmarks/gpu_check.py projects 1, 4 and 8 GPUs)", flush=True)
 
 
 def main() -> None:

@@ -71,7 +71,7 @@ def _assemble(source_root: Path, layout: ResultsLayout, src: Path) -> list[str]:
     for page in notebooks:
         shutil.copy2(layout.executed_notebook(Path(page).name), src / f"{page}.ipynb")
     record = json.loads(layout.provenance.read_text())
-    (src / f"{REPRODUCIBILITY_PAGE}.md").write_text(render_markdown(record))
+    (src / f"{REPRODUCIBILITY_PAGE}.md").write_text(render_markdown(record, layout.gpu_check))
     return pages
 
 

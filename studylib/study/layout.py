@@ -55,6 +55,12 @@ class ResultsLayout:
     def book(self) -> Path:
         return self.root / "book"
 
+    @property
+    def gpu_check(self) -> Path:
+        """Results of ``benchmarks/gpu_check.py``: one folder beside the parameter sets' (the check belongs to the
+        machine, not to a parameter set)."""
+        return self.root.parent / "gpu-check"
+
     def executed_notebook(self, stage: str) -> Path:
         return self.notebooks / f"{stage}.ipynb"
 

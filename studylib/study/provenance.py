@@ -22,7 +22,7 @@ from .config import params_name
 from .layout import ResultsLayout, project_root
 from .stages import RunReport
 
-__all__ = ["collect_environment", "render_markdown", "write_provenance"]
+__all__ = ["collect_environment", "gpu_check_markdown", "render_markdown", "write_provenance"]
 
 
 def _git(*args: str) -> str | None:
@@ -124,8 +124,41 @@ def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
     return "\n".join(lines)
 
 
-def render_markdown(record: dict[str, Any]) -> str:
-    """The book's reproducibility page for one ``provenance.json`` record."""
+def gpu_check_markdown(folder: Path | None) -> str:
+    """The paper-scale projection from ``benchmarks/gpu_check.py``'s tables in ``folder``, with the card named and
+    its throughput; "not measured" when the check has not run on a GPU (toy CPU runs do not count)."""
+    import pandas as pd
+
+    projection = folder / "projection.csv" if folder is not None else None
+    record = folder / "provenance.json" if folder is not None else None
+    if projection is None or not projection.is_file() or not record.is_file() or json.loads(
+            record.read_text()).get("tiny", True):
+        rows = [(k, "not measured") for k in (1, 4, 8)]
+        return (_table(("GPUs", "projected training time of the `paper` parameter set"), rows) + "\n\n"
+                "No GPU check has run for this book: `benchmarks/gpu_check.py` measures throughput and writes this "
+                "projection on a GPU machine (into `results/gpu-check/`).")
+    table = pd.read_csv(projection)
+    checked = json.loads(record.read_text())
+    rows = [(int(r.gpus), f"{r.hours:.1f} h") for r in table.itertuples()]
+    text = _table(("GPUs", f"projected training time of the `paper` parameter set ({table['card'].iloc[0]})"), rows)
+    text += (f"\n\nMeasured by `benchmarks/gpu_check.py` on {checked['started']} (commit "
+             f"`{checked['git']['commit']}`): {int(table['models'].iloc[0])} models, "
+             f"{int(table['training_images'].iloc[0]):,} training images ({table['backbones'].iloc[0]}), counted from "
+             "the study's plan (every arm, fold, stage-1 model and site-out fold), at the measured rate of the "
+             "engine with images resident on the GPU; prediction, occlusion and baselines not included.")
+    throughput = folder / "throughput.csv"
+    if throughput.is_file():
+        rates = pd.read_csv(throughput)
+        text += "\n\n" + _table(
+            ("backbone", "images/s (engine)", "engine / bare loop", "AMP speed-up", "GPU utilisation %"),
+            [(r.backbone, f"{r.engine_resident:.0f}", f"{r.engine_vs_bare:.2f}",
+              "" if pd.isna(r.amp_speedup) else f"{r.amp_speedup:.2f}", r.gpu_utilisation_percent)
+             for r in rates.itertuples()])
+    return text
+
+
+def render_markdown(record: dict[str, Any], gpu_check: Path | None = None) -> str:
+    """The book's reproducibility page for one ``provenance.json`` record (and the GPU check's folder, if any)."""
     import yaml
 
     git = record["git"]
@@ -173,14 +206,7 @@ make setup
 
 ### Paper-scale projection
 
-| GPUs | projected time of the `paper` parameter set |
-|---|---|
-| 1 | not measured |
-| 4 | not measured |
-| 8 | not measured |
-
-No GPU check has run for this book: `benchmarks/bench_train.py` measures throughput and prints this projection on a
-GPU machine.
+{gpu_check_markdown(gpu_check)}
 
 ## Notebooks
 

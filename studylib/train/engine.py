@@ -7,9 +7,10 @@ After each epoch the model, optimiser and random states are written to ``checkpo
 later call with the same checkpoint continues after the last finished epoch and ends with the same
 weights as an uninterrupted fit (on the CPU). :func:`predict` returns the probability of label 1.
 
-Speed: tensors use the channels-last layout (faster convolutions on CPU and GPU); on a GPU the forward
-and backward passes run under bfloat16 autocast (AMP) and ``num_workers`` threads read the next batches
-from the memory-mapped store while the model trains. :func:`resolve_device` turns the parameters'
+Speed: the training images are held on the device as one tensor when they fit (:class:`ImageSource`; a
+224 px image set of the paper's largest cohort is ~0.4 GB), else ``num_workers`` threads read the next
+batches from the memory-mapped store while the model trains; tensors use the channels-last layout (faster
+convolutions on CPU and GPU); on a GPU the forward and backward passes run under bfloat16 autocast (AMP). :func:`resolve_device` turns the parameters'
 ``device`` into a torch device. Intra-op threads are set per job by its executor (``train.threads``).
 """
 
@@ -29,7 +30,8 @@ from ..params import TrainParams
 from ..storage import atomic_path
 from .recipe import learning_rate, mix, uses_mixup
 
-__all__ = ["available_cpus", "fit", "predict", "resolve_device", "worker_count"]
+__all__ = ["ImageSource", "available_cpus", "fit", "predict", "prediction_batch_size", "resident_budget",
+           "resolve_device", "worker_count"]
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -66,6 +68,20 @@ def worker_count(num_workers: int | None, device: str) -> int:
     return 0 if device == "cpu" else min(4, max(available_cpus() - 1, 1))
 
 
+def resident_budget(device: torch.device) -> int:
+    """Bytes of images that may be held on ``device`` as one tensor: a quarter of the GPU's free memory, or of
+    the memory the system reports available (1 GiB when it reports nothing)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free // 4
+    try:
+        with open("/proc/meminfo") as info:
+            fields = dict(line.split(":", 1) for line in info)
+        return int(fields["MemAvailable"].split()[0]) * 1024 // 4
+    except (OSError, KeyError, ValueError):  # pragma: no cover - not Linux
+        return 1 << 30
+
+
 def _read(images: np.ndarray, index: np.ndarray) -> torch.Tensor:
     # memory-mapped stores are read in sorted order (faster), then put back in the batch's order
     order = np.argsort(index)
@@ -80,25 +96,56 @@ def _to(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
     return batch
 
 
-def _batch(images: np.ndarray, index: np.ndarray, device: torch.device) -> torch.Tensor:
-    return _to(_read(images, index), device)
+class ImageSource:
+    """Batches of ``images[index]`` for the rows in ``rows``, as ``(batch, 1, H, W)`` float32 tensors on ``device``.
+
+    When the rows fit in :func:`resident_budget` they are read once into a tensor on the device (a GPU then
+    never waits for the disk or the host, and a CPU stops copying from the memory map every epoch);
+    otherwise each batch is read from the (memory-mapped) store, ``workers`` batches ahead by threads.
+    Either way a batch holds the same numbers, so results do not depend on which path was taken.
+    """
+
+    def __init__(self, images: np.ndarray, rows: np.ndarray, device: torch.device, workers: int = 0,
+                 budget: int | None = None) -> None:
+        self.images, self.device, self.workers = images, device, workers
+        self.rows = np.sort(np.asarray(rows))
+        nbytes = len(self.rows) * int(np.prod(images.shape[1:])) * 4
+        self.resident: torch.Tensor | None = None
+        if nbytes <= (resident_budget(device) if budget is None else budget):
+            self.resident = _to(_read(images, self.rows), device)
+
+    def _rows(self, index: np.ndarray) -> torch.Tensor:
+        position = np.searchsorted(self.rows, index)
+        if np.any(position >= len(self.rows)) or np.any(self.rows[np.minimum(position, len(self.rows) - 1)] != index):
+            raise IndexError("a batch asks for images outside the rows this source holds")
+        return torch.as_tensor(position, device=self.device)
+
+    def batch(self, index: np.ndarray) -> torch.Tensor:
+        if self.resident is not None:
+            return self.resident[self._rows(index)]
+        return _to(_read(self.images, index), self.device)
+
+    def batches(self, indices: list[np.ndarray]) -> Iterator[torch.Tensor]:
+        """The batches of ``indices`` in order."""
+        if self.resident is not None or self.workers == 0:
+            for index in indices:
+                yield self.batch(index)
+            return
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            ahead = self.workers + 1
+            pending = [pool.submit(_read, self.images, index) for index in indices[:ahead]]
+            for position in range(len(indices)):
+                batch = pending[position].result()
+                if position + ahead < len(indices):
+                    pending.append(pool.submit(_read, self.images, indices[position + ahead]))
+                pending[position] = None
+                yield _to(batch, self.device)
 
 
-def _batches(images: np.ndarray, indices: list[np.ndarray], device: torch.device,
-             workers: int) -> Iterator[torch.Tensor]:
-    """The batches of ``indices`` in order, read ``workers`` batches ahead by threads (0: on demand)."""
-    if workers == 0:
-        for index in indices:
-            yield _batch(images, index, device)
-        return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending = [pool.submit(_read, images, index) for index in indices[:workers + 1]]
-        for position in range(len(indices)):
-            batch = pending[position].result()
-            if position + workers + 1 < len(indices):
-                pending.append(pool.submit(_read, images, indices[position + workers + 1]))
-            pending[position] = None
-            yield _to(batch, device)
+def prediction_batch_size(device: str | torch.device) -> int:
+    """Images per forward pass when predicting: 256 on a GPU, 64 on a CPU (evaluation mode: the batch size does
+    not change the probabilities beyond rounding)."""
+    return 256 if torch.device(device).type == "cuda" else 64
 
 
 def _autocast(device: torch.device):
@@ -110,7 +157,7 @@ def _autocast(device: torch.device):
 
 def fit(net: nn.Module, images: np.ndarray, labels: np.ndarray, train_index: np.ndarray, train: TrainParams, *,
         seed: int, checkpoint: str | Path | None = None, device: str = "cpu",
-        after_epoch: Callable[[int], None] | None = None) -> list[dict]:
+        after_epoch: Callable[[int], None] | None = None, resident_bytes: int | None = None) -> list[dict]:
     """Train ``net`` on ``images[train_index]`` and return the per-epoch history.
 
     Parameters
@@ -130,6 +177,9 @@ def fit(net: nn.Module, images: np.ndarray, labels: np.ndarray, train_index: np.
     device : str
     after_epoch : callable, optional
         Called with the finished epoch's number (progress bars; tests use it to interrupt a fit).
+    resident_bytes : int, optional
+        Hold the training images on the device when they take at most this many bytes (default:
+        :func:`resident_budget`; 0 streams every batch from the store).
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -153,6 +203,7 @@ def fit(net: nn.Module, images: np.ndarray, labels: np.ndarray, train_index: np.
         history, start = state["history"], state["epoch"] + 1
     labels = np.asarray(labels)
     train_index = np.asarray(train_index)
+    source = ImageSource(images, train_index, device, workers, budget=resident_bytes)
     one_hot = torch.eye(2, device=device)
     for epoch in range(start, train.epochs):
         tick = time.perf_counter()
@@ -164,7 +215,7 @@ def fit(net: nn.Module, images: np.ndarray, labels: np.ndarray, train_index: np.
         indices = [index for first in range(0, len(order), train.batch_size)
                    if len(index := order[first: first + train.batch_size]) >= 2]
         total, seen = 0.0, 0
-        for index, x in zip(indices, _batches(images, indices, device, workers)):
+        for index, x in zip(indices, source.batches(indices)):
             y = one_hot[torch.as_tensor(labels[index], device=device)]
             if uses_mixup(epoch, train):
                 x, y, _ = mix(x, y, rng)
@@ -191,16 +242,17 @@ def fit(net: nn.Module, images: np.ndarray, labels: np.ndarray, train_index: np.
 
 
 @torch.no_grad()
-def predict(net: nn.Module, images: np.ndarray, index: np.ndarray, *, batch_size: int = 64,
+def predict(net: nn.Module, images: np.ndarray, index: np.ndarray, *, batch_size: int | None = None,
             device: str = "cpu") -> np.ndarray:
     """Probability of label 1 for ``images[index]`` (evaluation mode, float32 so that probabilities keep their
-    precision for AUC and stacking)."""
+    precision for AUC and stacking); ``batch_size`` defaults to :func:`prediction_batch_size`."""
     net.eval()
     device = torch.device(device)
+    batch_size = batch_size or prediction_batch_size(device)
     net.to(device, memory_format=torch.channels_last)
     index = np.asarray(index)
     out = []
     for first in range(0, len(index), batch_size):
-        x = _batch(images, index[first: first + batch_size], device).contiguous(memory_format=torch.channels_last)
+        x = _to(_read(images, index[first: first + batch_size]), device).contiguous(memory_format=torch.channels_last)
         out.append(torch.softmax(net(x).float(), dim=1)[:, 1])
     return torch.cat(out).cpu().numpy().astype(np.float64) if out else np.empty(0)

@@ -31,3 +31,25 @@ def test_reproducibility_page_shows_commit_params_stages_and_versions():
     page = render_markdown(record)
     assert "| executor | ray (workers: 4; retries: 2; address: auto) |" in page
     assert "| intra-op threads per model | 1 (fixed" in page
+
+
+def test_projection_shows_a_gpu_check_only_when_one_ran_on_a_gpu(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from studylib.study.provenance import gpu_check_markdown
+
+    assert "| 1 | not measured |" in gpu_check_markdown(None)
+    pd.DataFrame({"gpus": [1, 4, 8], "hours": [80.0, 20.5, 10.3], "card": "NVIDIA H200", "models": 3284,
+                  "training_images": 600_000_000, "backbones": "densenet121 + resnet50"}).to_csv(
+        tmp_path / "projection.csv", index=False)
+    pd.DataFrame({"backbone": ["resnet50"], "engine_resident": [2500.0], "engine_vs_bare": [0.97],
+                  "amp_speedup": [1.8], "gpu_utilisation_percent": [96.0]}).to_csv(tmp_path / "throughput.csv",
+                                                                                  index=False)
+    record = {"started": "2026-12-01T00:00:00+00:00", "git": {"commit": "abc"}, "tiny": True}
+    (tmp_path / "provenance.json").write_text(json.dumps(record))
+    assert "not measured" in gpu_check_markdown(tmp_path)  # a toy CPU run is not a projection
+    (tmp_path / "provenance.json").write_text(json.dumps(record | {"tiny": False}))
+    page = gpu_check_markdown(tmp_path)
+    assert "NVIDIA H200" in page and "| 4 | 20.5 h |" in page and "| resnet50 | 2500 | 0.97 | 1.80 | 96.0 |" in page

@@ -99,20 +99,36 @@ def test_a_job_normalises_with_its_training_subjects_only(tmp_path, monkeypatch)
     assert not (tmp_path / "job" / "checkpoint.pt").exists()
 
 
-def test_batches_read_ahead_by_threads_train_the_same_weights():
+def test_resident_streamed_and_read_ahead_images_train_the_same_weights():
+    """Images held as one tensor, read per batch from the store, or read ahead by threads: same weights."""
     from studylib.train.engine import fit
 
     images, labels = _toy(n=24)
     index = np.arange(len(labels))
     states = []
-    for workers in (0, 2):
+    for workers, resident_bytes in ((0, None), (0, 0), (2, 0)):
         train = _params(epochs=2, mixup_epochs=1, batch_size=8, num_workers=workers)
         torch.manual_seed(0)
         net = MetricNet(build_model("resnet18", Init("scratch")), mean=0.75, sd=1.0)
-        fit(net, images, labels, index, train, seed=4)
+        fit(net, images, labels, index, train, seed=4, resident_bytes=resident_bytes)
         states.append(net.state_dict())
-    for key, value in states[0].items():
-        assert torch.equal(value, states[1][key]), key
+    for other in states[1:]:
+        for key, value in states[0].items():
+            assert torch.equal(value, other[key]), key
+
+
+def test_image_source_holds_only_its_rows():
+    from studylib.train.engine import ImageSource
+
+    images = np.arange(10 * 4 * 4, dtype=np.float32).reshape(10, 4, 4)
+    source = ImageSource(images, np.array([7, 2, 5]), torch.device("cpu"))
+    assert source.resident is not None and source.resident.shape == (3, 1, 4, 4)
+    assert torch.equal(source.batch(np.array([5, 2])), torch.from_numpy(images[[5, 2]]).unsqueeze(1))
+    with pytest.raises(IndexError, match="outside the rows"):
+        source.batch(np.array([3]))
+    streamed = ImageSource(images, np.array([7, 2, 5]), torch.device("cpu"), budget=0)
+    assert streamed.resident is None
+    assert torch.equal(streamed.batch(np.array([5, 2])), source.batch(np.array([5, 2])))
 
 
 def test_device_choice():

@@ -1,0 +1,24 @@
+"""The prepared GPU check runs end to end (on a CPU at toy sizes), so it cannot rot between GPU loans."""
+
+from __future__ import annotations
+
+import runpy
+
+import pandas as pd
+
+from tests.support import PROJECT
+
+
+def test_gpu_check_runs_every_section_and_writes_its_tables(tmp_path):
+    script = runpy.run_path(str(PROJECT / "benchmarks" / "gpu_check.py"))
+    script["main"](["--device", "cpu", "--tiny", "--budget-scale", "0.2", "--out", str(tmp_path)])
+    sections = pd.read_csv(tmp_path / "sections.csv")
+    assert list(sections["section"]) == ["device", "throughput", "resume", "projection"]
+    throughput = pd.read_csv(tmp_path / "throughput.csv")
+    assert (throughput[["engine_resident", "engine_streamed", "bare_loop"]] > 0).all().all()
+    projection = pd.read_csv(tmp_path / "projection.csv")
+    assert list(projection["gpus"]) == [1, 4, 8]
+    hours = projection["hours"].to_numpy()
+    assert hours[0] > 0 and hours[0] >= hours[1] >= hours[2]
+    assert projection["card"].str.contains("not a projection").all()
+    assert (tmp_path / "provenance.json").is_file()
