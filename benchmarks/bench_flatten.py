@@ -14,15 +14,9 @@ from studylib.geometry.flatten import flatten
 
 
 def main() -> None:
-    import os
-
-    data_dir = os.environ.get("STUDYLIB_DATA") or None
     for name in ("fs_LR_32k", "fsaverage5"):
-        if name == "fsaverage5" and data_dir is None:
-            print("fsaverage5 skipped: its medial wall comes from the D-K atlas; set STUDYLIB_DATA")
-            continue
-        template = load_template(name, data_dir)
-        parcels = load_parcellation("mmp" if name == "fs_LR_32k" else "dk", name, data_dir)
+        template = load_template(name)
+        parcels = load_parcellation("mmp" if name == "fs_LR_32k" else "dk", name)
         for hemisphere in ("left", "right"):
             surface = template.surfaces[hemisphere]
             flat = flatten(surface.vertices, surface.faces, surface.cortex)

@@ -68,20 +68,29 @@ def icosphere(subdivisions: int = 3) -> tuple[np.ndarray, np.ndarray]:
 
 
 def synthetic_template(subdivisions: int = 3) -> tuple[Template, Parcellation]:
-    """Template 'synthetic' (642 vertices per hemisphere at 3 subdivisions) with thickness and sulc maps,
-    and a parcellation of 8 octant regions per hemisphere."""
+    """Template 'synthetic' (642 vertices per hemisphere at 3 subdivisions) with thickness and sulc maps, and a
+    parcellation named like the Desikan–Killiany atlas (34 regions per hemisphere in longitude sectors of the
+    cortex, corpus callosum absent), so that simulated cohorts can be drawn on it."""
+    from studylib.data.templates import DK_REGIONS
+
     vertices, faces = icosphere(subdivisions)
     cortex = vertices[:, 2] > -40  # the cap below z = -40 plays the medial wall
+    regions = [r for r in DK_REGIONS if r != "corpuscallosum"]
     surfaces, maps, labels = {}, {}, {}
-    for offset, hemisphere in ((0, "left"), (8, "right")):
+    for offset, hemisphere in ((1, "left"), (36, "right")):
         surfaces[hemisphere] = HemisphereSurface("synthetic", hemisphere, "sphere", vertices, faces, cortex)
         x, y, z = (vertices / 50.0).T
         maps[(hemisphere, "thickness")] = np.where(cortex, 2.5 + 0.3 * x + 0.2 * y * z, np.nan)
         maps[(hemisphere, "sulc")] = np.where(cortex, np.sin(3 * x) + 0.5 * z, np.nan)
-        octant = (x > 0).astype(int) + 2 * (y > 0) + 4 * (z > 0) + 1 + offset
-        labels[hemisphere] = np.where(cortex, octant, 0)
-    names = {k: f"octant{k}" for k in range(1, 17)}
-    return Template("synthetic", surfaces, maps), Parcellation("octants", "synthetic", labels, names)
+        # equal-count sectors of (longitude, height): every region gets cortex vertices
+        order = np.lexsort((z, np.arctan2(y, x)))
+        sector = np.empty(len(vertices), dtype=np.int64)
+        cortical = order[cortex[order]]
+        sector[cortical] = np.arange(len(cortical)) * len(regions) // len(cortical)
+        label = np.array([offset + DK_REGIONS.index(regions[k]) for k in range(len(regions))])
+        labels[hemisphere] = np.where(cortex, label[np.clip(sector, 0, len(regions) - 1)], 0)
+    names = {i + 1: f"L_{r}" for i, r in enumerate(DK_REGIONS)} | {i + 36: f"R_{r}" for i, r in enumerate(DK_REGIONS)}
+    return Template("synthetic", surfaces, maps), Parcellation("dk", "synthetic", labels, names)
 
 
 # ---------------------------------------------------------------------------- parameters and environment

@@ -187,8 +187,8 @@ def test_fsaverage5_meets_the_targets(shared_data):
     (2.7 / 174.5 degrees) needs the intrinsic Delaunay flips of the conformal solve."""
     from studylib.data.templates import load_parcellation, load_template
 
-    for flat, summary, conformal in _template_maps(load_template("fsaverage5", shared_data), "dk",
-                                                   load_parcellation("dk", "fsaverage5", shared_data)):
+    for flat, summary, conformal in _template_maps(load_template("fsaverage5"), "dk",
+                                                   load_parcellation("dk", "fsaverage5")):
         assert flat.report.refine_residuals is not None
         assert summary["flipped"] == 0
         assert 0.9 <= summary["area_ratio_p5"] and summary["area_ratio_p95"] <= 1.1

@@ -20,7 +20,6 @@ __all__ = [
     "read_abide_phenotypes",
     "load_brainstats",
     "load_regional_table",
-    "regional_cohens_d",
     "site_summary",
 ]
 
@@ -156,30 +155,3 @@ def load_brainstats(data_dir: str | Path) -> pd.DataFrame:
     raw = pd.read_csv(path, sep=r"\s+")
     raw.index = pd.Index(_subject_id(path, raw["subject"]), name="subject")
     return raw.drop(columns="subject")
-
-
-def regional_cohens_d(data_dir: str | Path, measure: str, contrast: str) -> pd.Series:
-    """Cohen's d per D-K region from the real ABIDE I tables.
-
-    Parameters
-    ----------
-    contrast : {"autism", "sex"}
-        ``autism``: autism minus control, all subjects. ``sex``: female minus male, controls only.
-
-    Returns
-    -------
-    pandas.Series
-        Indexed by ``(hemisphere, region)``; pooled-SD Cohen's d.
-    """
-    table = load_regional_table(data_dir, measure)
-    phenotypes = load_abide1_phenotypes(data_dir).set_index("subject").reindex(table.index)
-    if contrast == "autism":
-        group, reference = phenotypes["diagnosis"] == "autism", phenotypes["diagnosis"] == "control"
-    elif contrast == "sex":
-        controls = phenotypes["diagnosis"] == "control"
-        group, reference = controls & (phenotypes["sex"] == "female"), controls & (phenotypes["sex"] == "male")
-    else:
-        raise ValueError(f"unknown contrast {contrast!r}; choose 'autism' or 'sex'")
-    a, b = table[group.to_numpy()], table[reference.to_numpy()]
-    pooled = np.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2))
-    return (a.mean() - b.mean()) / pooled

@@ -38,13 +38,19 @@ class CohortBuild:
 def cohort_inputs(name: str, spec: CohortParams, data_dir: str | Path,
                   cache: str | Path | None = None) -> dict[str, dict[str, dict]]:
     """The files a cohort's build reads, as :func:`studylib.hashing.file_manifest` results (sizes and content
-    hashes): ``"data directory"`` (the reference files of the data directory that are present) and, for real-data
-    sources, ``"inputs"`` (the phenotype file and every subject file the reader would open). ``cache`` keeps the
-    content hashes between calls, so unchanged files are not read again."""
+    hashes): for simulated cohorts ``"calibration"`` (the calibration shipped with the package: they read nothing
+    else), for the semi-real cohort ``"data directory"`` (the reference files of the data directory that are
+    present), for real-data sources ``"inputs"`` (the phenotype file and every subject file the reader would open).
+    ``cache`` keeps the content hashes between calls, so unchanged files are not read again."""
+    from .calibration import calibration_file
     from .files import reference_manifest
 
     cache = Path(cache) if cache is not None else None
-    found = {"data directory": reference_manifest(data_dir, cache)}
+    found = {}
+    if spec.source == "simulated":
+        found["calibration"] = file_manifest({"abide1_calibration.json": calibration_file()}, None)
+    if spec.source == "semi-real":
+        found["data directory"] = reference_manifest(data_dir, cache)
     if spec.source in ("hcp", "freesurfer"):
         from .readers import input_files
 
@@ -73,14 +79,14 @@ def _what_changed(folder: Path, components: dict[str, str], inputs: dict[str, di
     return "changed " + "; ".join(reasons) if reasons else "forced"
 
 
-def simulate_cohort(out: Path, name: str, spec: CohortParams, *, seed: int, data_dir: Path | None,
-                    cache: Path | None, meta: dict, progress: bool = True) -> Cohort:
+def simulate_cohort(out: Path, name: str, spec: CohortParams, *, seed: int, cache: Path | None, meta: dict,
+                    progress: bool = True) -> Cohort:
     """Sample a simulated cohort (see :mod:`studylib.data.simulate`) into ``out`` with its ground truth."""
     from .simulate import build_model, sample_covariates, sample_maps, save_truth
 
-    template = load_template(spec.template, data_dir)
-    model = build_model(template, spec.task, spec.metrics, spec.n_sites, seed=seed, data_dir=data_dir,
-                        n_modes=spec.n_modes, effect_regions=spec.effect_regions, cache=cache)
+    template = load_template(spec.template)
+    model = build_model(template, spec.task, spec.metrics, spec.n_sites, seed=seed, scenario=spec.scenario,
+                        n_modes=spec.n_modes, cache=cache)
     rng = np.random.default_rng([seed, 1, *name.encode()])
     covariates = sample_covariates(model, spec.n_subjects, rng)  # the schema requires n_subjects here
     negative, positive = _LABEL_NAMES[spec.task]
@@ -170,10 +176,9 @@ def build_cohorts(cohorts: Mapping[str, CohortParams], out: str | Path, *, seed:
                 "data_dir": str(data_dir)}
         try:
             if spec.source == "simulated":
-                cohort = simulate_cohort(folder, name, spec, seed=seed, data_dir=data_dir, cache=cache, meta=meta,
-                                         progress=progress)
+                cohort = simulate_cohort(folder, name, spec, seed=seed, cache=cache, meta=meta, progress=progress)
             elif spec.source == "semi-real":
-                cohort = build_semireal_cohort(folder, load_template(spec.template, data_dir), data_dir,
+                cohort = build_semireal_cohort(folder, load_template(spec.template), data_dir,
                                                list(spec.metrics), n_subjects=spec.n_subjects, seed=seed,
                                                meta=meta)
             else:

@@ -21,10 +21,10 @@ PHENOTYPES_FILE = Path("abide1") / "Phenotypic_V1_0b_preprocessed1.csv"
 
 
 def semireal_files(template: str, metrics: list[str]) -> list[str]:
-    """Files the semi-real cohort reads: the D-K labels of ``template``, the ABIDE I phenotypes, the regional tables
-    of ``metrics`` and the whole-brain table (TIV)."""
+    """Files the semi-real cohort reads from the data directory: the ABIDE I phenotypes, the regional tables of
+    ``metrics`` and the whole-brain table (TIV). (The D-K labels of ``template`` ship with the package.)"""
     tables = [f"{FREESURFER_DIR.as_posix()}/{h}.aparc_table_{m}.tsv" for m in metrics for h in ("lh", "rh")]
-    return [DK_FILES[template], PHENOTYPES_FILE.as_posix(), *tables,
+    return [PHENOTYPES_FILE.as_posix(), *tables,
             f"{FREESURFER_DIR.as_posix()}/brainstats_abide_with_pial.txt"]
 
 

@@ -306,7 +306,7 @@ def read_real_cohort(out: Path, spec: RealCohortParams, *, data_dir: Path | None
     With ``spec.n_subjects`` a seeded random subset of the subjects that have both a folder and a label is read
     (seed ``meta["seed"]``); every subject left out of it is a QC row.
     """
-    template = load_template(spec.template, data_dir)
+    template = load_template(spec.template)
     root = spec.path
     qc: list[dict] = []
     rows: list[dict] = []

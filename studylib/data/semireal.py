@@ -81,7 +81,7 @@ def build_semireal_cohort(out: Path, template: Template, data_dir: Path, metrics
     meta : dict
         Extra fields for ``cohort.json``.
     """
-    parcels = load_parcellation("dk", template.name, data_dir, fallback=False)
+    parcels = load_parcellation("dk", template.name)
     subjects, tables, qc = _join(data_dir, metrics)
     notes = ["labels, sites, ages, sex and TIV are real (ABIDE I); maps are the template's pattern scaled to each "
              "subject's real regional values"]

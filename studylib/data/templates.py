@@ -25,7 +25,6 @@ from typing import Literal
 import numpy as np
 
 from ..geometry.mesh import fill_missing
-from .files import DK_FILES
 
 __all__ = [
     "DK_REGIONS",
@@ -35,6 +34,7 @@ __all__ = [
     "HemisphereSurface",
     "Parcellation",
     "Template",
+    "dk_labels",
     "fslr32k_surface",
     "load_parcellation",
     "load_template",
@@ -162,21 +162,15 @@ def _fslr32k() -> Template:
     return Template("fs_LR_32k", surfaces, maps, notes)
 
 
-def _fsaverage5(data_dir: Path | None) -> Template:
+def _fsaverage5() -> Template:
     from nilearn.datasets import load_fsaverage, load_fsaverage_data
 
     meshes = load_fsaverage("fsaverage5")
     data = {m: load_fsaverage_data(mesh="fsaverage5", data_type=t).data.parts
             for m, t in (("sulc", "sulcal"), ("curvature", "curvature"), ("thickness", "thickness"))}
-    dk_file = data_dir / DK_FILES["fsaverage5"] if data_dir is not None else None
-    if dk_file is not None and dk_file.is_file():
-        labels = np.loadtxt(dk_file, dtype=np.int64)
-        cortex_masks = {"left": labels[:10242] != 0, "right": labels[10242:] != 0}
-        notes = (f"cortex mask: Desikan–Killiany labels other than 0 ({dk_file})",)
-    else:
-        cortex_masks = {h: np.asarray(data["thickness"][h]) > 0 for h in HEMISPHERES}
-        notes = ("cortex mask: vertices with non-zero group thickness (the Desikan–Killiany atlas was not in the "
-                 "data directory)",)
+    labels = dk_labels("fsaverage5")
+    cortex_masks = {"left": labels[:10242] != 0, "right": labels[10242:] != 0}
+    notes = ("cortex mask: Desikan–Killiany labels other than 0",)
     surfaces = {}
     for h in HEMISPHERES:
         pial = meshes["pial"].parts[h]
@@ -194,22 +188,17 @@ def _fsaverage5(data_dir: Path | None) -> Template:
 
 
 @lru_cache(maxsize=4)
-def _cached(name: str, data_dir: Path | None) -> Template:
-    return _fslr32k() if name == "fs_LR_32k" else _fsaverage5(data_dir)
-
-
-def load_template(name: str, data_dir: str | Path | None = None) -> Template:
-    """Load a template's surfaces and group maps (cached per process).
+def load_template(name: str) -> Template:
+    """Load a template's surfaces and group maps (cached per process); everything ships with installed packages.
 
     Parameters
     ----------
     name : {"fs_LR_32k", "fsaverage5"}
-    data_dir : str or Path, optional
-        Data directory; fsaverage5 takes its medial wall from the Desikan–Killiany atlas there.
+        fsaverage5 takes its medial wall from the Desikan–Killiany atlas (:func:`dk_labels`).
     """
     if name not in TEMPLATES:
         raise ValueError(f"unknown template {name!r}; choose from {', '.join(TEMPLATES)}")
-    return _cached(name, Path(data_dir).resolve() if data_dir is not None and name == "fsaverage5" else None)
+    return _fslr32k() if name == "fs_LR_32k" else _fsaverage5()
 
 
 @dataclass(frozen=True)
@@ -223,16 +212,18 @@ class Parcellation:
     note: str = ""
 
 
-def _dk(template: str, data_dir: Path) -> Parcellation:
-    path = data_dir / DK_FILES[template]
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"Desikan–Killiany labels not found: {path} (online: studylib fetch atlas --data-dir {data_dir})")
-    labels = np.loadtxt(path, dtype=np.int64)
+def dk_labels(template: str) -> np.ndarray:
+    """Desikan–Killiany label per vertex of ``template`` (left hemisphere, then right), shipped with the package
+    (BSD-3-Clause, the BrainSpace developers; see ``studylib/data/resources/README.md``)."""
+    from importlib import resources
+
+    with resources.files("studylib.data").joinpath("resources/dk_labels.npz").open("rb") as stored:
+        return np.load(stored)[template].astype(np.int64)
+
+
+def _dk(template: str) -> Parcellation:
+    labels = dk_labels(template)
     half = len(labels) // 2
-    expected = {"fs_LR_32k": 32492, "fsaverage5": 10242}[template]
-    if half != expected or len(labels) % 2:
-        raise ValueError(f"{path}: expected {2 * expected} labels ({template}), found {len(labels)}")
     names = {i + 1: f"L_{r}" for i, r in enumerate(DK_REGIONS)} | {i + 36: f"R_{r}" for i, r in enumerate(DK_REGIONS)}
     return Parcellation("dk", template, {"left": labels[:half], "right": labels[half:]}, names)
 
@@ -251,31 +242,19 @@ def _hcp_parcellation(name: str) -> Parcellation:
     return Parcellation(name, "fs_LR_32k", labels, names)
 
 
-def load_parcellation(name: str, template: str, data_dir: str | Path | None = None,
-                      fallback: bool = True) -> Parcellation:
+def load_parcellation(name: str, template: str) -> Parcellation:
     """Load a parcellation on a template.
 
     Parameters
     ----------
     name : {"dk", "mmp", "yeo7"}
-        Desikan–Killiany (data directory), HCP MMP 1.0 or Yeo 7 networks (fs_LR 32k only).
+        Desikan–Killiany (shipped with the package, both templates), HCP MMP 1.0 or Yeo 7 networks (fs_LR 32k only).
     template : {"fs_LR_32k", "fsaverage5"}
-    data_dir : str or Path, optional
-        Where the Desikan–Killiany labels are.
-    fallback : bool
-        When D-K is requested on fs_LR 32k but absent, return MMP with a ``note`` saying so.
     """
     if template not in TEMPLATES:
         raise ValueError(f"unknown template {template!r}; choose from {', '.join(TEMPLATES)}")
     if name == "dk":
-        try:
-            return _dk(template, Path(data_dir) if data_dir is not None else Path("/nonexistent"))
-        except FileNotFoundError as missing:
-            if not (fallback and template == "fs_LR_32k"):
-                raise
-            mmp = _hcp_parcellation("mmp")
-            return Parcellation(mmp.name, mmp.template, mmp.labels, mmp.names,
-                                note=f"Desikan–Killiany atlas absent ({missing}); showing HCP MMP 1.0 instead")
+        return _dk(template)
     if name in ("mmp", "yeo7"):
         if template != "fs_LR_32k":
             raise ValueError(f"parcellation {name!r} ships on fs_LR_32k only, not {template}")

@@ -78,7 +78,7 @@ def test_semireal_cohort_reproduces_the_real_tables(shared_data, tmp_path, write
     subjects = cohort.subjects
     assert set(subjects["label_name"]) == {"autism", "control"} and subjects["site"].nunique() == 20
     assert subjects["tiv"].notna().all() and 1.2e6 < subjects["tiv"].median() < 1.5e6  # mm^3
-    dk = load_parcellation("dk", "fs_LR_32k", shared_data)
+    dk = load_parcellation("dk", "fs_LR_32k")
     ids = subjects["subject"].astype(int)
     for measure in ("thickness", "area", "volume"):
         table = load_regional_table(shared_data, measure)
@@ -102,11 +102,11 @@ def test_build_reuses_unchanged_and_skips_optional_absent(tmp_path, write_params
     lines = []
     first = build_params_cohorts(params, tmp_path / "cohorts", progress=False, echo=lines.append)
     assert [r.status for r in first] == ["built", "built", "skipped"]
-    assert "data absent" in first[2].note and "aparc_conte69.csv" in first[2].note
+    assert "data absent" in first[2].note and "Phenotypic_V1_0b_preprocessed1.csv" in first[2].note
     hcp = first[0].cohort
     assert set(hcp.subjects["label_name"]) <= {"female", "male"}
     assert np.isnan(hcp.maps("left", "thickness")[0]).sum() == 32492 - 29696  # medial wall
-    assert "MMP" in " ".join(hcp.meta["notes"])  # no D-K in this data directory: effects on MMP parcels
+    assert "calibrated to ABIDE I" in " ".join(hcp.meta["notes"])  # the shipped calibration, no data directory
     assert hcp.truth("left_thickness_effect").shape == (32492,)
     second = build_params_cohorts(params, tmp_path / "cohorts", progress=False, echo=lines.append)
     assert [r.status for r in second] == ["reused", "reused", "skipped"]
@@ -133,7 +133,7 @@ def test_build_reuses_unchanged_and_skips_optional_absent(tmp_path, write_params
     from studylib.params import SemiRealCohortParams
 
     required = {"abide1": SemiRealCohortParams(source="semi-real", task="autism", metrics=["thickness"])}
-    with pytest.raises(FileNotFoundError, match="aparc_conte69.csv"):  # and the build itself still refuses
+    with pytest.raises(FileNotFoundError, match="Phenotypic_V1_0b"):  # and the build itself still refuses
         build_cohorts(required, tmp_path / "cohorts", seed=1, data_dir=tmp_path / "empty", progress=False,
                       echo=lines.append)
 
@@ -156,4 +156,25 @@ def test_simulated_cohort_on_fsaverage5(shared_data, tmp_path, write_params):
     assert maps.shape == (12, 10242) and np.isnan(maps[0]).sum() == 821  # D-K medial wall + 1 isolated vertex
     assert cohort.subjects["site"].nunique() <= 3
     planted = pd.read_csv(cohort.path / "truth" / "planted_regions.csv")
-    assert set(planted["source"]) == {"ABIDE I thickness, autism", "ABIDE I area, autism"}
+    assert len(planted) == 2 * 68 and planted["source"].str.startswith("ABIDE I thickness autism d").all()
+
+
+def test_simulated_cohorts_do_not_depend_on_the_data_directory(tmp_path, write_params, shared_data):
+    """Same parameters, same cohort on every machine: a build without a data directory equals one with it, and
+    switching the data directory reuses it."""
+    (tmp_path / "empty").mkdir()
+    data = minimal_params()
+    data["cohorts"]["abide"]["n_sites"] = 3
+    data["cohorts"]["hcp"]["n_modes"] = data["cohorts"]["abide"]["n_modes"] = 8
+    cohorts = {}
+    for name, folder in (("without", tmp_path / "empty"), ("with", shared_data)):
+        data["data_dir"] = str(folder)
+        params = load_params(write_params(data))
+        cohorts[name] = build_params_cohorts(params, tmp_path / name, progress=False, echo=lambda _: None)
+    for a, b in zip(cohorts["without"], cohorts["with"]):
+        assert a.cohort.meta["build_key"] == b.cohort.meta["build_key"]
+        for metric in a.cohort.metrics:
+            np.testing.assert_array_equal(a.cohort.maps("left", metric), b.cohort.maps("left", metric))
+    again = build_params_cohorts(load_params(write_params(data | {"data_dir": str(tmp_path / "empty")})),
+                                 tmp_path / "with", progress=False, echo=lambda _: None)
+    assert [r.status for r in again] == ["reused", "reused"]

@@ -135,7 +135,7 @@ def freesurfer_folder(tmp_path, shared_data):
 
     meshes = load_fsaverage("fsaverage5")
     root = tmp_path / "subjects"
-    template = load_template("fsaverage5", shared_data)
+    template = load_template("fsaverage5")
     for name, angle in (("Caltech_0051456", 0.0), ("NYU_0050952", 0.01), ("NYU_0050953", 0.0)):
         for hemisphere, hemi in (("left", "lh"), ("right", "rh")):
             sphere = meshes["sphere"].parts[hemisphere]

@@ -31,8 +31,8 @@ def test_fslr32k_surfaces_masks_and_maps(fslr):
         fslr.metric_map("left", "area")
 
 
-def test_fsaverage5_template(shared_data):
-    template = load_template("fsaverage5", shared_data)
+def test_fsaverage5_template():
+    template = load_template("fsaverage5")
     assert template.metrics == ("thickness", "sulc", "curvature")
     assert template.surfaces["left"].vertices.shape == (10242, 3)
     assert template.surfaces["left"].cortex.sum() == 10242 - 840  # D-K medial wall, label 0
@@ -45,8 +45,8 @@ def test_unknown_template():
         load_template("fsaverage7")
 
 
-def test_parcellations(shared_data):
-    dk = load_parcellation("dk", "fs_LR_32k", shared_data)
+def test_parcellations():
+    dk = load_parcellation("dk", "fs_LR_32k")
     assert dk.name == "dk" and not dk.note
     assert set(np.unique(dk.labels["left"])) <= set(range(0, 36))
     assert set(np.unique(dk.labels["right"])) - {0} <= set(range(36, 71))
@@ -57,11 +57,13 @@ def test_parcellations(shared_data):
         load_parcellation("mmp", "fsaverage5")
 
 
-def test_dk_falls_back_to_mmp_with_a_note(tmp_path):
-    fallback = load_parcellation("dk", "fs_LR_32k", tmp_path)
-    assert fallback.name == "mmp" and "Desikan" in fallback.note and "MMP" in fallback.note
-    with pytest.raises(FileNotFoundError, match="aparc_fsa5.csv"):
-        load_parcellation("dk", "fsaverage5", tmp_path)
+def test_dk_needs_no_data_directory(monkeypatch, tmp_path):
+    """The D-K atlas ships with the package: the same labels wherever the data directory points."""
+    monkeypatch.setenv("STUDYLIB_DATA", str(tmp_path))
+    for template, n in (("fs_LR_32k", 32492), ("fsaverage5", 10242)):
+        dk = load_parcellation("dk", template)
+        assert len(dk.labels["left"]) == len(dk.labels["right"]) == n
+        assert len(set(np.unique(dk.labels["left"])) - {0}) >= 34
 
 
 def test_dk_label_order_matches_the_abide_tables(shared_data):
@@ -70,6 +72,6 @@ def test_dk_label_order_matches_the_abide_tables(shared_data):
     regions = list(table["left"].columns)
     assert regions == [r for r in DK_REGIONS if r != "corpuscallosum"]
     # and each D-K label of the atlas covers a region of the expected size order (superiorfrontal is large)
-    dk = load_parcellation("dk", "fs_LR_32k", shared_data)
+    dk = load_parcellation("dk", "fs_LR_32k")
     counts = np.bincount(dk.labels["left"], minlength=36)
     assert counts[1 + DK_REGIONS.index("superiorfrontal")] > counts[1 + DK_REGIONS.index("frontalpole")] * 10

@@ -304,8 +304,9 @@ def test_a_required_cohort_without_its_data_fails_at_validation(write_params, tm
     data["cohorts"]["abide1"] = {"source": "semi-real", "task": "autism", "metrics": ["thickness"]}
     message = _error(write_params(data))
     assert "cohorts.abide1: required, but the data directory" in message
-    assert "atlas/aparc_conte69.csv" in message and "abide1/Phenotypic_V1_0b_preprocessed1.csv" in message
-    assert "studylib fetch abide1 --data-dir" in message and "studylib fetch atlas --data-dir" in message
+    assert "abide1/Phenotypic_V1_0b_preprocessed1.csv" in message
+    assert "aparc_conte69" not in message  # the D-K atlas ships with the package
+    assert "studylib fetch abide1 --data-dir" in message and "studylib fetch atlas" not in message
     assert "required: false" in message
     data["cohorts"]["abide1"]["required"] = False
     assert load_params(write_params(data)).cohorts["abide1"].required is False

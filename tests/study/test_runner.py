@@ -223,7 +223,7 @@ def test_a_run_without_the_data_says_once_what_the_optional_cohort_needs(study, 
     run(only=["01_first"])
     notes = [line for line in lines if "lacks files that optional cohorts need" in line]
     assert len(notes) == 1
-    for needed in ("atlas/aparc_conte69.csv", "abide1/Phenotypic_V1_0b_preprocessed1.csv",
+    for needed in ("abide1/Phenotypic_V1_0b_preprocessed1.csv",
                    "abide1/freesurfer6/lh.aparc_table_area.tsv", "brainstats_abide_with_pial.txt",
                    "studylib fetch abide1 --data-dir"):
         assert needed in notes[0]

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from studylib.baselines.linear import linear_reference
+
+
+def _gaussian(n, separation, features=20, seed=0):
+    """Two classes, identity covariance, means ``separation`` apart along the first feature: Bayes
+    accuracy Phi(separation / 2)."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    x = rng.normal(size=(n, features))
+    x[:, 0] += separation * labels
+    return x * rng.uniform(0.5, 3.0, features), labels  # scales differ: standardising matters
+
+
+def test_linear_reference_finds_a_linear_signal_near_the_bayes_ceiling():
+    x, y = _gaussian(600, 2.0)
+    result = linear_reference(x, y, folds=5, repeats=2, n_bootstrap=200)
+    bayes = norm.cdf(1.0)
+    assert result.summary["accuracy"] == pytest.approx(bayes, abs=0.05)
+    assert result.summary["accuracy_low"] < result.summary["accuracy"] < result.summary["accuracy_high"]
+    assert result.summary["auc"] > 0.85
+    assert list(result.per_repeat["repeat"]) == [0, 1] and len(result.probability) == 600
+
+
+def test_linear_reference_stays_at_chance_without_a_signal():
+    x, y = _gaussian(400, 0.0, seed=3)
+    result = linear_reference(x, y, folds=5, repeats=1, n_bootstrap=200)
+    assert result.summary["accuracy_low"] < 0.5 < result.summary["accuracy_high"] + 0.03
+    assert result.summary["auc"] < 0.6
+
+
+def test_linear_reference_rejects_bad_input():
+    x, y = _gaussian(40, 1.0)
+    with pytest.raises(ValueError, match="one label per subject"):
+        linear_reference(x, y[:-1])
+    x[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        linear_reference(x, y)
+    with pytest.raises(ValueError, match="both 0 and 1"):
+        linear_reference(np.ones((10, 2)), np.zeros(10))
