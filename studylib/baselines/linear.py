@@ -19,7 +19,7 @@ from sklearn.model_selection import GridSearchCV, RepeatedStratifiedKFold, Strat
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-__all__ = ["LinearReference", "linear_reference"]
+__all__ = ["REFERENCE_ARM", "REFERENCE_BACKBONE", "LinearReference", "image_reference", "linear_reference"]
 
 
 @dataclass(frozen=True)
@@ -31,16 +31,18 @@ class LinearReference:
     summary: dict
 
 
-def linear_reference(features: np.ndarray, labels: np.ndarray, *, folds: int = 10, repeats: int = 5, seed: int = 0,
-                     inner_folds: int = 5, cs: int = 10, n_bootstrap: int = 1000) -> LinearReference:
+def linear_reference(features: np.ndarray, labels: np.ndarray, *, folds: int | np.ndarray = 10, repeats: int = 5,
+                     seed: int = 0, inner_folds: int = 5, cs: int = 10, n_bootstrap: int = 1000) -> LinearReference:
     """Out-of-fold logistic regression on standardised ``features``.
 
     Parameters
     ----------
     features : ndarray, shape (subjects, features)
     labels : ndarray of {0, 1}, shape (subjects,)
-    folds, repeats : int
-        The outer repeated stratified k-fold split.
+    folds : int or ndarray of int
+        The outer split: a number of stratified folds (repeated ``repeats`` times), or the fold of each subject (the
+        folds another model was evaluated on, e.g. a network's; ``repeats`` is then 1).
+    repeats : int
     seed : int
     inner_folds : int
         Stratified folds inside each training set that choose C (log-loss).
@@ -58,30 +60,63 @@ def linear_reference(features: np.ndarray, labels: np.ndarray, *, folds: int = 1
         raise ValueError("features contain NaN or infinite values")
     if set(np.unique(y)) != {0, 1}:
         raise ValueError("labels must hold both 0 and 1")
-    splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+    if isinstance(folds, (int, np.integer)):
+        n_splits = int(folds)
+        splits = list(RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=repeats, random_state=seed).split(x, y))
+    else:
+        assigned = np.asarray(folds)
+        if assigned.shape != y.shape:
+            raise ValueError(f"{len(assigned)} fold numbers for {len(y)} subjects")
+        numbers = np.unique(assigned)
+        n_splits, repeats = len(numbers), 1
+        splits = [(np.flatnonzero(assigned != k), np.flatnonzero(assigned == k)) for k in numbers]
     probability = np.zeros((repeats, len(y)))
-    for split, (train, test) in enumerate(splitter.split(x, y)):
+    for split, (train, test) in enumerate(splits):
         inner = StratifiedKFold(inner_folds, shuffle=True, random_state=seed + split)
         model = GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
                              {"logisticregression__C": np.logspace(-4, 4, cs)}, cv=inner, scoring="neg_log_loss")
         model.fit(x[train], y[train])
-        probability[split // folds, test] = model.predict_proba(x[test])[:, 1]
+        probability[split // n_splits, test] = model.predict_proba(x[test])[:, 1]
     per_repeat = pd.DataFrame({"repeat": np.arange(repeats),
                                "accuracy": [((p > 0.5) == y).mean() for p in probability],
                                "auc": [roc_auc_score(y, p) for p in probability]})
     average = probability.mean(axis=0)
     rng = np.random.default_rng(seed)
-    accuracy, auc = [], []
+    accuracy, auc = [np.nan], [np.nan]
     for _ in range(n_bootstrap):
         rows = rng.integers(0, len(y), len(y))
         if len(np.unique(y[rows])) < 2:
             continue
         accuracy.append(((average[rows] > 0.5) == y[rows]).mean())
         auc.append(roc_auc_score(y[rows], average[rows]))
-    summary = {"n": int(len(y)), "features": int(x.shape[1]), "folds": folds, "repeats": repeats,
+    summary = {"n": int(len(y)), "features": int(x.shape[1]), "folds": n_splits, "repeats": repeats,
                "accuracy": float(per_repeat["accuracy"].mean()),
-               "accuracy_low": float(np.quantile(accuracy, 0.025)), "accuracy_high": float(np.quantile(accuracy, 0.975)),
+               "accuracy_low": float(np.nanquantile(accuracy, 0.025)) if n_bootstrap else np.nan,
+               "accuracy_high": float(np.nanquantile(accuracy, 0.975)) if n_bootstrap else np.nan,
                "auc": float(per_repeat["auc"].mean()),
-               "auc_low": float(np.quantile(auc, 0.025)), "auc_high": float(np.quantile(auc, 0.975)),
+               "auc_low": float(np.nanquantile(auc, 0.025)) if n_bootstrap else np.nan,
+               "auc_high": float(np.nanquantile(auc, 0.975)) if n_bootstrap else np.nan,
                "majority_class": float(max(y.mean(), 1 - y.mean()))}
     return LinearReference(per_repeat, average, summary)
+
+
+#: Fields of the linear reference's rows in the networks' prediction tables.
+REFERENCE_ARM = "linear reference"
+REFERENCE_BACKBONE = "logistic regression"
+
+
+def image_reference(store, hemisphere: str, metric: str, folds: np.ndarray, *, cohort: str, scheme: str = "kfold",
+                    seed: int = 0, cs: int = 8) -> pd.DataFrame:
+    """The linear reference on one image set of an image store: each image's pixels as features (standardised
+    inside each training fold), logistic regression with C chosen by inner cross-validation, on the networks'
+    ``folds``. Returns rows shaped like the networks' predictions (arm ``"linear reference"``), so that every table
+    that summarises networks summarises it too, image-average included."""
+    images = np.asarray(store.images(hemisphere, metric), dtype=np.float64)
+    features = images.reshape(len(images), -1)
+    subjects = store.subjects
+    result = linear_reference(features, subjects["label"].to_numpy(), folds=np.asarray(folds), seed=seed, cs=cs,
+                              n_bootstrap=0)
+    return pd.DataFrame({"subject": subjects["subject"].astype(str).to_numpy(), "label": subjects["label"].to_numpy(),
+                         "fold": np.asarray(folds), "probability": result.probability, "cohort": cohort,
+                         "arm": REFERENCE_ARM, "scheme": scheme, "backbone": REFERENCE_BACKBONE,
+                         "init": "-", "hemisphere": hemisphere, "metric": metric, "seed": seed})

@@ -12,7 +12,8 @@ import pandas as pd
 from .. import paper
 from .metrics import classification_metrics
 
-__all__ = ["arms_vs_paper", "average_over_images", "learning_curves", "summarise"]
+__all__ = ["against_references", "arms_vs_paper", "average_over_images", "learning_curves", "summarise",
+           "wilson_interval"]
 
 
 def summarise(predictions: pd.DataFrame, by: tuple[str, ...] = ("cohort", "scheme", "arm", "backbone",
@@ -65,3 +66,46 @@ def arms_vs_paper(predictions: pd.DataFrame, task: str) -> pd.DataFrame:
                          "image-average AUC": averaged["auc"]})
     ours = single.to_frame().join(ours).reset_index()
     return ours.merge(reported.reset_index(), on=["scheme", "arm"], how="left").round(3)
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (accuracy over ``n`` subjects)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z / (1 + z**2 / n) * (p * (1 - p) / n + z**2 / (4 * n**2)) ** 0.5
+    return centre - half, centre + half
+
+
+def against_references(predictions: pd.DataFrame, reference: pd.DataFrame,
+                       ceilings: dict[str, float] | None = None) -> pd.DataFrame:
+    """Every (cohort, scheme, arm, backbone) beside the linear reference of the same images and folds, and the
+    cohort's Bayes-optimal accuracy where it is known (simulated cohorts).
+
+    Columns: mean single-image accuracy; image-average accuracy (each subject's probability averaged over its
+    image models, for networks and reference alike) with its 95% Wilson interval and whether the interval lies
+    above chance (0.5); image-average AUC; the reference's image-average accuracy; the arm's accuracy as a fraction
+    of it and of the Bayes ceiling. The reference's own rows are included (fraction 1).
+    """
+    ceilings = ceilings or {}
+    both = pd.concat([predictions, reference], ignore_index=True)
+    keys = ["cohort", "scheme", "arm", "backbone"]
+    single = summarise(both).groupby(keys)["accuracy"].mean().rename("mean single-image accuracy")
+    averaged = average_over_images(both)
+    rows = []
+    for group_keys, group in averaged.groupby(keys, sort=True):
+        correct = int(((group["probability"] >= 0.5) == (group["label"] == 1)).sum())
+        low, high = wilson_interval(correct, len(group))
+        scores = classification_metrics(group["label"].to_numpy(), group["probability"].to_numpy())
+        rows.append({**dict(zip(keys, group_keys)), "subjects": len(group), "images": int(group["images"].max()),
+                     "image-average accuracy": scores["accuracy"], "accuracy 95% low": low,
+                     "accuracy 95% high": high, "above chance": bool(low > 0.5), "image-average AUC": scores["auc"]})
+    table = pd.DataFrame(rows).merge(single.reset_index(), on=keys, how="left")
+    from_reference = table[table["arm"].isin(set(reference["arm"]))] if not reference.empty else table.iloc[:0]
+    linear = from_reference.set_index(["cohort", "scheme"])["image-average accuracy"].rename("linear reference accuracy")
+    table = table.merge(linear.reset_index(), on=["cohort", "scheme"], how="left")
+    table["fraction of linear reference"] = table["image-average accuracy"] / table["linear reference accuracy"]
+    table["Bayes-optimal accuracy"] = table["cohort"].map(ceilings)
+    table["fraction of Bayes ceiling"] = table["image-average accuracy"] / table["Bayes-optimal accuracy"]
+    return table.round(4)

@@ -115,6 +115,10 @@ class ResultsLayout:
         ``06_stack``."""
         return self.artifacts(_TRAINING_STAGES[task]) / "predictions.csv"
 
+    def reference_predictions(self, task: str) -> Path:
+        """Out-of-fold predictions of the linear reference on the same images and folds as ``task``'s networks."""
+        return self.artifacts(_TRAINING_STAGES[task]) / "linear_reference_predictions.csv"
+
 
 #: The stage that trains each task's models.
 _TRAINING_STAGES = {"sex": "04_train_sex", "autism": "05_train_asd_2stage"}

@@ -11,13 +11,15 @@ from typing import Literal
 
 import pandas as pd
 
-from ..evaluate.summaries import learning_curves, summarise
+from ..baselines.linear import image_reference
+from ..data.cohort import Cohort
+from ..evaluate.summaries import against_references, learning_curves, summarise
 from ..images import open_stores
 from ..storage import atomic_path
 from ..train.experiments import Experiment, plan_autism, plan_sex
 from .notebook import StageContext
 
-__all__ = ["TrainingRun", "train_arms"]
+__all__ = ["TrainingRun", "bayes_ceilings", "linear_references", "train_arms"]
 
 #: Groups of the per-image table; adding ``fold`` gives one row per model.
 IMAGE_KEYS = ("cohort", "scheme", "arm", "backbone", "hemisphere", "metric")
@@ -37,6 +39,12 @@ class TrainingRun:
         Accuracy, sensitivity, specificity and AUC per image (pooled over folds) and per model.
     histories, curves : DataFrame
         Per-epoch training loss of every model, and its mean over folds.
+    reference : DataFrame
+        Out-of-fold predictions of the linear reference (standardised pixels + logistic regression) on every
+        k-fold image set, same folds as the networks.
+    comparison : DataFrame
+        Every arm's image-average accuracy beside the linear reference's and the Bayes ceiling
+        (:func:`studylib.evaluate.summaries.against_references`).
     trained : int
         Models trained in this call (the rest were finished before).
     notes : list of str
@@ -49,6 +57,8 @@ class TrainingRun:
     per_model: pd.DataFrame
     histories: pd.DataFrame
     curves: pd.DataFrame
+    reference: pd.DataFrame
+    comparison: pd.DataFrame
     trained: int
     notes: list[str] = field(default_factory=list)
 
@@ -98,7 +108,39 @@ def train_arms(stage: StageContext, task: Literal["sex", "autism"], *, progress:
     per_image = summarise(predictions, by=IMAGE_KEYS) if not predictions.empty else pd.DataFrame()
     histories = experiment.histories()
     curves = learning_curves(histories) if not histories.empty else pd.DataFrame()
-    for table, name in ((per_model, "per_model_metrics"), (per_image, "per_image_metrics"), (curves, "learning_curves")):
+    reference = linear_references(experiment, progress=progress)
+    with atomic_path(layout.reference_predictions(task)) as partial:
+        reference.to_csv(partial, index=False)
+    comparison = (against_references(predictions, reference, bayes_ceilings(layout, set(predictions["cohort"])))
+                  if not predictions.empty else pd.DataFrame())
+    for table, name in ((per_model, "per_model_metrics"), (per_image, "per_image_metrics"), (curves, "learning_curves"),
+                        (comparison, "arms_vs_references")):
         if not table.empty:
             stage.save_table(table, name)
-    return TrainingRun(experiment, predictions, per_image, per_model, histories, curves, trained, notes)
+    return TrainingRun(experiment, predictions, per_image, per_model, histories, curves, reference, comparison,
+                       trained, notes)
+
+
+def linear_references(experiment: Experiment, *, progress: bool = True) -> pd.DataFrame:
+    """The linear reference on every image set of every cohort the experiment evaluates by k-fold, on the very folds
+    of its networks (:func:`studylib.baselines.linear.image_reference`)."""
+    from tqdm import tqdm
+
+    cohorts = sorted({job.cohort for job in experiment.jobs if job.scheme == "kfold"})
+    sets = [(cohort, h, m) for cohort in cohorts for h in experiment.stores[cohort].meta["hemispheres"]
+            for m in experiment.stores[cohort].meta["metrics"]]
+    parts = [image_reference(experiment.stores[cohort], h, m, experiment.folds(cohort, "kfold"), cohort=cohort,
+                             seed=experiment.seed)
+             for cohort, h, m in tqdm(sets, desc="linear reference", unit="image set", disable=not progress)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def bayes_ceilings(layout, cohorts: set[str]) -> dict[str, float]:
+    """The Bayes-optimal accuracy of each simulated cohort among ``cohorts`` (from its ground truth)."""
+    ceilings = {}
+    for name in cohorts:
+        folder = layout.cohort(name)
+        if (folder / "cohort.json").is_file() and Cohort(folder).has_truth:
+            table = Cohort(folder).truth_table("bayes_accuracy")
+            ceilings[name] = float(table.loc[table["site"] == "all", "bayes_accuracy"].iloc[0])
+    return ceilings

@@ -43,3 +43,18 @@ def test_linear_reference_rejects_bad_input():
         linear_reference(x, y)
     with pytest.raises(ValueError, match="both 0 and 1"):
         linear_reference(np.ones((10, 2)), np.zeros(10))
+
+
+def test_linear_reference_on_given_folds_keeps_each_subject_out_of_its_own_training():
+    x, y = _gaussian(120, 1.5)
+    folds = np.arange(120) % 3
+    result = linear_reference(x, y, folds=folds, n_bootstrap=50)
+    assert result.summary["folds"] == 3 and result.summary["repeats"] == 1
+    # the same folds with one subject's features changed: only that subject's fold can move
+    changed = x.copy()
+    changed[0] = 100.0
+    other = linear_reference(changed, y, folds=folds, n_bootstrap=50)
+    np.testing.assert_allclose(other.probability[folds == 0][1:], result.probability[folds == 0][1:])
+    assert not np.allclose(other.probability[folds != 0], result.probability[folds != 0])  # trained with it
+    with pytest.raises(ValueError, match="fold numbers"):
+        linear_reference(x, y, folds=folds[:-1])
