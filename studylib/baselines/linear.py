@@ -1,9 +1,10 @@
 """The linear reference: standardised features + logistic regression with C chosen by inner cross-validation.
 
 It is the yardstick every network result is read against (a network far below it has not learned). Here it
-takes any subjects x features matrix (regional means, or later the images' standardised pixels) and runs a
-repeated stratified k-fold split (scikit-learn's ``RepeatedStratifiedKFold``), so that no test subject ever
-informs the scaling or the choice of C. Reported: accuracy and AUC of the out-of-fold probabilities, averaged
+takes any subjects x features matrix (regional means, or the images' standardised pixels) and runs a repeated
+stratified k-fold split (scikit-learn's ``RepeatedStratifiedKFold``) or the folds another model was evaluated on;
+the scaling, the rotation onto the training subjects' principal components and the choice of C (inner
+stratified folds) see only the training subjects of each fold. Reported: accuracy and AUC of the out-of-fold probabilities, averaged
 over repeats, with 95% intervals from a bootstrap over subjects of the repeat-averaged probabilities.
 """
 
@@ -16,7 +17,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, RepeatedStratifiedKFold, StratifiedKFold
-from sklearn.pipeline import make_pipeline
+from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 __all__ = ["REFERENCE_ARM", "REFERENCE_BACKBONE", "LinearReference", "image_reference", "linear_reference"]
@@ -72,11 +73,17 @@ def linear_reference(features: np.ndarray, labels: np.ndarray, *, folds: int | n
         splits = [(np.flatnonzero(assigned != k), np.flatnonzero(assigned == k)) for k in numbers]
     probability = np.zeros((repeats, len(y)))
     for split, (train, test) in enumerate(splits):
+        # standardise on the training subjects, then rotate onto the span of their features (all principal
+        # components): an L2-penalised logistic regression's weights lie in that span anyway, so the fit is the
+        # same, and pixel images (features >> subjects) are fitted in the subjects' dimension
+        scaler = StandardScaler().fit(x[train])
+        rotation = PCA(svd_solver="full").fit(scaler.transform(x[train]))
         inner = StratifiedKFold(inner_folds, shuffle=True, random_state=seed + split)
-        model = GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
-                             {"logisticregression__C": np.logspace(-4, 4, cs)}, cv=inner, scoring="neg_log_loss")
-        model.fit(x[train], y[train])
-        probability[split // n_splits, test] = model.predict_proba(x[test])[:, 1]
+        model = GridSearchCV(LogisticRegression(max_iter=5000), {"C": np.logspace(-4, 4, cs)}, cv=inner,
+                             scoring="neg_log_loss")
+        model.fit(rotation.transform(scaler.transform(x[train])), y[train])
+        test_features = rotation.transform(scaler.transform(x[test]))
+        probability[split // n_splits, test] = model.predict_proba(test_features)[:, 1]
     per_repeat = pd.DataFrame({"repeat": np.arange(repeats),
                                "accuracy": [((p > 0.5) == y).mean() for p in probability],
                                "auc": [roc_auc_score(y, p) for p in probability]})

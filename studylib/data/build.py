@@ -85,7 +85,7 @@ def simulate_cohort(out: Path, name: str, spec: CohortParams, *, seed: int, cach
     from .simulate import build_model, sample_covariates, sample_maps, save_truth
 
     template = load_template(spec.template)
-    model = build_model(template, spec.task, spec.metrics, spec.n_sites, seed=seed, scenario=spec.scenario,
+    model = build_model(template, spec.task, spec.metrics, spec.n_sites, scenario=spec.scenario,
                         n_modes=spec.n_modes, cache=cache)
     rng = np.random.default_rng([seed, 1, *name.encode()])
     covariates = sample_covariates(model, spec.n_subjects, rng)  # the schema requires n_subjects here

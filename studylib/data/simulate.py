@@ -65,7 +65,7 @@ from ..geometry.mesh import submesh
 from ..hashing import code_digest, sha256_bytes
 from ..storage import atomic_path
 from .calibration import Calibration, load_calibration
-from .templates import DK_REGIONS, HEMISPHERES, Parcellation, Template, load_parcellation
+from .templates import HEMISPHERES, Parcellation, Template, load_parcellation
 
 __all__ = [
     "PAPER_SIZED_CEILING",
@@ -261,18 +261,23 @@ def _sites(task: str, n_sites: int, calibration: Calibration) -> dict[str, np.nd
             "offset_regional_mm": np.array(chosen["thickness_offset_regional_mm"].tolist(), dtype=float)}
 
 
-def _accuracy(separations: np.ndarray, prevalence: np.ndarray, share: np.ndarray) -> float:
-    separations = np.maximum(separations, 1e-12)
+def _site_accuracy(separation: np.ndarray, prevalence: np.ndarray) -> np.ndarray:
+    """Bayes-optimal accuracy of two Gaussian classes ``separation`` (Mahalanobis) apart with ``prevalence``."""
+    separation = np.maximum(separation, 1e-12)
     threshold = np.log(prevalence / (1 - prevalence))
-    per_site = prevalence * norm.cdf(separations / 2 + threshold / separations) + \
-        (1 - prevalence) * norm.cdf(separations / 2 - threshold / separations)
-    return float((share * per_site).sum())
+    return prevalence * norm.cdf(separation / 2 + threshold / separation) + \
+        (1 - prevalence) * norm.cdf(separation / 2 - threshold / separation)
 
 
-def build_model(template: Template, task: str, metrics: list[str], n_sites: int, *, seed: int,
+def _accuracy(separations: np.ndarray, prevalence: np.ndarray, share: np.ndarray) -> float:
+    return float((share * _site_accuracy(separations, prevalence)).sum())
+
+
+def build_model(template: Template, task: str, metrics: list[str], n_sites: int, *,
                 scenario: str = "paper-sized", n_modes: int = 60, cache: Path | None = None,
                 parcels: Parcellation | None = None, calibration: Calibration | None = None) -> CohortModel:
-    """The parameters of a simulated cohort (deterministic: identical inputs give identical models).
+    """The parameters of a simulated cohort: every one calibrated, none random (the subjects' draw is seeded by
+    the caller).
 
     Parameters
     ----------
@@ -283,9 +288,6 @@ def build_model(template: Template, task: str, metrics: list[str], n_sites: int,
         thickness offsets and scales.
     metrics : list of str
     n_sites : int
-    seed : int
-        Seeds nothing in the model today (every parameter is calibrated); kept so that a model with random parts
-        stays reproducible.
     scenario : {"realistic", "paper-sized"}
         The planted label effect (see the module docstring).
     n_modes : int
@@ -477,9 +479,7 @@ def bayes_accuracy(model: CohortModel) -> pd.DataFrame:
     for s, name in enumerate(model.site_names):
         separation = model.separation(s)
         p = model.site_prevalence[s]
-        threshold = np.log(p / (1 - p))
-        accuracy = p * norm.cdf(separation / 2 + threshold / separation) + \
-            (1 - p) * norm.cdf(separation / 2 - threshold / separation)
+        accuracy = float(_site_accuracy(np.asarray(separation), np.asarray(p)))
         rows.append({"site": name, "share": model.site_share[s], "prevalence": p, "separation": separation,
                      "bayes_accuracy": accuracy, "balanced_accuracy_equal_priors": norm.cdf(separation / 2)})
     table = pd.DataFrame(rows)

@@ -34,8 +34,8 @@ def realism_cohorts(cohorts: list[Cohort], specs: dict) -> list[Cohort]:
             and specs[c.name].task == "autism" and "thickness" in c.metrics]
 
 
-def _model(spec: SimulatedCohortParams, seed: int, cache: Path | None, scenario: str | None = None):
-    return build_model(load_template(spec.template), spec.task, list(spec.metrics), spec.n_sites, seed=seed,
+def _model(spec: SimulatedCohortParams, cache: Path | None, scenario: str | None = None):
+    return build_model(load_template(spec.template), spec.task, list(spec.metrics), spec.n_sites,
                        scenario=scenario or spec.scenario, n_modes=spec.n_modes, cache=cache)
 
 
@@ -44,7 +44,7 @@ def realism_tables(cohort: Cohort, spec: SimulatedCohortParams, realism: Realism
     """Real ABIDE I, the cohort's files and a fresh draw of its model (``realism.n_subjects``), yardstick by
     yardstick, with the tolerance and whether the fresh draw meets it."""
     real = load_calibration().yardsticks
-    model = _model(spec, seed, cache)
+    model = _model(spec, cache)
     values, covariates = regional_draw(model, realism.n_subjects, np.random.default_rng([seed, 12]))
     drawn = f"fresh draw (n = {realism.n_subjects})"
     table = realism_table(thickness_yardsticks(values["thickness"], covariates), real, label=drawn)
@@ -70,7 +70,7 @@ def _real_features(data_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
 def linear_check(spec: SimulatedCohortParams, realism: RealismParams, data_dir: Path, *, seed: int,
                  cache: Path | None = None) -> pd.DataFrame:
     """The regional linear reference on the ``realistic`` scenario of ``spec`` (fresh draw) and on real ABIDE I."""
-    model = _model(spec, seed, cache, scenario="realistic")
+    model = _model(spec, cache, scenario="realistic")
     values, covariates = regional_draw(model, realism.n_subjects, np.random.default_rng([seed, 13]),
                                        metrics=tuple(spec.metrics))
     simulated = pd.concat([values[m].add_prefix(f"{m}:") for m in spec.metrics], axis=1)

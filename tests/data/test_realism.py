@@ -4,7 +4,6 @@ of real ABIDE I."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -82,7 +81,7 @@ def test_simulated_abide_like_cohort_is_within_tolerance_of_real_abide1(fslr, sc
     """The ABIDE-like cohort, summarised per D-K region exactly as the real tables are, at the real size (1035)."""
     from studylib.data.simulate import build_model, regional_draw
 
-    model = build_model(fslr, "autism", ["thickness"], 20, seed=1, scenario=scenario, n_modes=20,
+    model = build_model(fslr, "autism", ["thickness"], 20, scenario=scenario, n_modes=20,
                         cache=tmp_path_factory.getbasetemp() / "simcache")
     values, covariates = regional_draw(model, 1035, np.random.default_rng(7))
     values = values["thickness"]
