@@ -9,20 +9,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DK_FILES", "FREESURFER_DIR", "PHENOTYPES_FILE", "absent_data", "fetch_commands", "reference_manifest",
+__all__ = ["FREESURFER_DIR", "PHENOTYPES_FILE", "absent_data", "fetch_commands", "reference_manifest",
            "semireal_files"]
 
-#: The Desikan-Killiany label file of each template.
-DK_FILES = {"fs_LR_32k": "atlas/aparc_conte69.csv", "fsaverage5": "atlas/aparc_fsa5.csv"}
 #: ABIDE I FreeSurfer 6 tables.
 FREESURFER_DIR = Path("abide1") / "freesurfer6"
 #: The ABIDE I phenotypic table.
 PHENOTYPES_FILE = Path("abide1") / "Phenotypic_V1_0b_preprocessed1.csv"
 
 
-def semireal_files(template: str, metrics: list[str]) -> list[str]:
+def semireal_files(metrics: list[str]) -> list[str]:
     """Files the semi-real cohort reads from the data directory: the ABIDE I phenotypes, the regional tables of
-    ``metrics`` and the whole-brain table (TIV). (The D-K labels of ``template`` ship with the package.)"""
+    ``metrics`` and the whole-brain table (TIV). (The D-K labels ship with the package.)"""
     tables = [f"{FREESURFER_DIR.as_posix()}/{h}.aparc_table_{m}.tsv" for m in metrics for h in ("lh", "rh")]
     return [PHENOTYPES_FILE.as_posix(), *tables,
             f"{FREESURFER_DIR.as_posix()}/brainstats_abide_with_pial.txt"]
@@ -33,7 +31,7 @@ def absent_data(cohorts: Mapping[str, Any], data_dir: str | Path) -> dict[str, l
     absent = {}
     for name, spec in cohorts.items():
         if spec.source == "semi-real":
-            missing = [f for f in semireal_files(spec.template, list(spec.metrics)) if not (Path(data_dir) / f).is_file()]
+            missing = [f for f in semireal_files(list(spec.metrics)) if not (Path(data_dir) / f).is_file()]
             if missing:
                 absent[name] = missing
     return absent
