@@ -84,6 +84,10 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(PROJECT / "params" / "tuning.yaml")
     layout = ResultsLayout.for_params("tuning", PROJECT / "results")
+    if not (layout.image_store(args.cohort) / "store.json").is_file():
+        print(f"bench_recipe skipped: no tuning images in {layout.image_store(args.cohort)}; first run "
+              ".venv/bin/studylib run --params params/tuning.yaml --only 01_preprocess 02_flatten 03_rasterize")
+        return
     torch.set_num_threads(params.train.threads)
     grid = list(itertools.product([int(s) for s in args.sizes.split(",")], [int(e) for e in args.epochs.split(",")],
                                   [int(b) for b in args.batch.split(",")], [float(r) for r in args.lr.split(",")]))

@@ -12,7 +12,7 @@ from studylib.study.config import load_params, params_name
 from tests.support import PROJECT, minimal_params
 
 
-@pytest.mark.parametrize("name", ["smoke", "default", "paper"])
+@pytest.mark.parametrize("name", ["smoke", "default", "paper", "tuning"])
 def test_shipped_parameter_sets_are_valid(name):
     params = load_params(PROJECT / "params" / f"{name}.yaml")
     assert params.raster.image_size % 32 == 0
@@ -310,3 +310,11 @@ def test_a_required_cohort_without_its_data_fails_at_validation(write_params, tm
     assert "required: false" in message
     data["cohorts"]["abide1"]["required"] = False
     assert load_params(write_params(data)).cohorts["abide1"].required is False
+
+
+def test_tuning_set_is_the_default_with_another_seed():
+    default, tuning = (load_params(PROJECT / "params" / f"{name}.yaml") for name in ("default", "tuning"))
+    assert tuning.seed != default.seed
+    for name in ("hcp", "abide"):
+        assert tuning.cohorts[name] == default.cohorts[name]
+    assert tuning.train == default.train and tuning.raster == default.raster
