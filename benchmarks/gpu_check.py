@@ -16,6 +16,13 @@ Sections (budget in seconds, ``--budget-scale`` multiplies them):
 4. ``projection`` (20): the ``paper`` parameter set's training, counted from the study's own plan
    (:func:`studylib.train.workload.planned_workload`: every arm, fold, stage-1 model and site-out fold of every
    autism cohort), at the measured resident-engine rate, scheduled on 1, 4 and 8 GPUs.
+5. ``study`` (540): the study itself with ``params/gpu-check.yaml`` (224 px, ResNet-50 and DenseNet-121, every
+   arm on the default's cohorts, sized for ~8 minutes of training on one H100/H200-class card): every notebook's
+   wall time and every arm's accuracy beside the linear reference, into ``study.csv`` (its full results land in
+   ``results/gpu-check/``). Without a GPU (or with ``--tiny``) it only counts the planned training.
+
+``--sections`` picks sections (default: all), so that the check fits a GPU machine's per-command limit in two
+calls, e.g. ``--sections device throughput resume projection`` then ``--sections device study``.
 
 Each measurement sizes its own number of images from a short probe so that its section stays within budget;
 a section that runs out of time says so in its CSV row instead of blocking the rest. ``--device cpu --tiny``
@@ -47,8 +54,11 @@ from studylib.train.engine import fit, resolve_device
 from studylib.train.models import Init, MetricNet, build_model
 from studylib.train.workload import planned_workload, projected_hours
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run directly, via run_all or runpy
+from _support import random_store  # noqa: E402
+
 PROJECT = Path(__file__).resolve().parents[1]
-BUDGETS = {"device": 5, "throughput": 150, "resume": 90, "projection": 20}
+BUDGETS = {"device": 5, "throughput": 150, "resume": 90, "projection": 20, "study": 540}
 DEVICE_COUNTS = (1, 4, 8)
 
 
@@ -102,15 +112,6 @@ class UtilisationSampler:
     @property
     def mean(self) -> float | None:
         return round(float(np.mean(self.samples)), 1) if self.samples else None
-
-
-def _store(folder: Path, n: int, size: int) -> np.ndarray:
-    path = folder / f"images_{n}_{size}.npy"
-    if not path.is_file():
-        stored = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, size, size))
-        stored[:] = np.random.default_rng(0).normal(size=(n, size, size))
-        stored.flush()
-    return np.load(path, mmap_mode="r")
 
 
 def _net(backbone: str) -> torch.nn.Module:
@@ -188,11 +189,11 @@ def throughput_section(section: Section, device: str, backbones: list[str], size
     rows = []
     for position, backbone in enumerate(backbones):
         share = section.left() / (len(backbones) - position)  # this backbone's part of what is left
-        probe = _store(folder, 4 * batch_size, size)
+        probe = random_store(folder, 4 * batch_size, size)
         rate = engine_rate(backbone, probe, train, device)
         # four engine runs and one bare loop, each ~ share / 6 seconds
         n = int(np.clip(rate * share / 6, 2 * batch_size, max_images)) // batch_size * batch_size
-        images = _store(folder, n, size)
+        images = random_store(folder, n, size)
         row = {"backbone": backbone, "image_size": size, "batch_size": batch_size, "images": n}
         with UtilisationSampler(device) as sampler:
             row["engine_resident"] = engine_rate(backbone, images, train, device)
@@ -247,12 +248,50 @@ def projection_section(throughput: pd.DataFrame, card: str, stand_in: bool = Fal
     return pd.DataFrame(rows)
 
 
+def study_section(section: Section, device: str, tiny: bool) -> pd.DataFrame:
+    """Run ``params/gpu-check.yaml`` end to end (a GPU only) and collect notebook times and arm accuracies."""
+    params_file = PROJECT / "params" / "gpu-check.yaml"
+    params = load_params(params_file)
+    workload = planned_workload(params)
+    planned = {"models": len(workload), "training_images": int(workload["training_images"].sum())}
+    print(f"gpu-check study: {planned['models']} models, {planned['training_images']:,} training images planned",
+          flush=True)
+    if tiny or device != "cuda":
+        return pd.DataFrame([{"kind": "planned", "name": "training", **planned, "status": "not run (no GPU)"}])
+    command = [sys.executable, "-m", "studylib.study.cli", "run", "--params", str(params_file)]
+    try:
+        done = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=max(section.left(), 30))
+        status = "finished" if done.returncode == 0 else f"failed (exit {done.returncode})"
+        tail = (done.stdout + done.stderr)[-2000:]
+    except subprocess.TimeoutExpired as stopped:
+        status, tail = "timed out (rerun the section: finished models are kept)", str(stopped.stdout or "")[-2000:]
+    print(tail, flush=True)
+    rows = [{"kind": "planned", "name": "training", **planned, "status": status}]
+    layout = ResultsLayout.for_params(params.name, PROJECT / "results")
+    record = layout.root / "provenance.json"
+    if record.is_file():
+        for stage in json.loads(record.read_text()).get("stages", []):
+            rows.append({"kind": "notebook", "name": stage["name"], "seconds": stage.get("seconds"),
+                         "status": stage.get("status")})
+    for notebook in ("04_train_sex", "05_train_asd_2stage"):
+        table = layout.root / "tables" / notebook / "arms_vs_references.csv"
+        if table.is_file():
+            for arm in pd.read_csv(table).to_dict("records"):
+                rows.append({"kind": "arm", "name": f"{arm['cohort']} {arm['scheme']} {arm['arm']} {arm['backbone']}",
+                             "accuracy": arm["image-average accuracy"],
+                             "linear_reference": arm["linear reference accuracy"],
+                             "bayes_ceiling": arm.get("Bayes-optimal accuracy")})
+    return pd.DataFrame(rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="auto, cuda or cpu")
     parser.add_argument("--tiny", action="store_true", help="toy sizes (a CPU run of every section in seconds)")
     parser.add_argument("--budget-scale", type=float, default=1.0)
     parser.add_argument("--out", type=Path, default=None, help="default: results/gpu-check")
+    parser.add_argument("--sections", nargs="+", choices=list(BUDGETS), default=list(BUDGETS),
+                        help="sections to run (device always runs; projection needs throughput)")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     out = args.out or ResultsLayout.for_params("default", PROJECT / "results").gpu_check
@@ -261,24 +300,32 @@ def main(argv: list[str] | None = None) -> None:
     if args.tiny:
         backbones, size, batch, max_images = (["resnet18"], 32, 8, 64)
     started = datetime.now(timezone.utc)
-    sections = []
+    wanted = set(args.sections) | {"device"} | ({"throughput"} if "projection" in args.sections else set())
+    sections, tables = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         section = Section("device", args.budget_scale)
-        info = device_section(device)
+        tables["device"] = info = device_section(device)
         sections.append(section.close())
-        section = Section("throughput", args.budget_scale)
-        throughput = throughput_section(section, device, backbones, size, batch, max_images, Path(tmp))
+        if "throughput" in wanted:
+            section = Section("throughput", args.budget_scale)
+            tables["throughput"] = throughput_section(section, device, backbones, size, batch, max_images, Path(tmp))
+            sections.append(section.close())
+    if "resume" in wanted:
+        section = Section("resume", args.budget_scale)
+        tables["resume"] = resume_section(section)
         sections.append(section.close())
-    section = Section("resume", args.budget_scale)
-    resume = resume_section(section)
-    sections.append(section.close())
-    section = Section("projection", args.budget_scale)
-    card = str(info["card"].iloc[0])
-    projection = projection_section(throughput, card if not args.tiny else f"{card} (toy sizes: not a projection)",
-                                    stand_in=args.tiny)
-    sections.append(section.close())
-    for name, table in (("device", info), ("throughput", throughput), ("resume", resume),
-                        ("projection", projection), ("sections", pd.DataFrame(sections))):
+    if "projection" in wanted:
+        section = Section("projection", args.budget_scale)
+        card = str(info["card"].iloc[0])
+        tables["projection"] = projection_section(
+            tables["throughput"], card if not args.tiny else f"{card} (toy sizes: not a projection)", stand_in=args.tiny)
+        sections.append(section.close())
+    if "study" in wanted:
+        section = Section("study", args.budget_scale)
+        tables["study"] = study_section(section, device, args.tiny)
+        sections.append(section.close())
+    tables["sections"] = pd.DataFrame(sections)
+    for name, table in tables.items():
         table.to_csv(out / f"{name}.csv", index=False)
     record = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
               "started": started.isoformat(timespec="seconds"), "tiny": args.tiny, **collect_environment()}

@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PositiveFloat,
     PositiveInt,
     field_validator,
     model_validator,
@@ -230,6 +231,10 @@ class TrainParams(_Section):
     num_workers: int | None = Field(
         default=None, ge=0,
         description="Threads that read the next batches ahead of the model; null: 0 on CPU, up to 4 on a GPU.")
+    checkpoint_every: PositiveInt = Field(
+        default=1, description="Epochs between checkpoints of a model in training (an interrupted fit resumes from "
+                               "the last one; the last epoch is always saved). Results do not depend on it: raise it "
+                               "where saving would take a noticeable share of an epoch (fast GPUs, small cohorts).")
     threads: PositiveInt = Field(
         default=2, description="Intra-op CPU threads of each model. CPU results depend on it, so it is a fixed "
                                "number (part of each model's key), not the machine's core count: serial, local "
@@ -257,12 +262,19 @@ class TransferParams(_Section):
         default=["scratch", "imagenet", "hcp-only", "2-stage"],
         description="scratch; imagenet (direct transfer); hcp-only (scratch -> HCP sex -> ABIDE); "
                     "2-stage (ImageNet -> HCP sex -> ABIDE).")
+    cohort_arms: dict[str, list[AutismArm]] = Field(
+        default={}, description="k-fold autism arms of a named autism cohort, replacing autism_arms for it (e.g. "
+                                "fewer arms on a cohort whose linear reference is at chance).")
     site_out_arms: list[AutismArm] = Field(
         default=[], description="Autism arms also evaluated leave-one-site-out (one model per site and image).")
     site_out_cohorts: list[str] | None = Field(
         default=None, description="Autism cohorts evaluated leave-one-site-out; null: all of autism_cohorts.")
     stage1_metrics: dict[Metric, Metric] = Field(
         default={}, description="Stage-1 metric for an autism metric, e.g. area: thickness (default: the same metric).")
+
+    def arms_for(self, cohort: str) -> list[AutismArm]:
+        """The k-fold autism arms of ``cohort``: its ``cohort_arms`` entry, else ``autism_arms``."""
+        return self.cohort_arms.get(cohort, self.autism_arms)
 
 
 class ExecutorParams(_Section):
@@ -346,6 +358,19 @@ class DataParams(_Section):
         return self.model_dump(mode="json")[key]
 
 
+class BudgetParams(_Section):
+    """Wall-clock minutes the run may take on the machine the parameter set is written for. The book shows each
+    notebook's time beside its budget and ``benchmarks/bench_budget.py`` checks the last run against it; nothing
+    stops a run that overruns."""
+
+    machine: str = Field(default="", description="The machine the budget is for, in words (e.g. '2 CPU cores').")
+    minutes: dict[str, PositiveFloat] = Field(
+        default={}, description="Minutes per notebook (by name, e.g. 04_train_sex) and for `book` (building the "
+                                "book); a notebook may hold a share for work later issues will add.")
+    total_minutes: PositiveFloat | None = Field(
+        default=None, description="Minutes for every notebook and the book together; null: the sum of `minutes`.")
+
+
 class StudyParams(DataParams):
     """The whole parameter set of one study run."""
 
@@ -358,6 +383,7 @@ class StudyParams(DataParams):
     stacking: StackingParams
     occlusion: OcclusionParams
     baselines: BaselinesParams
+    budget: BudgetParams = BudgetParams()
 
     @model_validator(mode="after")
     def _occlusion_fits_image(self) -> StudyParams:
@@ -377,12 +403,17 @@ class StudyParams(DataParams):
             if name not in transfer.autism_cohorts:
                 raise ValueError(f"transfer.site_out_cohorts: {name!r} is not one of transfer.autism_cohorts "
                                  f"({', '.join(transfer.autism_cohorts)})")
+        for name in transfer.cohort_arms:
+            if name not in transfer.autism_cohorts:
+                raise ValueError(f"transfer.cohort_arms: {name!r} is not one of transfer.autism_cohorts "
+                                 f"({', '.join(transfer.autism_cohorts)})")
         for name, task, key in roles:
             if name not in self.cohorts:
                 raise ValueError(f"{key}: no cohort {name!r}; cohorts are {', '.join(self.cohorts)}")
             if self.cohorts[name].task != task:
                 raise ValueError(f"{key}: cohort {name!r} classifies {self.cohorts[name].task}, not {task}")
-        staged = {"hcp-only", "2-stage"} & set(transfer.autism_arms + transfer.site_out_arms)
+        arms = set(transfer.site_out_arms).union(*(transfer.arms_for(name) for name in transfer.autism_cohorts))
+        staged = {"hcp-only", "2-stage"} & (arms if transfer.autism_cohorts else set(transfer.autism_arms))
         if staged and transfer.autism_cohorts and transfer.sex_cohort is None:
             raise ValueError(f"transfer: the {' and '.join(sorted(staged))} arms start from models of a sex cohort; "
                              "set transfer.sex_cohort or drop those arms")

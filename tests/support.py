@@ -150,7 +150,7 @@ def small_params(**transfer):
     params = load_params(PROJECT / "params" / "smoke.yaml")
     train = params.train.model_copy(update={"epochs": 3, "mixup_epochs": 1, "batch_size": 8, "folds": 2,
                                             "backbones": ["resnet18"]})
-    settings = params.transfer.model_copy(update=transfer)
+    settings = params.transfer.model_copy(update={"cohort_arms": {}, **transfer})  # every arm unless a test trims
     return params.model_copy(update={"train": train, "transfer": settings})
 
 

@@ -13,7 +13,7 @@ def test_gpu_check_runs_every_section_and_writes_its_tables(tmp_path):
     script = runpy.run_path(str(PROJECT / "benchmarks" / "gpu_check.py"))
     script["main"](["--device", "cpu", "--tiny", "--budget-scale", "0.2", "--out", str(tmp_path)])
     sections = pd.read_csv(tmp_path / "sections.csv")
-    assert list(sections["section"]) == ["device", "throughput", "resume", "projection"]
+    assert list(sections["section"]) == ["device", "throughput", "resume", "projection", "study"]
     throughput = pd.read_csv(tmp_path / "throughput.csv")
     assert (throughput[["engine_resident", "engine_streamed", "bare_loop"]] > 0).all().all()
     projection = pd.read_csv(tmp_path / "projection.csv")
@@ -22,3 +22,12 @@ def test_gpu_check_runs_every_section_and_writes_its_tables(tmp_path):
     assert hours[0] > 0 and hours[0] >= hours[1] >= hours[2]
     assert projection["card"].str.contains("not a projection").all()
     assert (tmp_path / "provenance.json").is_file()
+    study = pd.read_csv(tmp_path / "study.csv")
+    assert study.loc[0, "status"] == "not run (no GPU)" and study.loc[0, "models"] > 100  # gpu-check.yaml's plan
+
+
+def test_gpu_check_runs_only_the_sections_asked_for(tmp_path):
+    script = runpy.run_path(str(PROJECT / "benchmarks" / "gpu_check.py"))
+    script["main"](["--device", "cpu", "--tiny", "--sections", "study", "--out", str(tmp_path)])
+    assert list(pd.read_csv(tmp_path / "sections.csv")["section"]) == ["device", "study"]
+    assert not (tmp_path / "throughput.csv").exists()

@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from .provenance import render_markdown
 __all__ = ["BookError", "book_pages", "build_book"]
 
 REPRODUCIBILITY_PAGE = "book/reproducibility"
+#: Wall time of the last successful build (the reproducibility page shows the previous build's time).
+LAST_BUILD = "last_build.json"
 
 
 class BookError(RuntimeError):
@@ -71,7 +74,9 @@ def _assemble(source_root: Path, layout: ResultsLayout, src: Path) -> list[str]:
     for page in notebooks:
         shutil.copy2(layout.executed_notebook(Path(page).name), src / f"{page}.ipynb")
     record = json.loads(layout.provenance.read_text())
-    (src / f"{REPRODUCIBILITY_PAGE}.md").write_text(render_markdown(record, layout.gpu_check))
+    last_build = layout.book / LAST_BUILD
+    book_seconds = json.loads(last_build.read_text())["seconds"] if last_build.is_file() else None
+    (src / f"{REPRODUCIBILITY_PAGE}.md").write_text(render_markdown(record, layout.gpu_check, book_seconds))
     return pages
 
 
@@ -96,6 +101,7 @@ def build_book(
     layout = ResultsLayout.for_params(params_name(params_file), results_root)
     source_root = Path(source_root) if source_root else project_root()
     src = layout.book / "src"
+    tick = time.perf_counter()
     pages = _assemble(source_root, layout, src)
     echo(f"building the book from {len(pages)} pages in {src}")
     command = [
@@ -114,5 +120,6 @@ def build_book(
     if absent:
         raise BookError(f"the build finished but these pages are missing from {html}: {', '.join(absent)}")
     index = html / "index.html"
+    (layout.book / LAST_BUILD).write_text(json.dumps({"seconds": round(time.perf_counter() - tick, 1)}) + "\n")
     echo(f"book: {index}")
     return index

@@ -6,7 +6,8 @@ path relative to the file) and override any subset of keys; nested sections are
 merged key by key, with two rules for cohorts: a cohort whose ``source`` differs
 from the inherited one replaces it whole (a real HCP folder inherits nothing from
 a simulated cohort of the same name), and ``NAME: null`` drops an inherited
-cohort. Relative paths inside a file resolve against that file's directory.
+cohort. ``KEY: null`` over any other inherited mapping (e.g. ``budget: null``) drops it, so that the key's
+default applies. Relative paths inside a file resolve against that file's directory.
 A cohort with ``required: true`` whose files are not in the data directory is an
 error here, naming the cohort and the files.
 
@@ -80,7 +81,9 @@ def _merge(
     for key, value in override.items():
         loc = (*prefix, key)
         cohort = prefix == ("cohorts",)
-        if cohort and value is None:  # `name: null` drops an inherited cohort
+        # `name: null` drops an inherited cohort; `key: null` over an inherited mapping (a section such as
+        # `budget`, or a table such as `transfer.cohort_arms`) drops it, so that the key's default applies
+        if value is None and (cohort or isinstance(merged.get(key), dict)):
             merged.pop(key, None)
             for stale in [k for k in origin if k[: len(loc)] == loc]:
                 del origin[stale]
@@ -205,6 +208,13 @@ def load_params(path: str | os.PathLike[str], schema: type[Schema] = StudyParams
         lines = [_describe(err, origin, path) for err in exc.errors()]
         raise ParamsError("invalid parameters:\n  " + "\n  ".join(lines)) from None
     _check_required_data(params, origin, path)
+    if isinstance(params, StudyParams):
+        from .budget import check_budget_names
+
+        try:
+            check_budget_names(params.budget)
+        except ValueError as exc:
+            raise ParamsError(f"invalid parameters in {path}:\n  {exc}") from None
     return params
 
 

@@ -157,8 +157,35 @@ def gpu_check_markdown(folder: Path | None) -> str:
     return text
 
 
-def render_markdown(record: dict[str, Any], gpu_check: Path | None = None) -> str:
-    """The book's reproducibility page for one ``provenance.json`` record (and the GPU check's folder, if any)."""
+def _notebook_times(record: dict[str, Any], book_seconds: float | None) -> str:
+    """The notebooks' last execution, with the parameter set's time budget beside each when it has one."""
+    import pandas as pd
+
+    from ..params import BudgetParams
+    from .budget import budget_table
+
+    budget = BudgetParams(**record["params"].get("budget", {}))
+    executed = {s["name"]: s["executed_at"] for s in record["stages"]}
+    if not budget.minutes:
+        return _table(("notebook", "last status", "seconds", "executed at (UTC)"),
+                      [(s["name"], s["status"], s["seconds"], s["executed_at"]) for s in record["stages"]])
+    table = budget_table(budget, record["stages"], book_seconds)
+
+    def shown(value) -> str:
+        return "" if value is None or pd.isna(value) else str(value)
+
+    text = (f"Time budget of this parameter set ({budget.machine or 'its machine'}): each part's minutes beside "
+            "its budget; a notebook's budget may hold a share for work a later issue adds to it.\n\n")
+    return text + _table(
+        ("part", "last status", "minutes", "budget (min)", "ratio", "within budget", "executed at (UTC)"),
+        [(r["part"], r["status"], shown(r["measured minutes"]), shown(r["budget minutes"]), shown(r["ratio"]),
+          {True: "yes", False: "**no**", None: ""}[r["within budget"]], executed.get(r["part"], ""))
+         for r in table.to_dict("records")])
+
+
+def render_markdown(record: dict[str, Any], gpu_check: Path | None = None, book_seconds: float | None = None) -> str:
+    """The book's reproducibility page for one ``provenance.json`` record (and the GPU check's folder, if any;
+    ``book_seconds``: the last book build's time, for the time budget)."""
     import yaml
 
     git = record["git"]
@@ -167,10 +194,7 @@ def render_markdown(record: dict[str, Any], gpu_check: Path | None = None) -> st
         commit += " (with uncommitted changes)"
     device = record["device"]
     device_text = ", ".join(f"{k}: {v}" for k, v in device.items())
-    stages = _table(
-        ("notebook", "last status", "seconds", "executed at (UTC)"),
-        [(s["name"], s["status"], s["seconds"], s["executed_at"]) for s in record["stages"]],
-    )
+    stages = _notebook_times(record, book_seconds)
     packages = _table(("package", "version"), sorted(record["packages"].items()))
     params_yaml = yaml.safe_dump(record["params"], sort_keys=False).rstrip()
     executor = {"kind": "serial", "workers": None, "retries": 0, **record["params"].get("executor", {})}

@@ -1,10 +1,10 @@
-"""Fit one model with the paper's recipe, checkpointing every epoch so that an interrupted fit resumes.
+"""Fit one model with the paper's recipe, checkpointing every few epochs so that an interrupted fit resumes.
 
 :func:`fit` trains a :class:`~studylib.train.models.MetricNet` on the training subjects' images with SGD
 (momentum from the parameters), cross-entropy on soft targets (mix-up mixes the one-hot labels), the
 learning rate of :func:`~studylib.train.recipe.learning_rate` and mix-up during the first ``mixup_epochs``.
-After each epoch the model, optimiser and random states are written to ``checkpoint`` (atomically); a
-later call with the same checkpoint continues after the last finished epoch and ends with the same
+Every ``checkpoint_every`` epochs the model, optimiser and random states are written to ``checkpoint``
+(atomically); a later call with the same checkpoint continues after the last finished epoch and ends with the same
 weights as an uninterrupted fit (on the CPU). :func:`predict` returns the probability of label 1.
 
 Speed: the training images are held on the device as one tensor when they fit (:class:`ImageSource`; a
@@ -173,7 +173,8 @@ def fit(net: nn.Module, images: np.ndarray, labels: np.ndarray, train_index: np.
         ``epochs``, ``mixup_epochs``, ``batch_size``, ``lr``, ``lr_step_epochs``, ``finetune_lr``, ``momentum``.
     seed : int
     checkpoint : path, optional
-        Written after every epoch; if it exists, training resumes from it.
+        Written after every ``train.checkpoint_every`` epochs and after the last; if it exists, training resumes
+        from it.
     device : str
     after_epoch : callable, optional
         Called with the finished epoch's number (progress bars; tests use it to interrupt a fit).
@@ -230,7 +231,7 @@ def fit(net: nn.Module, images: np.ndarray, labels: np.ndarray, train_index: np.
             seen += len(index)
         history.append({"epoch": epoch, "lr": learning_rate(epoch, train), "mixup": uses_mixup(epoch, train),
                         "loss": total / max(seen, 1), "seconds": time.perf_counter() - tick})
-        if checkpoint is not None:
+        if checkpoint is not None and ((epoch + 1) % train.checkpoint_every == 0 or epoch + 1 == train.epochs):
             with atomic_path(checkpoint) as partial:
                 torch.save({"epoch": epoch, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
                             "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),

@@ -232,7 +232,7 @@ def plan_autism(experiment: Experiment, transfer: TransferParams, cohorts: list[
     jobs = []
     for cohort in cohorts:
         meta = experiment.stores[cohort].meta
-        schemes = [("kfold", arm) for arm in transfer.autism_arms]
+        schemes = [("kfold", arm) for arm in transfer.arms_for(cohort)]
         if transfer.site_out_cohorts is None or cohort in transfer.site_out_cohorts:
             schemes += [("site-out", arm) for arm in transfer.site_out_arms]
         for scheme, arm in schemes:

@@ -42,7 +42,7 @@ from .models import Init, MetricNet, build_model, imagenet_weights_file
 __all__ = ["Job", "is_done", "job_key", "normalisation", "run_job"]
 
 #: Training settings that are not part of a job's key: speed only, or covered by the job's fields and folds.
-_NOT_IN_KEY = ("num_workers", "backbones", "folds")
+_NOT_IN_KEY = ("num_workers", "checkpoint_every", "backbones", "folds")
 
 
 def _training_code() -> str:

@@ -273,6 +273,20 @@ def test_extends_replaces_a_cohort_of_another_source_whole_and_null_drops_one(wr
     assert "extra" not in params.cohorts
 
 
+def test_null_over_an_inherited_table_restores_its_default(write_params):
+    base = minimal_params()
+    base["transfer"] = {"sex_cohort": "hcp", "autism_cohorts": ["abide"], "cohort_arms": {"abide": ["imagenet"]}}
+    base["budget"] = {"machine": "2 cores", "minutes": {"01_preprocess": 2}, "total_minutes": 5}
+    write_params(base, name="base")
+    inherited = load_params(write_params({"extends": "base"}, name="same"))
+    assert inherited.transfer.arms_for("abide") == ["imagenet"] and inherited.budget.total_minutes == 5
+    params = load_params(write_params({"extends": "base", "transfer": {"cohort_arms": None}, "budget": None},
+                                      name="mine"))
+    assert params.transfer.cohort_arms == {} and params.transfer.arms_for("abide") == params.transfer.autism_arms
+    assert params.budget.minutes == {} and params.budget.total_minutes is None
+    assert params.transfer.sex_cohort == "hcp"  # the rest of the section is still inherited
+
+
 def test_cohort_build_reads_a_file_with_only_its_sections(write_params):
     from studylib.params import DataParams
 

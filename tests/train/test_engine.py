@@ -29,7 +29,7 @@ def test_fit_learns_and_records_the_schedule():
     from studylib.train.engine import fit, predict
 
     images, labels = _toy()
-    train = _params(epochs=4, mixup_epochs=2, batch_size=8, lr_step_epochs=1)
+    train = _params(epochs=4, mixup_epochs=2, batch_size=8, lr_step_epochs=1, finetune_lr=1e-4)
     torch.manual_seed(0)
     net = MetricNet(build_model("resnet18", Init("scratch")), mean=0.75, sd=1.0)
     history = fit(net, images, labels, np.arange(len(labels)), train, seed=0)
@@ -71,6 +71,38 @@ def test_interrupted_fit_resumes_to_the_same_weights(tmp_path):
     resumed = fresh()  # a new process would start from scratch weights, then load the checkpoint
     history = fit(resumed, images, labels, index, train, seed=1, checkpoint=tmp_path / "c.pt")
     assert [h["epoch"] for h in history] == [0, 1, 2]
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_checkpoints_every_few_epochs_resume_from_the_last_saved_epoch(tmp_path):
+    from studylib.train.engine import fit
+
+    images, labels = _toy()
+    train = _params(epochs=4, mixup_epochs=2, batch_size=8, lr_step_epochs=1, checkpoint_every=2)
+    index = np.arange(len(labels))
+    whole = _lite0(seed=5)
+    fit(whole, images, labels, index, train, seed=1)
+
+    class Killed(Exception):
+        pass
+
+    saved_after = []
+
+    def kill_after_third(epoch):
+        saved_after.append(torch.load(tmp_path / "c.pt", weights_only=False)["epoch"]
+                           if (tmp_path / "c.pt").is_file() else None)
+        if epoch == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        fit(_lite0(seed=5), images, labels, index, train, seed=1, checkpoint=tmp_path / "c.pt",
+            after_epoch=kill_after_third)
+    assert saved_after == [None, 1, 1]  # saved after the second epoch only; the third is lost
+    resumed = _lite0(seed=5)
+    history = fit(resumed, images, labels, index, train, seed=1, checkpoint=tmp_path / "c.pt")
+    assert [h["epoch"] for h in history] == [0, 1, 2, 3]
+    assert torch.load(tmp_path / "c.pt", weights_only=False)["epoch"] == 3  # the last epoch is always saved
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
 
@@ -192,4 +224,8 @@ def test_a_job_key_covers_the_starting_weights_in_the_hub_cache(tmp_path, monkey
     first = job_key(job, train, "images", folds)
     path.write_bytes(b"weights v2")
     assert len({missing, first, job_key(job, train, "images", folds)}) == 3
-    assert job_key(job, train.model_copy(update={"threads": 1}), "images", folds) != job_key(job, train, "images", folds)
+    assert job_key(job, train.model_copy(update={"threads": train.threads + 1}), "images", folds) != job_key(
+        job, train, "images", folds)
+    # how often a checkpoint is written does not change what the model learns
+    assert job_key(job, train.model_copy(update={"checkpoint_every": 5}), "images", folds) == job_key(
+        job, train, "images", folds)

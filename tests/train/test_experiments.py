@@ -47,6 +47,20 @@ def test_plan_runs_stage1_first_and_maps_metrics_without_a_namesake(tmp_path):
     assert {job.init for job in by_arm["kfold", "imagenet"]} == {Init("imagenet")}  # torchvision weights for resnet18
 
 
+def test_cohort_arms_replace_the_autism_arms_of_one_cohort(tmp_path):
+    stores = {"hcp": make_store(tmp_path, "hcp", ["thickness"]),
+              "abide": make_store(tmp_path, "abide", ["thickness"], sites=3),
+              "abide1": make_store(tmp_path, "abide1", ["thickness"], sites=3)}
+    params = small_params(autism_cohorts=["abide", "abide1"], site_out_arms=[],
+                          cohort_arms={"abide1": ["imagenet", "2-stage"]})
+    experiment = Experiment(tmp_path / "run", stores, params.train, params.seed, "cpu")
+    plan_autism(experiment, params.transfer, ["abide", "abide1"])
+    arms = {cohort: {job.arm for job in experiment.jobs if job.cohort == cohort} for cohort in stores}
+    assert arms["abide"] == {"scratch", "imagenet", "hcp-only", "2-stage"}
+    assert arms["abide1"] == {"imagenet", "2-stage"}
+    assert arms["hcp"] == {"stage1-scratch", "stage1-imagenet"}  # stage-1 models of abide's hcp-only arm
+
+
 def test_cohort_roles_are_checked_when_params_load(write_params):
     content = minimal_params()
     content["transfer"] = {"sex_cohort": "abide", "autism_cohorts": ["abide"]}
@@ -72,12 +86,19 @@ def test_cohort_roles_are_checked_when_params_load(write_params):
         load_params(write_params(content))
     content["transfer"]["autism_arms"] = ["scratch"]
     assert load_params(write_params(content)).transfer.sex_cohort is None  # autism only
+    content["transfer"]["cohort_arms"] = {"abide": ["scratch", "2-stage"]}
+    with pytest.raises(ParamsError, match="the 2-stage arms start from models of a sex cohort"):
+        load_params(write_params(content))
+    content["transfer"]["cohort_arms"] = {"hcp": ["scratch"]}
+    with pytest.raises(ParamsError, match="cohort_arms: 'hcp' is not one of transfer.autism_cohorts"):
+        load_params(write_params(content))
+    del content["transfer"]["cohort_arms"]
     del content["transfer"]
     assert load_params(write_params(content)).transfer.autism_cohorts == []  # no training experiments
 
 
 def test_every_params_file_plans_its_cohorts():
-    for name in ("smoke", "default", "paper"):
+    for name in ("smoke", "default", "paper", "tuning", "gpu-check"):
         params = load_params(PROJECT / "params" / f"{name}.yaml")
         assert params.cohorts[params.transfer.sex_cohort].task == "sex"
         assert all(params.cohorts[c].task == "autism" for c in params.transfer.autism_cohorts)
