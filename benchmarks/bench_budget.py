@@ -20,7 +20,7 @@ from pathlib import Path
 
 from studylib.study.book import LAST_BUILD
 from studylib.study.budget import budget_table
-from studylib.study.config import load_params
+from studylib.study.config import load_params, params_name
 from studylib.study.layout import ResultsLayout
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--run", action="store_true", help="run every notebook and build the book first")
     args = parser.parse_args()
     params = load_params(args.params)
-    layout = ResultsLayout.for_params(params.name, PROJECT / "results")
+    layout = ResultsLayout.for_params(params_name(args.params), PROJECT / "results")
     if not params.budget.minutes:
         print(f"bench_budget: {args.params} sets no budget")
         return
@@ -41,13 +41,13 @@ def main() -> None:
         subprocess.run([*cli, "run", "--params", str(args.params), "--force"], cwd=PROJECT, check=True)
         subprocess.run([*cli, "book", "--params", str(args.params)], cwd=PROJECT, check=True)
     if not layout.provenance.is_file():
-        print(f"bench_budget skipped: no run of {args.params.name} in {layout.root}; run `make study` (or pass --run)")
+        print(f"bench_budget skipped: no run of {args.params} in {layout.root}; run `make study` (or pass --run)")
         return
     record = json.loads(layout.provenance.read_text())
     last_build = layout.book / LAST_BUILD
     book_seconds = json.loads(last_build.read_text())["seconds"] if last_build.is_file() else None
     table = budget_table(params.budget, record["stages"], book_seconds)
-    print(f"time budget of {args.params.name} ({params.budget.machine}); this machine: {os.cpu_count()} CPUs, "
+    print(f"time budget of {params_name(args.params)} ({params.budget.machine}); this machine: {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f}; run of {record['started']} (commit {record['git']['commit']})")
     for row in table.to_dict("records"):
         measured = "not measured" if row["measured minutes"] != row["measured minutes"] else \

@@ -292,8 +292,9 @@ def recipes(quick: bool, folder: Path) -> None:
           f"old default (4 epochs, batch 8, one 2-thread model) {old_seconds:.1f} s per model, {old_rate:.0f} images/s; "
           f"default ({new['epochs']} epochs, batch {new['batch_size']}, {workers} model(s) of {new['threads']} "
           f"thread(s) at once) {new_seconds:.1f} s per model, {new_rate:.0f} images/s: {new_rate / old_rate:.2f}x the "
-          f"images/s, {new['epochs'] * 8 // (4 * 16)}x the images per model ({new_seconds / old_seconds:.1f}x "
-          "the seconds per model)", flush=True)
+          f"images/s; per model {new['epochs'] / OLD_DEFAULT_RECIPE['epochs']:.1f}x the images, "
+          f"{(new['epochs'] / new['batch_size']) / (OLD_DEFAULT_RECIPE['epochs'] / OLD_DEFAULT_RECIPE['batch_size']):.2f}x "
+          f"the SGD steps, {new_seconds / old_seconds:.1f}x the seconds", flush=True)
 
 
 _CHILD = """

@@ -58,7 +58,8 @@ class ResultsLayout:
     @property
     def gpu_check(self) -> Path:
         """Results of ``benchmarks/gpu_check.py``: one folder beside the parameter sets' (the check belongs to the
-        machine, not to a parameter set)."""
+        machine, not to a parameter set); it is also the results folder of ``params/gpu-check.yaml``, the study
+        run the check's ``study`` section executes."""
         return self.root.parent / "gpu-check"
 
     def executed_notebook(self, stage: str) -> Path:
