@@ -406,7 +406,8 @@ class StudyParams(DataParams):
         for name in transfer.cohort_arms:
             if name not in transfer.autism_cohorts:
                 raise ValueError(f"transfer.cohort_arms: {name!r} is not one of transfer.autism_cohorts "
-                                 f"({', '.join(transfer.autism_cohorts)})")
+                                 f"({', '.join(transfer.autism_cohorts)}); drop the entry, or set "
+                                 "transfer.cohort_arms: null to drop every inherited one")
         for name, task, key in roles:
             if name not in self.cohorts:
                 raise ValueError(f"{key}: no cohort {name!r}; cohorts are {', '.join(self.cohorts)}")

@@ -68,14 +68,14 @@ def arms_vs_paper(predictions: pd.DataFrame, task: str) -> pd.DataFrame:
     return ours.merge(reported.reset_index(), on=["scheme", "arm"], how="left").round(3)
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion (accuracy over ``n`` subjects)."""
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (accuracy over ``n`` subjects), by :func:`scipy.stats.binomtest`."""
+    from scipy.stats import binomtest
+
     if n == 0:
         return float("nan"), float("nan")
-    p = successes / n
-    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
-    half = z / (1 + z**2 / n) * (p * (1 - p) / n + z**2 / (4 * n**2)) ** 0.5
-    return centre - half, centre + half
+    interval = binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(interval.low), float(interval.high)
 
 
 def against_references(predictions: pd.DataFrame, reference: pd.DataFrame,

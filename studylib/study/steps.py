@@ -68,8 +68,8 @@ def train_arms(stage: StageContext, task: Literal["sex", "autism"], *, progress:
 
     Sex: the arms of ``transfer.sex_arms`` on ``transfer.sex_cohort``. Autism: the stage-1 models and the arms of
     ``transfer.autism_arms`` (or the cohort's ``cohort_arms``) and ``site_out_arms`` on ``transfer.autism_cohorts``.
-    The predictions go to
-    ``stage.layout.predictions(task)``; the per-model, per-image and learning-curve tables to the stage's tables.
+    The predictions go to ``stage.layout.predictions(task)``; the per-model, per-image and learning-curve tables to
+    the stage's tables.
 
     Raises
     ------
