@@ -2,7 +2,8 @@
 
 Trains the ImageNet arm (EfficientNet-Lite0) on one image set of the tuning cohorts (``params/tuning.yaml``,
 seed 7: not the default's evaluation seed), k-fold as the study does, for named recipes around the default
-(:data:`RECIPES`: the old default, fewer epochs, other batch sizes, the paper's fine-tuning rate, 32-96 px), each
+(:data:`RECIPES`: the old default, other epochs and batch sizes, the paper's fine-tuning rate, 32 and 96 px:
+the study's image sizes are multiples of 32), each
 beside the linear reference on the same images and folds, with its training time relative to the first recipe.
 Prints one line per recipe and writes ``results/tuning/recipe_grid.csv``.
 
@@ -81,7 +82,6 @@ RECIPES = {
     "default, batch 32": {"batch_size": 32},
     "default, fine-tuning lr 1e-4 (the paper's)": {"finetune_lr": 1.0e-4},
     "default at 32 px": {"size": 32},
-    "default at 48 px": {"size": 48},
     "default at 96 px": {"size": 96},
 }
 
