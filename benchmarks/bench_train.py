@@ -297,33 +297,16 @@ def recipes(quick: bool, folder: Path) -> None:
           f"the SGD steps, {new_seconds / old_seconds:.1f}x the seconds", flush=True)
 
 
-_CHILD = """
-import time, numpy as np, torch
-from studylib.train.models import Init, MetricNet, build_model
-torch.manual_seed(0)
-net = MetricNet(build_model("{backbone}", Init("scratch")), 0.0, 1.0).to(memory_format=torch.channels_last)
-opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-x, y = torch.randn(32, 1, {size}, {size}), torch.randint(0, 2, (32,))
-for step in range({steps}):
-    if step == 2:
-        start = time.perf_counter()
-    loss = torch.nn.functional.cross_entropy(net(x.contiguous(memory_format=torch.channels_last)), y)
-    opt.zero_grad(); loss.backward(); opt.step()
-print(({steps} - 2) * 32 / (time.perf_counter() - start))
-"""
-
-
 def allocator(quick: bool) -> None:
     plain = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")}
     settings = {"glibc defaults": {}, **ALLOCATOR_SETTINGS}
     for backbone, size in (("efficientnet_lite0", 64), ("resnet18", 96), ("resnet50", 224)):
-        steps = 6 if size == 224 or quick else 12
-        code = _CHILD.format(backbone=backbone, size=size, steps=steps)
+        case = {"backbone": backbone, "imagenet": False, "size": size, "batch": 32, "threads": available_cpus(),
+                "channels_last": True, "bf16": False, "compile": False, "steps": 4 if size == 224 or quick else 10,
+                "core": None}
 
         def measure(env: dict) -> float:
-            result = subprocess.run([sys.executable, "-c", code], env={**plain, **env}, capture_output=True,
-                                    text=True, check=True)
-            return float(result.stdout.strip().splitlines()[-1])
+            return _step_rate(case, env={**plain, **env})["rate"]
 
         rates = {label: float(np.median(values))
                  for label, values in _interleaved(settings, 1 if quick else 3, measure).items()}

@@ -274,7 +274,7 @@ def study_section(section: Section, device: str, tiny: bool) -> pd.DataFrame:
             rows.append({"kind": "notebook", "name": stage["name"], "seconds": stage.get("seconds"),
                          "status": stage.get("status")})
     for notebook in ("04_train_sex", "05_train_asd_2stage"):
-        table = layout.root / "tables" / notebook / "arms_vs_references.csv"
+        table = layout.tables(notebook) / "arms_vs_references.csv"
         if table.is_file():
             for arm in pd.read_csv(table).to_dict("records"):
                 rows.append({"kind": "arm", "name": f"{arm['cohort']} {arm['scheme']} {arm['arm']} {arm['backbone']}",

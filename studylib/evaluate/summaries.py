@@ -12,7 +12,7 @@ import pandas as pd
 from .. import paper
 from .metrics import classification_metrics
 
-__all__ = ["against_references", "arms_vs_paper", "average_over_images", "learning_curves", "summarise",
+__all__ = ["REFERENCE_VIEW", "against_references", "arms_vs_paper", "average_over_images", "learning_curves", "summarise",
            "wilson_interval"]
 
 
@@ -76,6 +76,12 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
         return float("nan"), float("nan")
     interval = binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
     return float(interval.low), float(interval.high)
+
+
+#: Columns of :func:`against_references` that the notebooks show, by (cohort, scheme, arm, backbone).
+REFERENCE_VIEW = ["image-average accuracy", "accuracy 95% low", "accuracy 95% high", "above chance",
+                  "image-average AUC", "mean single-image accuracy", "linear reference accuracy",
+                  "fraction of linear reference", "Bayes-optimal accuracy", "fraction of Bayes ceiling"]
 
 
 def against_references(predictions: pd.DataFrame, reference: pd.DataFrame,

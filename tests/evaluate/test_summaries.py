@@ -35,7 +35,7 @@ def _rows(arm, backbone, probability, labels, metrics=("thickness", "sulc")):
 def test_arms_against_the_linear_reference_and_the_bayes_ceiling():
     import numpy as np
 
-    from studylib.evaluate.summaries import against_references, wilson_interval
+    from studylib.evaluate.summaries import REFERENCE_VIEW, against_references, wilson_interval
 
     labels = [1, 0] * 50
     good = [0.8 if label else 0.2 for label in labels]
@@ -52,6 +52,7 @@ def test_arms_against_the_linear_reference_and_the_bayes_ceiling():
         round(low, 4), round(high, 4))
     assert low > 0.5 and bool(table.loc["2-stage", "above chance"])
     assert table.loc["2-stage", "images"] == 2
+    assert set(REFERENCE_VIEW) <= set(table.columns)  # what the notebooks show exists
     assert np.isnan(against_references(networks, reference, {})["Bayes-optimal accuracy"]).all()
     # Wilson's interval: a textbook value (Newcombe 1998: 81/263 -> 0.2553 to 0.3662)
     assert wilson_interval(81, 263) == pytest.approx((0.2553, 0.3662), abs=1e-4)
