@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "ABLATION_GAINS",
+    "ARM_CLAIMS",
     "ASD_RESULTS",
     "COHORTS",
     "OCCLUSION",
@@ -54,6 +55,13 @@ ASD_RESULTS: tuple[tuple, ...] = (
     ("asd", "unspecified", "imagenet", "leave-one-site-out", 63.45, None, None, None, "Results text"),
     ("asd", "unspecified", "2-stage", "leave-one-site-out", 65.41, None, None, None, "Results text"),
 )
+
+#: The paper's orderings of the arms, as (better, worse) pairs per task: transfer beats scratch for sex; for autism
+#: direct transfer beats scratch, and the 2-stage transfer beats both direct transfer and the scratch-trained HCP start.
+ARM_CLAIMS: dict[str, tuple[tuple[str, str], ...]] = {
+    "sex": (("imagenet", "scratch"),),
+    "autism": (("imagenet", "scratch"), ("2-stage", "imagenet"), ("2-stage", "hcp-only")),
+}
 
 #: Accuracy gains (percentage points) of each module in the ablation (DenseNet-121, 2-stage, ABIDE).
 ABLATION_GAINS: dict[str, float] = {"stacking": 1.50, "mix-up": 0.70}

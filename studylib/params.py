@@ -25,6 +25,7 @@ from pydantic import (
 
 __all__ = [
     "DATA_ENV_VAR",
+    "AblationParams",
     "NETWORK_STRIDE",
     "BaselinesParams",
     "COHORT_SCHEMAS",
@@ -300,7 +301,46 @@ class ExecutorParams(_Section):
 
 
 class StackingParams(_Section):
+    """How ``06_stack`` combines the per-image models and measures the chain (``studylib.evaluate.stacking``)."""
+
     n_bootstrap: int = Field(ge=0, description="Bootstrap resamples for confidence intervals.")
+    methods: list[Literal["xgboost", "logistic", "mean", "vote"]] = Field(
+        default=["xgboost", "logistic", "mean", "vote"], min_length=1,
+        description="Meta-learners: XGBoost with a grid search (the paper's), logistic regression on the logits, the "
+                    "mean probability (the paper's 'no stacking') and the majority vote.")
+    grid: dict[str, list[int | float]] = Field(
+        default={"max_depth": [1, 2, 3], "n_estimators": [50, 150], "learning_rate": [0.05, 0.2]},
+        description="XGBoost's hyper-parameter grid (xgboost.XGBClassifier arguments), searched by inner CV on the "
+                    "training subjects of each outer fold.")
+    inner_folds: int = Field(default=3, ge=2, description="Stratified inner folds of the grid search.")
+    checks_cohort: str | None = Field(
+        default=None, description="Cohort on which the chain is checked with linear base models (nested vs usual "
+                                  "stacking, label permutations); null: the sex cohort; '' skips the checks.")
+    permutations: int = Field(default=5, ge=0, description="Label-permutation runs of the whole chain (seeds).")
+    age_range: tuple[float, float] = Field(
+        default=(22.0, 37.0), description="Ages (years) of the sex cohort (HCP S1200: 22-37): the 2-stage gain over "
+                                          "direct transfer is compared inside vs outside this range (the paper's age "
+                                          "analysis).")
+    equivalence_margin: float = Field(
+        default=0.05, gt=0, lt=1, description="Margin (accuracy as a fraction) of the age analysis's equivalence test.")
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_not_empty(cls, grid: dict[str, list[int | float]]) -> dict[str, list[int | float]]:
+        empty = [key for key, values in grid.items() if not values]
+        if not grid or empty:
+            raise ValueError(f"the XGBoost grid needs at least one value per key (empty: {empty or 'the grid'})")
+        return grid
+
+
+class AblationParams(_Section):
+    """What ``07_ablation`` trains and stacks: the paper's Table 3 switches stacking and mix-up on and off in the
+    2-stage autism setting."""
+
+    arm: Literal["scratch", "imagenet", "hcp-only", "2-stage"] = Field(
+        default="2-stage", description="The autism arm whose models are retrained without mix-up (paper: 2-stage).")
+    cohorts: list[str] | None = Field(
+        default=None, description="Autism cohorts of the ablation; null: every one whose k-fold arms include `arm`.")
 
 
 class OcclusionParams(_Section):
@@ -381,6 +421,7 @@ class StudyParams(DataParams):
     executor: ExecutorParams = ExecutorParams()
     realism: RealismParams = RealismParams()
     stacking: StackingParams
+    ablation: AblationParams = AblationParams()
     occlusion: OcclusionParams
     baselines: BaselinesParams
     budget: BudgetParams = BudgetParams()
@@ -408,6 +449,13 @@ class StudyParams(DataParams):
                 raise ValueError(f"transfer.cohort_arms: {name!r} is not one of transfer.autism_cohorts "
                                  f"({', '.join(transfer.autism_cohorts)}); drop the entry, or set "
                                  "transfer.cohort_arms: null to drop every inherited one")
+        for name in self.ablation.cohorts or []:
+            if name not in transfer.autism_cohorts:
+                raise ValueError(f"ablation.cohorts: {name!r} is not one of transfer.autism_cohorts "
+                                 f"({', '.join(transfer.autism_cohorts)})")
+            if self.ablation.arm not in transfer.arms_for(name):
+                raise ValueError(f"ablation.cohorts: cohort {name!r} has no {self.ablation.arm!r} k-fold arm "
+                                 f"(its arms: {', '.join(transfer.arms_for(name))})")
         for name, task, key in roles:
             if name not in self.cohorts:
                 raise ValueError(f"{key}: no cohort {name!r}; cohorts are {', '.join(self.cohorts)}")

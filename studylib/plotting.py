@@ -15,12 +15,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "atlas_figure",
+    "confusion_figure",
     "distortion_histograms",
     "distortion_maps",
     "flat_panel",
     "flattening_figure",
     "image_grid",
     "label_colormap",
+    "metric_bars_figure",
+    "roc_figure",
     "site_composition",
     "surface_panels",
 ]
@@ -282,5 +285,74 @@ def arm_comparison_figure(scores: pd.DataFrame, title: str) -> Figure:
     axis.set_xticks(np.arange(len(images)), images, rotation=30, ha="right")
     axis.set(ylabel="accuracy (%)", title=title, ylim=(0, 100))
     axis.legend(frameon=False, ncols=len(arms), fontsize=8, loc="upper left")
+    figure.tight_layout()
+    return figure
+
+
+def metric_bars_figure(scores: pd.DataFrame, title: str) -> Figure:
+    """The paper's Figure 3 with intervals: accuracy, sensitivity, specificity and AUC per image set (hemisphere and
+    metric), one bar per arm, with the 95% interval of each (columns ``<metric> low``/``high`` of
+    :func:`studylib.evaluate.uncertainty.metric_intervals`)."""
+    import matplotlib.pyplot as plt
+
+    scores = scores.assign(image=scores["hemisphere"].str[0].str.upper() + " " + scores["metric"])
+    images = sorted(scores["image"].unique())
+    arms = list(dict.fromkeys(scores["arm"]))
+    width = 0.8 / len(arms)
+    figure, axes = plt.subplots(4, 1, figsize=(max(6.0, 0.6 * len(images) * max(len(arms), 2)), 9.5), sharex=True)
+    for axis, metric in zip(axes, ("accuracy", "sensitivity", "specificity", "auc")):
+        for position, arm in enumerate(arms):
+            rows = scores[scores["arm"] == arm].set_index("image").reindex(images)
+            value = rows[metric].to_numpy(float)
+            error = np.vstack([value - rows[f"{metric} low"].to_numpy(float),
+                               rows[f"{metric} high"].to_numpy(float) - value])
+            axis.bar(np.arange(len(images)) + (position - (len(arms) - 1) / 2) * width, value, width, label=arm,
+                     yerr=np.nan_to_num(error), capsize=2, error_kw={"linewidth": 0.8})
+        axis.axhline(0.5, color="0.5", linewidth=0.8, linestyle=":")
+        axis.set(ylabel=metric if metric != "auc" else "AUC", ylim=(0, 1))
+    axes[-1].set_xticks(np.arange(len(images)), images, rotation=30, ha="right")
+    axes[0].legend(frameon=False, ncols=len(arms), fontsize=8, loc="lower left")
+    axes[0].set_title(f"{title} (bars: 95% bootstrap intervals over subjects)")
+    figure.tight_layout()
+    return figure
+
+
+def roc_figure(stacked: pd.DataFrame, title: str) -> Figure:
+    """ROC curves of stacked predictions, one line per arm (``arm``, ``label``, ``probability`` columns), AUC in the
+    legend."""
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    figure, axis = plt.subplots(figsize=(4.2, 4.0))
+    for arm, group in stacked.groupby("arm", sort=False):
+        if group["label"].nunique() < 2:
+            continue
+        false_positive, true_positive, _ = roc_curve(group["label"], group["probability"])
+        axis.plot(false_positive, true_positive, label=f"{arm} (AUC {roc_auc_score(group['label'], group['probability']):.3f})")
+    axis.plot([0, 1], [0, 1], color="0.6", linewidth=0.8, linestyle=":")
+    axis.set(xlabel="1 - specificity", ylabel="sensitivity", title=title, xlim=(0, 1), ylim=(0, 1), aspect="equal")
+    axis.legend(frameon=False, fontsize=7, loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def confusion_figure(stacked: pd.DataFrame, title: str, class_names: tuple[str, str] = ("0", "1")) -> Figure:
+    """Confusion matrices (threshold 1/2) of stacked predictions, one panel per arm."""
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import confusion_matrix
+
+    arms = list(dict.fromkeys(stacked["arm"]))
+    figure, axes = plt.subplots(1, len(arms), figsize=(2.6 * len(arms), 2.8), squeeze=False)
+    for axis, arm in zip(axes[0], arms):
+        group = stacked[stacked["arm"] == arm]
+        matrix = confusion_matrix(group["label"], (group["probability"] >= 0.5).astype(int), labels=[0, 1])
+        axis.imshow(matrix, cmap="Blues")
+        for (row, column), count in np.ndenumerate(matrix):
+            axis.text(column, row, str(count), ha="center", va="center",
+                      color="white" if count > matrix.max() / 2 else "black")
+        axis.set_xticks([0, 1], class_names)
+        axis.set_yticks([0, 1], class_names)
+        axis.set(xlabel="predicted", ylabel="true" if axis is axes[0, 0] else None, title=arm)
+    figure.suptitle(title)
     figure.tight_layout()
     return figure

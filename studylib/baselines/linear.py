@@ -78,9 +78,15 @@ def linear_reference(features: np.ndarray, labels: np.ndarray, *, folds: int | n
         # same, and pixel images (features >> subjects) are fitted in the subjects' dimension
         scaler = StandardScaler().fit(x[train])
         rotation = PCA(svd_solver="full").fit(scaler.transform(x[train]))
-        inner = StratifiedKFold(inner_folds, shuffle=True, random_state=seed + split)
-        model = GridSearchCV(LogisticRegression(max_iter=5000), {"C": np.logspace(-4, 4, cs)}, cv=inner,
-                             scoring="neg_log_loss")
+        # no more inner folds than the training subjects' smaller class holds, so every inner split sees both
+        # classes; with fewer than two of a class there is no inner split, and C stays at 1
+        smaller = int(np.bincount(y[train], minlength=2).min())
+        if smaller >= 2:
+            inner = StratifiedKFold(min(inner_folds, smaller), shuffle=True, random_state=seed + split)
+            model = GridSearchCV(LogisticRegression(max_iter=5000), {"C": np.logspace(-4, 4, cs)}, cv=inner,
+                                 scoring="neg_log_loss")
+        else:
+            model = LogisticRegression(max_iter=5000, C=1.0)
         model.fit(rotation.transform(scaler.transform(x[train])), y[train])
         test_features = rotation.transform(scaler.transform(x[test]))
         probability[split // n_splits, test] = model.predict_proba(test_features)[:, 1]

@@ -12,7 +12,8 @@ import pandas as pd
 from .. import paper
 from .metrics import classification_metrics
 
-__all__ = ["REFERENCE_VIEW", "against_references", "arms_vs_paper", "average_over_images", "learning_curves", "summarise",
+__all__ = ["REFERENCE_VIEW", "against_references", "arms_vs_paper", "average_over_images", "learning_curves",
+           "stacked_vs_paper", "summarise",
            "wilson_interval"]
 
 
@@ -115,3 +116,35 @@ def against_references(predictions: pd.DataFrame, reference: pd.DataFrame,
     table["Bayes-optimal accuracy"] = table["cohort"].map(ceilings)
     table["fraction of Bayes ceiling"] = table["image-average accuracy"] / table["Bayes-optimal accuracy"]
     return table.round(4)
+
+
+def stacked_vs_paper(per_stack: pd.DataFrame, task: str, method: str) -> pd.DataFrame:
+    """Stacked results of ``task`` (``"sex"`` or ``"autism"``) by ``method`` beside the paper's Table 1/2 rows.
+
+    ``per_stack`` is :func:`studylib.evaluate.uncertainty.metric_intervals` of the stacked predictions (columns
+    ``task``, ``cohort``, ``scheme``, ``arm``, ``backbone``, ``stacking``). Ours: accuracy, sensitivity and
+    specificity (%) and AUC with their 95% intervals; the paper's: the same four for each of its backbones, matched
+    on (scheme, arm); the paper's stacking is XGBoost.
+    """
+    reported = paper.results_table("sex" if task == "sex" else "asd")
+    reported = reported[reported["arm"] != "baseline"].assign(
+        scheme=lambda t: t["cv"].map({"10-fold": "kfold", "leave-one-site-out": "site-out"}))
+    wide = reported.pivot_table(index=["scheme", "arm"], columns="model",
+                                values=["accuracy", "sensitivity", "specificity", "auc"])
+    wide.columns = [f"paper {model} {metric}" + (" (%)" if metric != "auc" else "") for metric, model in wide.columns]
+    wide = wide[sorted(wide.columns)].reset_index()
+    ours = per_stack[(per_stack["task"] == task) & (per_stack["stacking"] == method)]
+    rows = []
+    for _, row in ours.iterrows():
+        entry = {key: row[key] for key in ("cohort", "scheme", "arm", "backbone", "stacking", "subjects")}
+        for metric in ("accuracy", "sensitivity", "specificity", "auc"):
+            scale = 1 if metric == "auc" else 100
+            name = metric + (" (%)" if metric != "auc" else "")
+            entry[name] = row[metric] * scale
+            entry[f"{name} 95% CI"] = f"{row[f'{metric} low'] * scale:.{3 if metric == 'auc' else 1}f}–" \
+                                      f"{row[f'{metric} high'] * scale:.{3 if metric == 'auc' else 1}f}"
+        rows.append(entry)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return wide
+    return table.merge(wide, on=["scheme", "arm"], how="left").round(3)

@@ -121,5 +121,17 @@ class ResultsLayout:
         return self.artifacts(_TRAINING_STAGES[task]) / "linear_reference_predictions.csv"
 
 
+    @property
+    def ablation_jobs(self) -> Path:
+        """Root of ``07_ablation``'s training jobs (the ablation arm retrained without mix-up)."""
+        return self.artifacts("07_ablation") / "jobs"
+
+    @property
+    def stacked_predictions(self) -> Path:
+        """Stacked out-of-fold predictions of every arm and stacking method, both tasks (written by ``06_stack``;
+        read by ``07_ablation`` and the book)."""
+        return self.artifacts("06_stack") / "stacked_predictions.csv"
+
+
 #: The stage that trains each task's models.
 _TRAINING_STAGES = {"sex": "04_train_sex", "autism": "05_train_asd_2stage"}

@@ -58,3 +58,19 @@ def test_linear_reference_on_given_folds_keeps_each_subject_out_of_its_own_train
     assert not np.allclose(other.probability[folds != 0], result.probability[folds != 0])  # trained with it
     with pytest.raises(ValueError, match="fold numbers"):
         linear_reference(x, y, folds=folds[:-1])
+
+
+def test_linear_reference_on_a_tiny_class_uses_no_impossible_inner_split():
+    import warnings
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(12, 5))
+    y = np.array([1, 1, 1] + [0] * 9)
+    folds = np.array([0, 1, 2] + [0, 1, 2] * 3)  # each training set holds two positives, then one in a nested split
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = linear_reference(x, y, folds=folds, n_bootstrap=0)
+        assert np.isfinite(result.probability).all()
+        single = linear_reference(x[[0, 3, 4, 5, 6, 1, 7, 8]], y[[0, 3, 4, 5, 6, 1, 7, 8]],
+                                  folds=np.array([0, 0, 0, 0, 1, 1, 1, 1]), n_bootstrap=0)
+        assert np.isfinite(single.probability).all()  # one positive per training set: C stays at 1

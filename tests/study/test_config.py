@@ -332,3 +332,22 @@ def test_tuning_set_is_the_default_with_another_seed():
     for name in ("hcp", "abide"):
         assert tuning.cohorts[name] == default.cohorts[name]
     assert tuning.train == default.train and tuning.raster == default.raster
+
+
+def test_stacking_and_ablation_sections_are_checked_against_the_cohorts(write_params):
+    params = minimal_params()
+    params["transfer"] = {"sex_cohort": "hcp", "autism_cohorts": ["abide"], "cohort_arms": {"abide": ["imagenet"]}}
+    params["ablation"] = {"cohorts": ["abide"]}
+    with pytest.raises(ParamsError, match="ablation.cohorts: cohort 'abide' has no '2-stage' k-fold arm"):
+        load_params(write_params(params))
+    params["ablation"] = {"cohorts": ["hcp"]}
+    with pytest.raises(ParamsError, match="ablation.cohorts: 'hcp' is not one of transfer.autism_cohorts"):
+        load_params(write_params(params))
+    params["ablation"] = {"arm": "imagenet"}
+    params["stacking"] = {**params.get("stacking", {}), "grid": {"max_depth": []}}
+    with pytest.raises(ParamsError, match="at least one value per key"):
+        load_params(write_params(params))
+    params["stacking"]["grid"] = {"max_depth": [2], "learning_rate": [0.1]}
+    loaded = load_params(write_params(params))
+    assert loaded.stacking.grid["max_depth"] == [2] and isinstance(loaded.stacking.grid["max_depth"][0], int)
+    assert loaded.stacking.methods[0] == "xgboost" and loaded.ablation.arm == "imagenet"

@@ -1,0 +1,194 @@
+"""What ``06_stack`` runs, as one call: stack the saved per-image predictions of 04/05, put intervals on every
+metric, test the paper's claims pairwise (Holm across the run), and check the stacking chain itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .. import paper
+from ..baselines.linear import REFERENCE_ARM
+from ..evaluate.leakage import permutation_runs, stacking_optimism
+from ..evaluate.stacking import GROUP_KEYS, stack_predictions
+from ..evaluate.subgroups import gain_by_age, per_site_accuracy
+from ..evaluate.uncertainty import compare, holm_adjusted, metric_intervals
+from ..images import open_stores
+from ..storage import atomic_path
+from .notebook import StageContext
+
+__all__ = ["TASKS", "StackingRun", "read_predictions", "stack_arms"]
+
+#: The tasks whose predictions 06 reads, in the order it shows them.
+TASKS = ("sex", "autism")
+
+
+@dataclass
+class StackingRun:
+    """What ``06_stack`` shows.
+
+    Attributes
+    ----------
+    predictions : DataFrame
+        Per-image out-of-fold predictions of both tasks (networks and the linear reference), column ``task`` added.
+    stacked : DataFrame
+        Stacked predictions, one row per (arm, method, subject), same long format.
+    per_image, per_stack : DataFrame
+        Accuracy, sensitivity, specificity and AUC with stratified bootstrap 95% intervals, per image and per
+        stacked (arm, method).
+    comparisons : DataFrame
+        The paper's arm orderings (``paper.ARM_CLAIMS``) on the primary method's stacked predictions, and each arm's
+        primary method against the mean probability (the stacking claim); exact McNemar, DeLong, minimal detectable
+        effects, Holm across every row.
+    optimism : dict or None
+        Usual vs nested stacking with linear base models on the checks cohort (None when skipped).
+    permutations : DataFrame
+        The chain on permuted labels, one row per seed.
+    per_site : DataFrame
+        Leave-one-site-out predictions' accuracy per site (primary method).
+    age : DataFrame
+        The 2-stage gain over direct transfer inside and outside ``stacking.age_range``, and their interaction.
+    notes : list of str
+    """
+
+    predictions: pd.DataFrame
+    stacked: pd.DataFrame
+    per_image: pd.DataFrame
+    per_stack: pd.DataFrame
+    comparisons: pd.DataFrame
+    optimism: dict | None
+    permutations: pd.DataFrame
+    primary: str
+    per_site: pd.DataFrame = field(default_factory=pd.DataFrame)
+    age: pd.DataFrame = field(default_factory=pd.DataFrame)
+    notes: list[str] = field(default_factory=list)
+
+
+def read_predictions(layout) -> tuple[pd.DataFrame, list[str]]:
+    """Both tasks' per-image predictions and linear-reference predictions (what exists), with a ``task`` column, and
+    notes on what is missing."""
+    parts, notes = [], []
+    for task in TASKS:
+        for path in (layout.predictions(task), layout.reference_predictions(task)):
+            if path.is_file():
+                table = pd.read_csv(path, dtype={"subject": str})
+                if not table.empty:
+                    parts.append(table.assign(task=task))
+            else:
+                notes.append(f"no {path.name} for the {task} task (its training notebook trained nothing)")
+    return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()), notes
+
+
+def _checks(stage: StageContext, predictions: pd.DataFrame, primary: str, progress: bool):
+    """Usual vs nested stacking and permutation runs with linear base models on the checks cohort."""
+    stacking = stage.params.stacking
+    cohort = stacking.checks_cohort
+    if cohort is None:
+        cohort = stage.params.transfer.sex_cohort if "transfer" in stage.params.declared else None
+    if not cohort:
+        return None, pd.DataFrame(), ["stacking checks skipped (stacking.checks_cohort is empty)"]
+    kfold = predictions[(predictions["cohort"] == cohort) & (predictions["scheme"] == "kfold")]
+    if kfold.empty:
+        return None, pd.DataFrame(), [f"stacking checks skipped: no k-fold predictions of cohort {cohort!r}"]
+    stores, missing = open_stores({cohort: stage.layout.image_store(cohort)})
+    if missing:
+        return None, pd.DataFrame(), [f"stacking checks skipped: no image store of cohort {cohort!r}"]
+    store = stores[cohort]
+    subjects = store.subjects["subject"].astype(str).to_numpy()
+    fold_of = kfold.drop_duplicates("subject").set_index("subject")["fold"]
+    absent = sorted(set(subjects) - set(fold_of.index))
+    if absent:
+        raise ValueError(f"cohort {cohort!r}: subjects of the image store without a k-fold prediction: {absent[:5]}")
+    folds = fold_of.loc[subjects].to_numpy()
+    labels = store.subjects["label"].to_numpy().astype(int)
+    features = [np.asarray(store.images(h, m), dtype=np.float64).reshape(len(subjects), -1)
+                for h in store.meta["hemispheres"] for m in store.meta["metrics"]]
+    optimism = stacking_optimism(features, labels, folds, method=primary, grid=stacking.grid,
+                                 inner_folds=stacking.inner_folds, seed=stage.params.seed,
+                                 n_resamples=max(stacking.n_bootstrap, 1))
+    optimism["cohort"] = cohort
+    seeds = [stage.params.seed + 1 + number for number in range(stacking.permutations)]
+    methods = [primary] + (["mean"] if primary != "mean" else [])
+    permuted = permutation_runs(features, labels, len(np.unique(folds)), seeds, methods=methods, grid=stacking.grid,
+                                inner_folds=stacking.inner_folds, progress=progress).assign(cohort=cohort)
+    return optimism, permuted, []
+
+
+def _subgroups(stage: StageContext, stacked: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-site accuracy of the leave-one-site-out predictions, and the age analysis of the 2-stage gain over direct
+    transfer (autism, k-fold), from the subjects' sites and ages in the image stores."""
+    autism = stacked[stacked["task"] == "autism"]
+    if autism.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    stores, _ = open_stores({name: stage.layout.image_store(name) for name in sorted(set(autism["cohort"]))})
+    subjects = pd.concat([store.subjects.assign(subject=store.subjects["subject"].astype(str))
+                          for store in stores.values()], ignore_index=True).set_index("subject")
+    site_out = autism[autism["scheme"] == "site-out"]
+    per_site = per_site_accuracy(site_out, subjects["site"]) if not site_out.empty else pd.DataFrame()
+    parts = []
+    settings = stage.params.stacking
+    for (cohort, backbone), group in autism[autism["scheme"] == "kfold"].groupby(["cohort", "backbone"]):
+        arms = {arm: rows.set_index("subject") for arm, rows in group.groupby("arm")}
+        if not {"2-stage", "imagenet"} <= set(arms):
+            continue
+        first, second = arms["2-stage"], arms["imagenet"].loc[arms["2-stage"].index]
+        parts.append(gain_by_age(first["label"].to_numpy(), first["probability"].to_numpy(),
+                                 second["probability"].to_numpy(), subjects.loc[first.index, "age"].to_numpy(),
+                                 settings.age_range, settings.equivalence_margin)
+                     .assign(cohort=cohort, backbone=backbone, comparison="2-stage - imagenet"))
+    return per_site, (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame())
+
+
+def stack_arms(stage: StageContext, *, progress: bool = True) -> StackingRun:
+    """Stack every (task, cohort, scheme, arm, backbone) of 04/05's predictions by each ``stacking.methods``, with
+    intervals, paired claims and the chain's checks; saves the stacked predictions (``layout.stacked_predictions``)
+    and every table."""
+    params, layout = stage.params, stage.layout
+    stacking = params.stacking
+    primary = stacking.methods[0]
+    predictions, notes = read_predictions(layout)
+    empty = pd.DataFrame()
+    if predictions.empty:
+        return StackingRun(predictions, empty, empty, empty, empty, None, empty, primary,
+                           notes=notes + ["nothing to stack"])
+    stacked = pd.concat([stack_predictions(group.drop(columns="task"), stacking.methods, grid=stacking.grid,
+                                           inner_folds=stacking.inner_folds, seed=params.seed,
+                                           progress=progress).assign(task=task)
+                         for task, group in predictions.groupby("task", sort=False)], ignore_index=True)
+    with atomic_path(layout.stacked_predictions) as partial:
+        stacked.to_csv(partial, index=False)
+    keys = ["task", *GROUP_KEYS]
+    per_image = metric_intervals(predictions, [*keys, "hemisphere", "metric"], n_resamples=stacking.n_bootstrap,
+                                 seed=params.seed)
+    per_stack = metric_intervals(stacked, [*keys, "stacking"], n_resamples=stacking.n_bootstrap, seed=params.seed)
+    primary_rows = stacked[stacked["stacking"] == primary]
+    arm_claims = pd.concat([compare(primary_rows[primary_rows["task"] == task], "arm", pairs,
+                                    ["task", "cohort", "scheme", "backbone", "stacking"])
+                            for task, pairs in paper.ARM_CLAIMS.items()], ignore_index=True)
+    stacking_claims = (compare(stacked[stacked["arm"] != REFERENCE_ARM], "stacking", [(primary, "mean")], keys)
+                       if primary != "mean" and "mean" in stacking.methods else pd.DataFrame())
+    if not arm_claims.empty:
+        arm_claims = arm_claims.assign(claim="arm ordering", arm="-",
+                                       comparison=arm_claims["first"] + " > " + arm_claims["second"])
+    if not stacking_claims.empty:
+        stacking_claims = stacking_claims.assign(claim="stacking gain", stacking="-",
+                                                 comparison=stacking_claims["first"] + " > " + stacking_claims["second"])
+    comparisons = holm_adjusted(arm_claims, stacking_claims)
+    if not comparisons.empty:
+        order = ["claim", "task", "cohort", "scheme", "backbone", "arm", "stacking", "comparison"]
+        comparisons = comparisons[order + [c for c in comparisons.columns if c not in order]]
+    optimism, permutations, check_notes = _checks(stage, predictions, primary, progress)
+    notes += check_notes
+    per_site, age = _subgroups(stage, primary_rows)
+    for table, name in ((per_image, "per_image_metrics"), (per_stack, "stacked_metrics"),
+                        (comparisons, "paired_comparisons"), (permutations, "permutation_runs"),
+                        (per_site, "site_out_per_site"), (age, "age_analysis")):
+        if not table.empty:
+            stage.save_table(table, name)
+    if optimism is not None:
+        stage.save_table(pd.DataFrame([{k: v for k, v in optimism.items() if not k.endswith("_probability")}]),
+                         "stacking_optimism")
+    return StackingRun(predictions, stacked, per_image, per_stack, comparisons, optimism, permutations, primary,
+                       per_site, age, notes)
