@@ -84,9 +84,7 @@ def read_predictions(layout) -> tuple[pd.DataFrame, list[str]]:
 def _checks(stage: StageContext, predictions: pd.DataFrame, primary: str, progress: bool):
     """Usual vs nested stacking and permutation runs with linear base models on the checks cohort."""
     stacking = stage.params.stacking
-    cohort = stacking.checks_cohort
-    if cohort is None:
-        cohort = stage.params.transfer.sex_cohort if "transfer" in stage.params.declared else None
+    cohort = stage.params.transfer.sex_cohort if stacking.checks_cohort is None else stacking.checks_cohort
     if not cohort:
         return None, pd.DataFrame(), ["stacking checks skipped (stacking.checks_cohort is empty)"]
     kfold = predictions[(predictions["cohort"] == cohort) & (predictions["scheme"] == "kfold")]
