@@ -46,6 +46,16 @@ def linear_base_predictions(features: Sequence[np.ndarray], labels: np.ndarray, 
                                              inner_folds=inner_folds, n_bootstrap=0).probability for x in features])
 
 
+def _nested_linear_features(features: Sequence[np.ndarray], labels: np.ndarray, folds: np.ndarray, *, seed: int,
+                            cs: int) -> dict:
+    """The nested scheme's training meta-features with linear base models (:func:`nested_meta_features`)."""
+    def fit_predict(image: int, subjects: np.ndarray, inner: np.ndarray) -> np.ndarray:
+        return linear_reference(features[image][subjects], labels[subjects], folds=inner, seed=seed, cs=cs,
+                                n_bootstrap=0).probability
+
+    return nested_meta_features(fit_predict, len(features), labels, folds)
+
+
 def stacking_optimism(features: Sequence[np.ndarray], labels: np.ndarray, folds: np.ndarray, *,
                       method: str = "xgboost", grid: dict | None = None, inner_folds: int = 3, seed: int = 0,
                       cs: int = 8, n_resamples: int = 1000) -> dict[str, float]:
@@ -59,12 +69,7 @@ def stacking_optimism(features: Sequence[np.ndarray], labels: np.ndarray, folds:
     folds = np.asarray(folds)
     _check(features, labels, folds)
     base = linear_base_predictions(features, labels, folds, seed=seed, cs=cs)
-
-    def fit_predict(image: int, subjects: np.ndarray, inner: np.ndarray) -> np.ndarray:
-        return linear_reference(features[image][subjects], labels[subjects], folds=inner, seed=seed, cs=cs,
-                                n_bootstrap=0).probability
-
-    nested_features = nested_meta_features(fit_predict, len(features), labels, folds)
+    nested_features = _nested_linear_features(features, labels, folds, seed=seed, cs=cs)
     usual = stack_outer_folds(base, labels, folds, method, grid=grid, inner_folds=inner_folds, seed=seed)
     nested = stack_outer_folds(base, labels, folds, method, nested_features=nested_features, grid=grid,
                                inner_folds=inner_folds, seed=seed)
@@ -89,12 +94,12 @@ def stacking_optimism(features: Sequence[np.ndarray], labels: np.ndarray, folds:
 
 
 def permutation_runs(features: Sequence[np.ndarray], labels: np.ndarray, n_folds: int, seeds: Sequence[int], *,
-                     methods: Sequence[str] = ("xgboost",), grid: dict | None = None, inner_folds: int = 3, cs: int = 8,
-                     progress: bool = False) -> pd.DataFrame:
+                     methods: Sequence[str] = ("xgboost",), nested: Sequence[str] = (), grid: dict | None = None,
+                     inner_folds: int = 3, cs: int = 8, progress: bool = False) -> pd.DataFrame:
     """The whole chain on labels permuted by each seed: stratified folds drawn on the permuted labels (as the study
     draws them on the labels it is given), linear base models per image, then stacking by each of ``methods`` on the
-    same base predictions. One row per (seed, method): stacked accuracy, AUC with DeLong's 95% interval, and whether
-    the interval covers 1/2.
+    same base predictions, and by each of ``nested`` in the nested scheme too (method named ``"<method> (nested)"``).
+    One row per (seed, method): stacked accuracy, AUC with DeLong's 95% interval, and whether the interval covers 1/2.
 
     Out-of-fold probabilities on noise are slightly pessimistic (each base model is fitted without the subjects it
     predicts), and a meta-learner fitted on them can learn that sign and turn it into an AUC above 1/2; the mean of
@@ -116,8 +121,12 @@ def permutation_runs(features: Sequence[np.ndarray], labels: np.ndarray, n_folds
         permuted = np.random.default_rng(seed).permutation(labels)
         folds = stratified_folds(permuted, n_folds, seed)
         base = linear_base_predictions(features, permuted, folds, seed=seed, cs=cs)
-        for method in methods:
-            stacked = stack_outer_folds(base, permuted, folds, method, grid=grid, inner_folds=inner_folds, seed=seed)
+        inner = _nested_linear_features(features, permuted, folds, seed=seed, cs=cs) if nested else None
+        for method, scheme in [(m, None) for m in methods] + [(m, "nested") for m in nested]:
+            stacked = stack_outer_folds(base, permuted, folds, method, grid=grid, inner_folds=inner_folds, seed=seed,
+                                        nested_features=inner if scheme else None)
+            if scheme:
+                method = f"{method} (nested)"
             auc = delong(permuted, stacked)
             rows.append({"permutation seed": seed, "method": method, "subjects": len(labels),
                          "label 1": int(labels.sum()), "accuracy": float(((stacked >= 0.5) == permuted).mean()),

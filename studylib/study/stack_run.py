@@ -109,7 +109,8 @@ def _checks(stage: StageContext, predictions: pd.DataFrame, primary: str, progre
     optimism["cohort"] = cohort
     seeds = [stage.params.seed + 1 + number for number in range(stacking.permutations)]
     methods = [primary] + (["mean"] if primary != "mean" else [])
-    permuted = permutation_runs(features, labels, len(np.unique(folds)), seeds, methods=methods, grid=stacking.grid,
+    permuted = permutation_runs(features, labels, len(np.unique(folds)), seeds, methods=methods,
+                                nested=[primary] if primary not in ("mean", "vote") else [], grid=stacking.grid,
                                 inner_folds=stacking.inner_folds, progress=progress).assign(cohort=cohort)
     return optimism, permuted, []
 

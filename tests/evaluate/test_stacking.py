@@ -129,8 +129,10 @@ def test_usual_and_nested_stacking_and_permutation_runs_on_noise():
     assert len(result["usual_probability"]) == n and len(result["nested_probability"]) == n
     # the mean of the images learns nothing, so on noise it stays near 1/2; a learned meta-learner need not (it can
     # learn the sign of the base models' pessimistic out-of-fold bias), which is what 06's permutation runs measure
-    runs = permutation_runs(features, labels, 3, [1, 2, 3, 4, 5], methods=("mean", "logistic"), cs=3)
-    assert len(runs) == 10 and (runs["label 1"] == 30).all()
+    runs = permutation_runs(features, labels, 3, [1, 2, 3, 4, 5], methods=("mean", "logistic"), nested=("logistic",),
+                            cs=3)
+    assert len(runs) == 15 and (runs["label 1"] == 30).all()
+    assert set(runs["method"]) == {"mean", "logistic", "logistic (nested)"}
     assert runs.loc[runs["method"] == "mean", "permutation seed"].tolist() == [1, 2, 3, 4, 5]
     assert (runs["auc low"] <= runs["auc"]).all() and (runs["auc"] <= runs["auc high"]).all()
     summary = permutation_summary(runs)

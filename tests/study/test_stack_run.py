@@ -61,7 +61,7 @@ def test_stacking_run_writes_stacked_predictions_claims_checks_and_subgroups(tmp
                                                                                "2-stage > imagenet"}
     assert (claims["delong p (Holm)"] >= claims["delong p"] - 1e-12).all()
     assert set(run.per_stack["stacking"]) == {"xgboost", "logistic", "mean", "vote"}
-    assert run.optimism["cohort"] == "hcp" and len(run.permutations) == 2 * 2  # seeds x (primary, mean)
+    assert run.optimism["cohort"] == "hcp" and len(run.permutations) == 2 * 3  # seeds x (primary, mean, nested primary)
     assert set(run.per_site["site"]) == {"site0", "site1", "site2"}
     assert list(run.age["group"]) == ["inside 22-37 y", "outside 22-37 y", "interaction (inside - outside)"]
     for name in ("stacked_metrics", "paired_comparisons", "stacking_optimism", "permutation_runs",
