@@ -97,7 +97,7 @@ def simulate_cohort(out: Path, name: str, spec: CohortParams, *, seed: int, cach
         "sex": np.where(covariates["female"], "female", "male"),
         "age": covariates["age"],
         "site": [model.site_names[s] for s in covariates["site_index"]],
-        "tiv": np.nan,
+        "tiv": covariates["tiv"],
     })
     n_vertices = {h: template.n_vertices(h) for h in HEMISPHERES}
     writer = CohortWriter(out, subjects, template.name, n_vertices, spec.metrics,

@@ -3,7 +3,7 @@
 A cohort is a folder::
 
     cohort.json                      name, template, source, task, metrics, vertex counts, notes, provenance
-    subjects.csv                     subject, label (0/1), label_name, sex, age, site, tiv (NaN where unknown)
+    subjects.csv                     subject, label (0/1), label_name, sex, age, site, tiv (ml; NaN where unknown)
     qc.csv                           subject, file, reason: every subject or file left out, and why
     maps/<hemisphere>_<metric>.npy   float32, subjects x template vertices, NaN outside the cortex
     truth/...                        simulated cohorts only: planted effect maps and the generative model

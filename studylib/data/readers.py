@@ -66,7 +66,7 @@ def _subject_files(spec: RealCohortParams, folder: Path) -> list[Path]:
         return [path for h in HEMISPHERES for m in spec.metrics for path in _hcp_candidates(maps, folder.name, h, m)]
     return [folder / sub / f"{_FS_HEMI[h]}.{name}" for h in HEMISPHERES
             for sub, name in (("surf", "sphere.reg"), ("label", "cortex.label"),
-                              *(("surf", _FS_NAMES[m]) for m in spec.metrics))]
+                              *(("surf", _FS_NAMES[m]) for m in spec.metrics))] + [folder / "stats" / "aseg.stats"]
 
 
 def input_files(spec: RealCohortParams) -> dict[str, Path]:
@@ -173,8 +173,26 @@ def _hcp_phenotypes(path: Path) -> pd.DataFrame:
         numbers = [float(x) for x in re.findall(r"\d+(?:\.\d+)?", str(value))]
         return float(np.mean(numbers)) if numbers else np.nan
 
+    # FreeSurfer's intracranial volume (mm^3) is in the unrestricted behavioural file of HCP S1200
+    tiv = pd.to_numeric(raw["FS_IntraCranial_Vol"], errors="coerce") / 1000.0 if "FS_IntraCranial_Vol" in raw \
+        else np.full(len(raw), np.nan)
     return pd.DataFrame({"subject": raw["Subject"].astype(str), "gender": raw["Gender"].astype(str).str.upper(),
-                         "age": raw["Age"].map(age)})
+                         "age": raw["Age"].map(age), "tiv": np.asarray(tiv, dtype=float)})
+
+
+def freesurfer_tiv(folder: Path) -> float:
+    """FreeSurfer's estimated total intracranial volume (ml) from ``stats/aseg.stats``; NaN when the file or the
+    measure is absent (older FreeSurfer versions name it ``IntraCranialVol``)."""
+    path = folder / "stats" / "aseg.stats"
+    if not path.is_file():
+        return np.nan
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("# Measure") and ("EstimatedTotalIntraCranialVol" in line or "IntraCranialVol," in line):
+            try:
+                return float(line.split(",")[3]) / 1000.0
+            except (IndexError, ValueError):
+                raise InputProblem(path, f"unreadable intracranial volume line: {line.strip()!r}") from None
+    return np.nan
 
 
 # --------------------------------------------------------------------------- FreeSurfer
@@ -317,7 +335,7 @@ def read_real_cohort(out: Path, spec: RealCohortParams, *, data_dir: Path | None
     meta = {**meta, "notes": notes}
     if spec.source == "hcp":
         phenotypes = _hcp_phenotypes(spec.phenotypes)
-        for subject, gender, age in phenotypes.itertuples(index=False):
+        for subject, gender, age, tiv in phenotypes.itertuples(index=False):
             if gender not in ("M", "F"):
                 qc.append({"subject": subject, "file": str(spec.phenotypes), "reason": f"Gender {gender!r} is not M/F"})
             elif subject not in folders:
@@ -326,7 +344,7 @@ def read_real_cohort(out: Path, spec: RealCohortParams, *, data_dir: Path | None
                 rows.append({"subject": subject, "label": int(gender == "F"),
                              "label_name": "female" if gender == "F" else "male",
                              "sex": "female" if gender == "F" else "male", "age": age, "site": "HCP",
-                             "tiv": np.nan, "folder": folders[subject]})
+                             "tiv": tiv, "folder": folders[subject]})
         listed = set(phenotypes["subject"])
     else:
         phenotypes = read_abide_phenotypes(spec.phenotypes, strict=False)
@@ -348,7 +366,7 @@ def read_real_cohort(out: Path, spec: RealCohortParams, *, data_dir: Path | None
             else:
                 label = int(diagnosis == "autism")
                 rows.append({"subject": str(sub_id), "label": label, "label_name": diagnosis, "sex": sex,
-                             "age": age, "site": site, "tiv": np.nan, "folder": found[0]})
+                             "age": age, "site": site, "tiv": freesurfer_tiv(found[0]), "folder": found[0]})
         listed = {str(n) for n in phenotypes["subject"]}
         folders = {str(int(m.group(1))): f for f in folders.values() if (m := re.search(r"(\d+)$", f.name))} | \
             {name: f for name, f in folders.items() if not re.search(r"(\d+)$", name)}

@@ -58,7 +58,7 @@ def _join(data_dir: Path, measures: list[str]) -> tuple[pd.DataFrame, dict[str, 
             raise ValueError(f"ABIDE I {m} tables list other subjects than the {measures[0]} tables")
     keep = with_tables.intersection(phenotypes.index)
     subjects = phenotypes.loc[keep].reset_index()
-    subjects["tiv"] = brainstats["EstimatedTotalIntraCranialVol"].reindex(keep).to_numpy()
+    subjects["tiv"] = brainstats["EstimatedTotalIntraCranialVol"].reindex(keep).to_numpy() / 1000.0  # mm^3 -> ml
     return subjects, {m: t.loc[keep] for m, t in tables.items()}, pd.DataFrame(qc, columns=["subject", "file", "reason"])
 
 

@@ -2,7 +2,7 @@
 
 Generative model, for each metric ``m`` (both hemispheres' cortex vertices concatenated)::
 
-    x_i = mu_m + sd_m * o_s(i) + age_i * a_m + female_i * f_m
+    x_i = mu_m + sd_m * o_s(i) + age_i * a_m + female_i * f_m + tau_i * t_m
           + c_s(i) * (A_m z_i + y_i * delta_m) + c_s(i) * w * sd_m * eps_i
 
 - ``mu_m``: the template's group-average map.
@@ -22,6 +22,14 @@ Generative model, for each metric ``m`` (both hemispheres' cortex vertices conca
   one); ``w = NOISE`` white noise.
 - ``a_m``: the real per-region thinning with age (controls, site-adjusted); ``f_m``: the real regional sex
   difference (ABIDE I controls aged 18-40, site- and age-adjusted, shrunk by empirical Bayes).
+- ``tau_i``: the subject's log intracranial volume relative to the male mean, shared by every metric:
+  ``tau_i = female_i * D + s * z'_i`` with the real ABIDE I controls' female-minus-male difference ``D`` and
+  within-sex spread ``s`` of log eTIV (``tiv`` in the subjects table, ml). ``t_m``, the map's change per unit
+  of log volume: thickness ``k * mu`` with the real allometric exponent ``k`` (about 0: ABIDE I's thickness does
+  not grow with head size once site, age and sex are removed); sulcal depth ``mu / 3`` and curvature ``-mu / 3``
+  (a brain scaled by ``lambda`` in length has sulci ``lambda`` times deeper and curvature ``1 / lambda``: an
+  isometric assumption); myelin 0 (a ratio of two images, an assumption). The sex differences above are the
+  real *total* ones: the direct part planted is the total minus what head size already carries.
 - ``y_i in {0, 1}`` the label, ``delta_m`` the planted label effect: a regional Cohen's d per region spread by
   ``G`` (``delta = G M^-1 (d * s)``, so that regional mean differences are exactly ``d * s``). Two scenarios:
   ``realistic`` plants the real regional d's of thickness shrunk by empirical Bayes (autism: site-, age- and
@@ -30,16 +38,30 @@ Generative model, for each metric ``m`` (both hemispheres' cortex vertices conca
   paper's best accuracy: 0.6785 for autism, 0.9506 for sex), to test whether the method finds an effect of the
   size it claims.
 
-Only thickness has real tables. Sulcal depth, curvature and myelin take the **assumptions** recorded in each
-cohort's notes: a between-subject SD that is a fixed fraction of the template map's spatial SD (:data:`_SUBJECT_SD`),
-the thickness correlation structure, fixed age effects, no sex difference, and (``paper-sized`` only) the
-thickness effect pattern in their own SD units.
+Only thickness has real tables. Sulcal depth, curvature and myelin take sizes from the literature, recorded in
+each cohort's notes with what remains an assumption:
+
+- **between-subject SD** (:data:`SPLIT_HALF_R`): Glasser et al. (2016, Nature 536:171, Supplementary Fig. 1)
+  report the correlation of two independent 210-subject group maps of each metric: thickness 0.994, sulcal depth
+  0.996, curvature 0.979, myelin 0.998. For group means of ``n`` subjects, ``r = S^2 / (S^2 + sigma^2 / n)``
+  (``S``: spatial SD of the true group map, ``sigma``: between-subject SD at a vertex), so
+  ``sigma / S = sqrt(n (1/r - 1))``. Each metric's per-vertex SD is set to thickness's (from the real tables)
+  times the ratio of the two ``sigma / S`` (``n`` cancels) times the ratio of the template maps' spatial SDs.
+  Assumption: the thickness correlation structure across regions.
+- **age** (:data:`AGE_PER_DECADE`, a fraction of the group map per decade): sulcal depth shrinks about 0.4 mm
+  per decade (Kochunov et al. 2005, Hum Brain Mapp 26:210), 3% of a 13 mm sulcus; T1w/T2w myelin rises in young
+  adults by up to about 1% a year (Grydeland et al. 2013, J Neurosci 33:18618; Shafee et al. 2015, NeuroImage
+  105:473), taken as half of that everywhere; curvature 0. The uniform spread is an assumption.
+- **sex**: no difference besides head size's (an assumption); (``paper-sized`` only) the thickness effect
+  pattern in their own SD units.
 
 Every number comes from the calibration shipped with the package, so the same parameters give the same
 cohort on every machine, with or without a data directory.
 
-The **Bayes-optimal classifier** knows every parameter and each subject's site, age and sex. Given those,
-``x`` is Gaussian with covariance ``c^2 (A A^T + w^2 sd^2 I)`` in both classes, so the optimal rule is linear and
+The **Bayes-optimal classifier** knows every parameter and each subject's site, age and sex, not the head size.
+Given those, ``x`` (all metrics) is Gaussian with covariance ``c^2 (A A^T + w^2 sd^2 I) + s^2 t t^T`` in both
+classes (block-diagonal over metrics plus the rank-one head-size term that links them: Sherman–Morrison), so the
+optimal rule is linear and
 its accuracy within site ``s`` with prevalence ``p`` and Mahalanobis separation ``D_s`` is
 ``p Phi(D/2 + t/D) + (1-p) Phi(D/2 - t/D)``, ``t = log(p/(1-p))``; the cohort's figure averages the sites
 by their share of subjects. :func:`oracle_log_odds` applies the same rule to maps, so a Monte-Carlo estimate
@@ -86,11 +108,15 @@ SCENARIOS = ("realistic", "paper-sized")
 #: AUC 0.7237; sex 0.9506).
 PAPER_SIZED_CEILING = {"autism": 0.735, "sex": 0.97}
 
-#: Between-subject SD of the metrics without a real table, as a fraction of the template map's spatial SD
-#: (an assumption; thickness uses the real regional SDs).
-_SUBJECT_SD = {"sulc": 0.35, "curvature": 0.5, "myelin": 0.4}
-#: Effect of age per decade (in SDs) for the metrics without a real table (an assumption).
-_AGE_PER_DECADE = {"sulc": 0.05, "curvature": 0.0, "myelin": 0.1}
+#: Split-half correlations of 210-subject group maps (Glasser et al. 2016, Nature 536:171, Supplementary Fig. 1):
+#: they fix each metric's between-subject SD relative to thickness's (module docstring).
+SPLIT_HALF_R = {"thickness": 0.994, "sulc": 0.996, "curvature": 0.979, "myelin": 0.998}
+#: Change per decade as a fraction of the group map (sulc: of its contrast around the cortex mean), for the
+#: metrics without a real table (literature in the module docstring).
+AGE_PER_DECADE = {"sulc": -0.03, "curvature": 0.0, "myelin": 0.05}
+#: Change of each map per unit of log intracranial volume, as a multiple of the group map (thickness: the real
+#: allometric exponent, from the calibration).
+TIV_EXPONENT = {"sulc": 1.0 / 3.0, "curvature": -1.0 / 3.0, "myelin": 0.0}
 TEXTURE = 0.6  # per-vertex SD of the within-region texture, in units of the metric's regional SD
 NOISE = 0.3  # white noise SD, same units
 DIFFUSION_MM2 = 9.0  # smoothing of region indicators: diffusion time in mm^2 (about 3 mm)
@@ -109,6 +135,7 @@ class MetricBlock:
     effect: np.ndarray  # (V,) label effect delta
     sex_effect: np.ndarray  # (V,) female minus male
     age_effect: np.ndarray  # (V,) per decade
+    tiv: np.ndarray  # (V,) change per unit of log intracranial volume
     noise: float = NOISE  # white noise SD in units of sd
     site_effect: np.ndarray | None = None  # (sites, V) mean shift of each site; None: sd x the model's site_offset
     # Thin SVD of the loadings, for exact Mahalanobis distances
@@ -143,15 +170,33 @@ class CohortModel:
     site_scale: np.ndarray
     planted: pd.DataFrame  # region, hemisphere, metric, d, source
     notes: list[str]
+    tiv_female: float  # female-minus-male log intracranial volume
+    tiv_sd: float  # its within-sex SD
+    tiv_reference_ml: float  # the males' geometric mean
     effect_scale: float = 1.0  # the paper-sized scenario's factor on the pattern (1 for realistic)
+
+    def label_shift(self, metric: str, site: int) -> np.ndarray:
+        """Difference of the classes' mean maps of ``metric`` within ``site`` (label 1 minus label 0)."""
+        block = self.blocks[metric]
+        shift = self.site_scale[site] * block.effect
+        return shift + self.tiv_female * block.tiv if self.task == "sex" else shift
+
+    def precision_times(self, vectors: dict[str, np.ndarray], site: int) -> dict[str, np.ndarray]:
+        """The inverse of the within-class covariance of all metrics (block-diagonal plus the shared rank-one
+        head-size term, by Sherman–Morrison) times ``vectors`` (metric -> (V,))."""
+        scale = self.site_scale[site]
+        first = {m: self.blocks[m].precision_times(v, scale) for m, v in vectors.items()}
+        tiv = {m: self.blocks[m].precision_times(self.blocks[m].tiv, scale) for m in vectors}
+        along = sum(float(self.blocks[m].tiv @ first[m]) for m in vectors)
+        curvature = sum(float(self.blocks[m].tiv @ tiv[m]) for m in vectors)
+        factor = self.tiv_sd**2 * along / (1.0 + self.tiv_sd**2 * curvature)
+        return {m: first[m] - factor * tiv[m] for m in vectors}
 
     def separation(self, site: int) -> float:
         """Mahalanobis distance between the classes' means within ``site`` (all metrics)."""
-        total = 0.0
-        for block in self.blocks.values():
-            delta = self.site_scale[site] * block.effect
-            total += float(delta @ block.precision_times(delta, self.site_scale[site]))
-        return float(np.sqrt(total))
+        shifts = {m: self.label_shift(m, site) for m in self.blocks}
+        weights = self.precision_times(shifts, site)
+        return float(np.sqrt(max(0.0, sum(float(shifts[m] @ weights[m]) for m in shifts))))
 
 
 def _cached_arrays(cache: Path | None, name: str, key: str, compute) -> dict[str, np.ndarray]:
@@ -350,28 +395,65 @@ def build_model(template: Template, task: str, metrics: list[str], n_sites: int,
         notes.append(parcels.note)
     notes += list(template.notes)
     site = _sites(task, n_sites, calibration)
+    head = calibration.raw["tiv"]
+    tiv_female, tiv_sd = float(head["female_minus_male_log"]), float(head["within_sex_sd_log"])
+    notes.append(f"head size: log intracranial volume female - male {tiv_female:+.3f}, within-sex SD {tiv_sd:.3f} "
+                 f"(ABIDE I controls, n = {head['n']}, {head['n_female']} female, site- and age-adjusted eTIV); "
+                 f"thickness's allometric exponent {head['thickness_exponent']:.3f} "
+                 f"(SE {head['thickness_exponent_se']:.3f}); sulc and curvature scale isometrically, myelin not")
+
+    def group_map(metric: str) -> np.ndarray:
+        return np.concatenate([template.metric_map(h, metric)[vertex_index[h]] for h in HEMISPHERES])
+
+    def field_loadings(regional_sd: np.ndarray, tiv_regional: np.ndarray) -> tuple[np.ndarray, float]:
+        """Loadings whose regional means have the target covariance (less head size's share), and the SD unit."""
+        sd = float(np.median(regional_sd))
+        target = correlation * np.outer(regional_sd, regional_sd) - tiv_sd**2 * np.outer(tiv_regional, tiv_regional)
+        white = np.diag((NOISE * sd) ** 2 / counts)  # what white noise adds to regional means
+        try:
+            field_factor = np.linalg.cholesky(unmix @ (target - white) @ unmix.T)
+        except np.linalg.LinAlgError:
+            raise ValueError(f"{template.name}: the regional covariance left after head size's share (within-sex "
+                             f"SD {tiv_sd}) and white noise is not positive definite; head size explains more "
+                             f"of the regions' variance than they have") from None
+        return np.hstack([fields_all @ field_factor, TEXTURE * sd * texture]), sd
+
+    def vertex_sd(loadings: np.ndarray, sd: float) -> float:
+        return float(np.sqrt((loadings**2).sum(1).mean() + (NOISE * sd) ** 2))
+
+    thickness_map = group_map("thickness")
+    thickness_unit = vertex_sd(*field_loadings(residual_sd, np.zeros(len(regions)))) / np.std(thickness_map)
+    thickness_ratio = np.sqrt(1 / SPLIT_HALF_R["thickness"] - 1)
     blocks, planted = {}, []
     for metric in metrics:
-        mean = np.concatenate([template.metric_map(h, metric)[vertex_index[h]] for h in HEMISPHERES])
+        mean = group_map(metric)
         if metric == "thickness":
+            tiv = float(head["thickness_exponent"]) * mean
             regional_sd = residual_sd
-            age_regional = calibration.array("thickness", "age_slope_mm_per_decade")
+            age_effect = spread @ calibration.array("thickness", "age_slope_mm_per_decade")
+            sex_direct = sex_pattern * regional_sd - tiv_female * (average @ tiv)  # the real ones are totals
         else:
-            notes.append(f"{metric}: assumptions (no real table): between-subject SD {_SUBJECT_SD[metric]} x the "
-                         f"template map's spatial SD, the thickness correlation structure, age effect "
-                         f"{_AGE_PER_DECADE[metric]} SD per decade, no sex difference")
-            regional_sd = np.full(len(regions), _SUBJECT_SD[metric] * float(np.std(mean)))
-            age_regional = np.full(len(regions), _AGE_PER_DECADE[metric]) * regional_sd
-        sd = float(np.median(regional_sd))
-        target = correlation * np.outer(regional_sd, regional_sd)
-        white = np.diag((NOISE * sd) ** 2 / counts)  # what white noise adds to regional means
-        field_factor = np.linalg.cholesky(unmix @ (target - white) @ unmix.T)
-        loadings = np.hstack([fields_all @ field_factor, TEXTURE * sd * texture])
+            tiv = TIV_EXPONENT[metric] * mean
+            # per-vertex SD from the split-half ratios; the regional SD that gives it (everything scales with it)
+            wanted_sd = thickness_unit * np.std(mean) * np.sqrt(1 / SPLIT_HALF_R[metric] - 1) / thickness_ratio
+            regional_sd = np.full(len(regions), wanted_sd / vertex_sd(*field_loadings(np.ones(len(regions)),
+                                                                                         np.zeros(len(regions)))))
+            centre = mean.mean() if metric == "sulc" else 0.0
+            age_effect = AGE_PER_DECADE[metric] * (mean - centre)
+            sex_direct = np.zeros(len(regions))
+            notes.append(f"{metric}: between-subject SD at a vertex {wanted_sd:.3g} (Glasser et al. 2016 split-half "
+                         f"r {SPLIT_HALF_R[metric]} vs thickness {SPLIT_HALF_R['thickness']}); regional SD "
+                         f"{regional_sd[0]:.3g}; age {AGE_PER_DECADE[metric]:+.2f} x the group map per decade; "
+                         f"assumptions: the thickness correlation structure, no sex difference but head size's")
+        tiv_regional = average @ tiv
+        loadings, sd = field_loadings(regional_sd, tiv_regional)
         d = pattern if metric in carriers else np.zeros(len(regions))
-        sex_d = sex_pattern if metric == "thickness" else np.zeros(len(regions))
         site_effect = site["offset_regional_mm"] @ spread.T if metric == "thickness" else None
-        blocks[metric] = MetricBlock(metric, sd, mean, loadings, effect=spread @ (d * regional_sd),
-                                     sex_effect=spread @ (sex_d * regional_sd), age_effect=spread @ age_regional,
+        effect = d * regional_sd
+        if task == "sex" and scenario == "realistic" and metric == "thickness":
+            effect = sex_direct  # the real d's are the total sex difference, head size's share included
+        blocks[metric] = MetricBlock(metric, sd, mean, loadings, effect=spread @ effect,
+                                     sex_effect=spread @ sex_direct, age_effect=age_effect, tiv=tiv,
                                      site_effect=site_effect)
         planted.append(pd.DataFrame({"hemisphere": [r.split(":")[0] for r in regions],
                                      "region": [r.split(":")[1] for r in regions],
@@ -381,12 +463,27 @@ def build_model(template: Template, task: str, metrics: list[str], n_sites: int,
         task=task, scenario=scenario, template=template.name, vertex_index=vertex_index, blocks=blocks,
         site_names=site["names"], site_share=site["share"], site_prevalence=site["prevalence"],
         site_female=site["female"], site_age=site["age"], site_offset=site["offset"], site_scale=site["scale"],
-        planted=pd.concat(planted, ignore_index=True), notes=notes,
+        planted=pd.concat(planted, ignore_index=True), notes=notes, tiv_female=tiv_female, tiv_sd=tiv_sd,
+        tiv_reference_ml=float(head["male_geometric_mean_ml"]),
     )
     if scenario == "paper-sized":
-        base = np.array([model.separation(s) for s in range(len(model.site_names))])
+        # squared separation as a quadratic in the pattern's factor k: the head-size shift (sex) does not scale
+        terms = []
+        for s in range(len(model.site_names)):
+            pattern_shift = {m: model.site_scale[s] * b.effect for m, b in blocks.items()}
+            head_shift = {m: model.label_shift(m, s) - pattern_shift[m] for m in blocks}
+            on_pattern, on_head = model.precision_times(pattern_shift, s), model.precision_times(head_shift, s)
+            terms.append([sum(float(pattern_shift[m] @ on_pattern[m]) for m in blocks),
+                          sum(float(pattern_shift[m] @ on_head[m]) for m in blocks),
+                          sum(float(head_shift[m] @ on_head[m]) for m in blocks)])
+        a, b, c = np.array(terms).T
+
+        def separations(k: float) -> np.ndarray:
+            return np.sqrt(np.maximum(k * k * a + 2 * k * b + c, 0.0))
+
         target = PAPER_SIZED_CEILING[task]
-        scale = brentq(lambda k: _accuracy(k * base, model.site_prevalence, model.site_share) - target, 1e-6, 1e6)
+        scale = brentq(lambda k: _accuracy(separations(k), model.site_prevalence, model.site_share) - target,
+                       1e-6, 1e6)
         for block in blocks.values():
             block.effect = block.effect * scale
         model.effect_scale = float(scale)
@@ -397,7 +494,11 @@ def build_model(template: Template, task: str, metrics: list[str], n_sites: int,
 
 
 def sample_covariates(model: CohortModel, n_subjects: int, rng: np.random.Generator) -> pd.DataFrame:
-    """Subjects table (site, label, sex, age) drawn from the model's site structure."""
+    """Subjects table (site, label, sex, age, head size) drawn from the model's site structure.
+
+    ``tiv_log`` is the log intracranial volume relative to the males' mean (what the maps depend on), ``tiv`` the
+    volume in ml.
+    """
     counts = rng.multinomial(n_subjects, model.site_share)
     site = np.repeat(np.arange(len(counts)), counts)
     label = (rng.random(n_subjects) < model.site_prevalence[site]).astype(int)
@@ -407,9 +508,11 @@ def sample_covariates(model: CohortModel, n_subjects: int, rng: np.random.Genera
     else:
         female = rng.random(n_subjects) < model.site_female[site]
         age = np.clip(rng.normal(model.site_age[site, 0], model.site_age[site, 1]), 6, 60)
+    tiv_log = model.tiv_female * female + model.tiv_sd * rng.standard_normal(n_subjects)
     order = rng.permutation(n_subjects)
     return pd.DataFrame({"site_index": site[order], "label": label[order], "female": female[order],
-                         "age": np.round(age[order], 1)})
+                         "age": np.round(age[order], 1), "tiv_log": tiv_log[order],
+                         "tiv": np.round(model.tiv_reference_ml * np.exp(tiv_log[order]), 1)})
 
 
 def _known_mean(model: CohortModel, block: MetricBlock, covariates: pd.DataFrame) -> np.ndarray:
@@ -431,6 +534,7 @@ def sample_maps(model: CohortModel, metric: str, covariates: pd.DataFrame, rng: 
     varying = latent @ block.loadings.T + label * block.effect
     noise = rng.standard_normal(varying.shape, dtype=np.float32)
     maps = _known_mean(model, block, covariates) + model.site_scale[site, None] * varying
+    maps += covariates["tiv_log"].to_numpy()[:, None] * block.tiv
     maps += (model.site_scale[site] * block.noise * block.sd)[:, None] * noise
     return maps.astype(np.float32)
 
@@ -459,17 +563,21 @@ def regional_draw(model: CohortModel, n_subjects: int, rng: np.random.Generator,
 
 
 def oracle_log_odds(model: CohortModel, maps: dict[str, np.ndarray], covariates: pd.DataFrame) -> np.ndarray:
-    """The Bayes-optimal log-odds of label 1 for each subject, from maps and known covariates."""
+    """The Bayes-optimal log-odds of label 1 for each subject, from maps and known covariates (site, age, sex; the
+    head size is not known to it, only its distribution)."""
     site = covariates["site_index"].to_numpy()
     prevalence = model.site_prevalence[site]
     log_odds = np.log(prevalence / (1 - prevalence))
+    expected_tiv = (model.tiv_female * covariates["female"].to_numpy(float) if model.task == "autism"
+                    else np.zeros(len(covariates)))
     for s in np.unique(site):
         rows = site == s
+        shifts = {m: model.label_shift(m, s) for m in model.blocks}
+        weights = model.precision_times(shifts, s)
         for metric, block in model.blocks.items():
-            delta = model.site_scale[s] * block.effect
-            weights = block.precision_times(delta, model.site_scale[s])
-            residual = maps[metric][rows] - _known_mean(model, block, covariates[rows]) - delta / 2
-            log_odds[rows] += residual @ weights
+            residual = (maps[metric][rows] - _known_mean(model, block, covariates[rows])
+                        - expected_tiv[rows, None] * block.tiv - shifts[metric] / 2)
+            log_odds[rows] += residual @ weights[metric]
     return log_odds
 
 
@@ -498,6 +606,8 @@ def model_summary(model: CohortModel) -> dict[str, Any]:
             "site_share": model.site_share.tolist(), "site_prevalence": model.site_prevalence.tolist(),
             "site_female": model.site_female.tolist(), "site_offset": model.site_offset.tolist(),
             "site_scale": model.site_scale.tolist(), "noise": {m: b.noise for m, b in model.blocks.items()},
+            "tiv": {"female_minus_male_log": model.tiv_female, "within_sex_sd_log": model.tiv_sd,
+                    "male_geometric_mean_ml": model.tiv_reference_ml},
             "metric_sd": {m: b.sd for m, b in model.blocks.items()}, "notes": model.notes}
 
 

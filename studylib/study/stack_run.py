@@ -11,6 +11,7 @@ import pandas as pd
 
 from .. import paper
 from ..baselines.linear import REFERENCE_ARM
+from ..evaluate.confounds import head_size_adjusted
 from ..evaluate.leakage import permutation_runs, stacking_optimism
 from ..evaluate.stacking import GROUP_KEYS, stack_predictions
 from ..evaluate.subgroups import gain_by_age, per_site_accuracy
@@ -18,6 +19,7 @@ from ..evaluate.uncertainty import compare, holm_adjusted, metric_intervals
 from ..images import open_stores
 from ..storage import atomic_path
 from .notebook import StageContext
+from .steps import bayes_ceilings
 
 __all__ = ["TASKS", "StackingRun", "read_predictions", "stack_arms"]
 
@@ -50,6 +52,9 @@ class StackingRun:
         Leave-one-site-out predictions' accuracy per site (primary method).
     age : DataFrame
         The 2-stage gain over direct transfer inside and outside ``stacking.age_range``, and their interaction.
+    head_size, head_size_tests : DataFrame
+        Sex classifiers (k-fold, primary method) against intracranial volume: residualised and TIV-matched
+        (:func:`studylib.evaluate.confounds.head_size_adjusted`), per (cohort, arm, backbone).
     notes : list of str
     """
 
@@ -63,6 +68,8 @@ class StackingRun:
     primary: str
     per_site: pd.DataFrame = field(default_factory=pd.DataFrame)
     age: pd.DataFrame = field(default_factory=pd.DataFrame)
+    head_size: pd.DataFrame = field(default_factory=pd.DataFrame)
+    head_size_tests: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
 
 
@@ -140,6 +147,49 @@ def _subgroups(stage: StageContext, stacked: pd.DataFrame) -> tuple[pd.DataFrame
     return per_site, (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame())
 
 
+def _head_size(stage: StageContext, stacked: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """The sex classifiers' k-fold stacked predictions against the subjects' intracranial volumes."""
+    sex = stacked[(stacked["task"] == "sex") & (stacked["scheme"] == "kfold")]
+    if sex.empty:
+        return pd.DataFrame(), pd.DataFrame(), []
+    stores, _ = open_stores({name: stage.layout.image_store(name) for name in sorted(set(sex["cohort"]))})
+    rows, tests, notes = [], [], []
+    settings = stage.params.stacking
+    for (cohort, arm, backbone), group in sex.groupby(["cohort", "arm", "backbone"], sort=True):
+        subjects = stores[cohort].subjects.set_index("subject").loc[group["subject"].astype(str)]
+        if "tiv" not in subjects or subjects["tiv"].notna().sum() < 10:
+            notes.append(f"head-size analysis skipped for cohort {cohort!r}: its subjects have no intracranial volume")
+            continue
+        result = head_size_adjusted(group["label"].to_numpy(), group["probability"].to_numpy(),
+                                    group["fold"].to_numpy(), subjects["tiv"].to_numpy(float),
+                                    (subjects["sex"] == "female").to_numpy(), n_resamples=settings.n_bootstrap,
+                                    seed=stage.params.seed)
+        keys = {"cohort": cohort, "arm": arm, "backbone": backbone}
+        rows.append(result["rows"].assign(**keys))
+        tests.append(result["tests"].assign(**keys))
+    if not rows:
+        return pd.DataFrame(), pd.DataFrame(), sorted(set(notes))
+    order = ["cohort", "arm", "backbone"]
+    head, test = pd.concat(rows, ignore_index=True), pd.concat(tests, ignore_index=True)
+    return (head[order + [c for c in head.columns if c not in order]],
+            test[order + [c for c in test.columns if c not in order]], sorted(set(notes)))
+
+
+def _beside_yardsticks(stage: StageContext, per_stack: pd.DataFrame) -> pd.DataFrame:
+    """Each stacked accuracy beside the linear reference's (same task, cohort, scheme and method) and the cohort's
+    Bayes-optimal accuracy (simulated cohorts), with the fractions of both."""
+    if per_stack.empty:
+        return per_stack
+    keys = ["task", "cohort", "scheme", "stacking"]
+    reference = (per_stack[per_stack["arm"] == REFERENCE_ARM].set_index(keys)["accuracy"]
+                 .rename("linear reference accuracy").reset_index())
+    table = per_stack.merge(reference, on=keys, how="left")
+    table["fraction of linear reference"] = table["accuracy"] / table["linear reference accuracy"]
+    table["Bayes-optimal accuracy"] = table["cohort"].map(bayes_ceilings(stage.layout, set(table["cohort"])))
+    table["fraction of Bayes ceiling"] = table["accuracy"] / table["Bayes-optimal accuracy"]
+    return table
+
+
 def stack_arms(stage: StageContext, *, progress: bool = True) -> StackingRun:
     """Stack every (task, cohort, scheme, arm, backbone) of 04/05's predictions by each ``stacking.methods``, with
     intervals, paired claims and the chain's checks; saves the stacked predictions (``layout.stacked_predictions``)
@@ -161,7 +211,8 @@ def stack_arms(stage: StageContext, *, progress: bool = True) -> StackingRun:
     keys = ["task", *GROUP_KEYS]
     per_image = metric_intervals(predictions, [*keys, "hemisphere", "metric"], n_resamples=stacking.n_bootstrap,
                                  seed=params.seed)
-    per_stack = metric_intervals(stacked, [*keys, "stacking"], n_resamples=stacking.n_bootstrap, seed=params.seed)
+    per_stack = _beside_yardsticks(stage, metric_intervals(stacked, [*keys, "stacking"],
+                                                           n_resamples=stacking.n_bootstrap, seed=params.seed))
     primary_rows = stacked[stacked["stacking"] == primary]
     arm_claims = pd.concat([compare(primary_rows[primary_rows["task"] == task], "arm", pairs,
                                     ["task", "cohort", "scheme", "backbone", "stacking"])
@@ -181,13 +232,16 @@ def stack_arms(stage: StageContext, *, progress: bool = True) -> StackingRun:
     optimism, permutations, check_notes = _checks(stage, predictions, primary, progress)
     notes += check_notes
     per_site, age = _subgroups(stage, primary_rows)
+    head_size, head_size_tests, head_notes = _head_size(stage, primary_rows)
+    notes += head_notes
     for table, name in ((per_image, "per_image_metrics"), (per_stack, "stacked_metrics"),
                         (comparisons, "paired_comparisons"), (permutations, "permutation_runs"),
-                        (per_site, "site_out_per_site"), (age, "age_analysis")):
+                        (per_site, "site_out_per_site"), (age, "age_analysis"), (head_size, "head_size"),
+                        (head_size_tests, "head_size_tests")):
         if not table.empty:
             stage.save_table(table, name)
     if optimism is not None:
         stage.save_table(pd.DataFrame([{k: v for k, v in optimism.items() if not k.endswith("_probability")}]),
                          "stacking_optimism")
     return StackingRun(predictions, stacked, per_image, per_stack, comparisons, optimism, permutations, primary,
-                       per_site, age, notes)
+                       per_site, age, head_size, head_size_tests, notes)

@@ -77,7 +77,7 @@ def test_semireal_cohort_reproduces_the_real_tables(shared_data, tmp_path, write
     assert set(cohort.qc["reason"].str.slice(0, 30)) == {"no FreeSurfer 6 regional values"[:30]}
     subjects = cohort.subjects
     assert set(subjects["label_name"]) == {"autism", "control"} and subjects["site"].nunique() == 20
-    assert subjects["tiv"].notna().all() and 1.2e6 < subjects["tiv"].median() < 1.5e6  # mm^3
+    assert subjects["tiv"].notna().all() and 1200 < subjects["tiv"].median() < 1500  # ml
     dk = load_parcellation("dk", "fs_LR_32k")
     ids = subjects["subject"].astype(int)
     for measure in ("thickness", "area", "volume"):

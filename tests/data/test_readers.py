@@ -64,7 +64,8 @@ def hcp_folder(tmp_path, fslr):
     (root / "999999").mkdir()  # a folder with no phenotype row
     behaviour = tmp_path / "behavioral.csv"
     pd.DataFrame({"Subject": [100001, 100002, 100003, 100004, 100005], "Gender": ["F", "M", "F", "M", "F"],
-                  "Age": ["22-25", "26-30", "31-35", "36+", "22-25"]}).to_csv(behaviour, index=False)
+                  "Age": ["22-25", "26-30", "31-35", "36+", "22-25"],
+                  "FS_IntraCranial_Vol": [1412345.6, 1634567.0, "", 1500000.0, 1400000.0]}).to_csv(behaviour, index=False)
     return root, behaviour
 
 
@@ -83,6 +84,8 @@ def test_hcp_layout_values_preserved_and_problems_in_qc(hcp_folder, tmp_path, wr
     subjects = cohort.subjects
     assert subjects["subject"].tolist() == ["100001", "100002", "100003"]
     assert subjects["label"].tolist() == [1, 0, 1] and subjects["age"].tolist() == [23.5, 28.0, 33.0]
+    # FreeSurfer's intracranial volume in ml; an empty cell stays unknown
+    np.testing.assert_allclose(subjects["tiv"].to_numpy(), [1412.3456, 1634.567, np.nan])
     for row, subject in enumerate((100001, 100002, 100003)):
         for hemisphere in ("left", "right"):
             cortex = fslr.surfaces[hemisphere].cortex
@@ -154,6 +157,11 @@ def freesurfer_folder(tmp_path, shared_data):
                 if name == "NYU_0050953" and metric == "sulc" and hemi == "rh":
                     values = values[:100]
                 fs.write_morph_data(str(root / name / "surf" / f"{hemi}.{fs_name}"), values.astype(np.float32))
+    (root / "Caltech_0051456" / "stats").mkdir()
+    (root / "Caltech_0051456" / "stats" / "aseg.stats").write_text(
+        "# Title Segmentation Statistics\n"
+        "# Measure BrainSeg, BrainSegVol, Brain Segmentation Volume, 1168443.000000, mm^3\n"
+        "# Measure EstimatedTotalIntraCranialVol, eTIV, Estimated Total Intracranial Volume, 1697598.984182, mm^3\n")
     phenotypes = tmp_path / "Phenotypic_V1_0b_preprocessed1.csv"
     pd.DataFrame({"SUB_ID": [51456, 50952, 50953, 50954, 50955], "SITE_ID": ["CALTECH", "NYU", "NYU", "NYU", "NYU"],
                   "DX_GROUP": [1, 2, 1, 2, 3], "SEX": [1, 2, 1, 1, 1], "AGE_AT_SCAN": [20.5, 11.0, 12.0, 13.0, 14.0]}
@@ -170,6 +178,8 @@ def test_freesurfer_subjects_resampled_through_the_sphere(freesurfer_folder, tmp
     cohort = result.cohort
     assert cohort.subjects["subject"].tolist() == ["51456", "50952"]
     assert cohort.subjects["label_name"].tolist() == ["autism", "control"]
+    # eTIV from stats/aseg.stats (ml); a subject without the file has it unknown
+    np.testing.assert_allclose(cohort.subjects["tiv"].to_numpy(), [1697.598984182, np.nan])
     from nilearn.datasets import load_fsaverage
 
     for hemisphere in ("left", "right"):

@@ -106,3 +106,57 @@ def test_abide_like_sites_are_the_real_largest_sites(template):
     table = bayes_accuracy(model)
     assert list(table["site"]) == [*model.site_names, "all"]
     assert table.iloc[:-1]["share"].sum() == pytest.approx(1.0)
+
+
+def _loud_head_size():
+    """The shipped calibration with a head size that matters: large spread and sex difference, and thickness
+    scaling with it, so that the rank-one term linking the metrics changes the Bayes rule."""
+    import copy
+
+    from studylib.data.calibration import Calibration, load_calibration
+
+    raw = copy.deepcopy(load_calibration().raw)
+    raw["tiv"].update({"female_minus_male_log": -1.0, "within_sex_sd_log": 0.3, "thickness_exponent": 0.05})
+    return Calibration(raw)
+
+
+@pytest.mark.parametrize(("task", "n_sites"), [("sex", 1), ("autism", 3)])
+def test_head_size_links_the_metrics_and_the_bayes_rule_accounts_for_it(template, task, n_sites):
+    surface, parcels = template
+    model = build_model(surface, task, METRICS, n_sites, scenario="realistic", n_modes=20, parcels=parcels,
+                        calibration=_loud_head_size())
+    analytic = bayes_accuracy(model).iloc[-1]["bayes_accuracy"]
+    rng = np.random.default_rng(3)
+    n = 6000
+    covariates = sample_covariates(model, n, rng)
+    maps = {m: sample_maps(model, m, covariates, rng) for m in METRICS}
+    labels = covariates["label"].to_numpy().astype(bool)
+    observed = ((oracle_log_odds(model, maps, covariates) > 0) == labels).mean()
+    assert abs(observed - analytic) < 4 * np.sqrt(analytic * (1 - analytic) / n), (observed, analytic)
+    # the subjects' head sizes carry the calibrated sex difference and spread, and the maps follow them
+    female = covariates["female"].to_numpy()
+    log_tiv = np.log(covariates["tiv"].to_numpy() / model.tiv_reference_ml)
+    assert log_tiv[female].mean() - log_tiv[~female].mean() == pytest.approx(-1.0, abs=0.05)
+    assert log_tiv[~female].std() == pytest.approx(0.3, abs=0.015)
+    along = (maps["sulc"] - model.blocks["sulc"].mean) @ model.blocks["sulc"].tiv  # sulci deepen with head size
+    assert np.corrcoef(along, covariates["tiv_log"])[0, 1] > 0.3
+    # ignoring the link (metrics treated as independent) is measurably worse than the joint rule
+    if task == "sex":
+        independent = sum(((maps[m] - model.blocks[m].mean - model.label_shift(m, 0) / 2)
+                           @ model.blocks[m].precision_times(model.label_shift(m, 0), 1.0)) for m in METRICS)
+        assert ((independent > 0) == labels).mean() < observed - 0.005
+
+
+def test_metrics_without_tables_take_the_split_half_ratios(template):
+    from studylib.data.simulate import SPLIT_HALF_R
+
+    model = _model(template, "autism", 2)
+
+    def per_vertex(block):
+        return np.sqrt((block.loadings**2).sum(1).mean() + (block.noise * block.sd) ** 2) / np.std(block.mean)
+
+    ratio = per_vertex(model.blocks["sulc"]) / per_vertex(model.blocks["thickness"])
+    expected = np.sqrt((1 / SPLIT_HALF_R["sulc"] - 1) / (1 / SPLIT_HALF_R["thickness"] - 1))
+    # thickness's loadings lose head size's (tiny) share, so the ratio is close, not exact
+    assert ratio == pytest.approx(expected, rel=0.02)
+    assert any("Glasser" in note for note in model.notes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from studylib.evaluate.stats import (corrected_resampled_ttest, delong, holm, mcnemar_exact, stratified_bootstrap,
@@ -25,6 +26,23 @@ def test_delong_variance_of_a_hand_worked_example():
     result = delong(labels, np.array([0.9, 0.8, 0.4, 0.7, 0.3]))
     assert result["auc"] == pytest.approx(5 / 6)
     assert result["se"] ** 2 == pytest.approx(1 / 18)
+
+
+def test_delong_reproduces_the_published_hanley_mcneil_example():
+    """Hanley & McNeil (1982, Radiology 143:29, Table 1): CT ratings (1 = definitely normal ... 5 = definitely
+    abnormal) of 58 normal and 51 abnormal subjects. Stata's manual, [R] roctab, analyses these data (its
+    ``hanley.dta``) with DeLong et al.'s (1988) standard error, its default, and prints: 109 obs., ROC area 0.8932,
+    Std. Err. 0.0307, asymptotic normal 95% interval 0.83295 to 0.95339. (The Hanley-McNeil formula would give
+    0.0325 and Bamber's 0.0306, so the printed SE singles out DeLong's.)"""
+    ratings = np.arange(1, 6)
+    normal = np.repeat(ratings, [33, 6, 6, 11, 2])
+    abnormal = np.repeat(ratings, [3, 2, 2, 11, 33])
+    labels = np.r_[np.zeros(len(normal)), np.ones(len(abnormal))].astype(int)
+    result = delong(labels, np.r_[normal, abnormal].astype(float))
+    assert len(labels) == 109
+    assert round(result["auc"], 4) == 0.8932 and round(result["se"], 4) == 0.0307
+    low, high = result["auc"] + np.array([-1, 1]) * stats.norm.ppf(0.975) * result["se"]
+    assert (round(low, 5), round(high, 5)) == (0.83295, 0.95339)
 
 
 def test_delong_standard_error_matches_the_spread_of_auc_over_samples():

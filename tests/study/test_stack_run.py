@@ -39,6 +39,11 @@ def test_stacking_run_writes_stacked_predictions_claims_checks_and_subgroups(tmp
     hcp = make_store(layout.image_stores, "hcp", ["thickness", "sulc"], n=30, size=8)
     abide = make_store(layout.image_stores, "abide", ["thickness", "sulc"], n=36, size=8, sites=3)
     subjects = abide.subjects.assign(age=np.linspace(8, 50, 36))
+    hcp_subjects = hcp.subjects
+    female = hcp_subjects["label"].to_numpy() == 1
+    hcp_subjects.assign(sex=np.where(female, "female", "male"),
+                        tiv=1300 * np.exp(-0.1 * female + 0.1 * np.sin(np.arange(30)))).to_csv(
+        hcp.path / "subjects.csv", index=False)
     subjects.to_csv(abide.path / "subjects.csv", index=False)
     kfold = lambda n: np.arange(n) % 3  # noqa: E731
     sites = abide.subjects["site"].str.removeprefix("site").astype(int).to_numpy()
@@ -64,6 +69,11 @@ def test_stacking_run_writes_stacked_predictions_claims_checks_and_subgroups(tmp
     assert run.optimism["cohort"] == "hcp" and len(run.permutations) == 2 * 3  # seeds x (primary, mean, nested primary)
     assert set(run.per_site["site"]) == {"site0", "site1", "site2"}
     assert list(run.age["group"]) == ["inside 22-37 y", "outside 22-37 y", "interaction (inside - outside)"]
+    # sex classifiers against head size, per arm; ABIDE-like stores without volumes are not asked
+    assert set(run.head_size["arm"]) == {"scratch", "imagenet"} and set(run.head_size["cohort"]) == {"hcp"}
+    assert (run.head_size_tests["matched pairs"] > 0).all()
+    # every stacked accuracy beside the cohort's yardsticks (no reference arm and no truth here: NaN, not absent)
+    assert {"linear reference accuracy", "Bayes-optimal accuracy", "fraction of Bayes ceiling"} <= set(run.per_stack)
     for name in ("stacked_metrics", "paired_comparisons", "stacking_optimism", "permutation_runs",
-                 "site_out_per_site", "age_analysis"):
+                 "site_out_per_site", "age_analysis", "head_size", "head_size_tests"):
         assert (stage.tables_dir / f"{name}.csv").is_file(), name
