@@ -21,6 +21,7 @@ __all__ = [
     "ASD_RESULTS",
     "COHORTS",
     "OCCLUSION",
+    "OCCLUSION_REGIONS",
     "SEX_RESULTS",
     "TRAINING",
     "results_table",
@@ -93,6 +94,15 @@ COHORTS: tuple[dict[str, object], ...] = (
 
 #: Occlusion test settings (Methods).
 OCCLUSION: dict[str, int] = {"patch": 30, "stride": 4, "image_size": 224}
+
+#: The most discriminative regions the paper names from its occlusion maps (Results, Figure 4), as Desikan–Killiany
+#: names; a hemisphere where the paper gives one.
+OCCLUSION_REGIONS: dict[str, tuple[tuple[str, str | None], ...]] = {
+    "sex": (("superiorfrontal", None), ("superiorparietal", None), ("supramarginal", None), ("paracentral", None),
+            ("precuneus", None), ("temporalpole", None), ("lingual", "right")),
+    "autism": (("superiorfrontal", None), ("precentral", None), ("postcentral", None), ("inferiortemporal", None),
+               ("middletemporal", None), ("superiortemporal", "left"), ("fusiform", "right")),
+}
 
 
 def results_table(task: str | None = None) -> pd.DataFrame:

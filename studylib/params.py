@@ -344,8 +344,37 @@ class AblationParams(_Section):
 
 
 class OcclusionParams(_Section):
-    patch: PositiveInt = Field(description="Side of the occluding square in pixels (paper: 30).")
-    stride: PositiveInt = Field(description="Step between occlusions in pixels (paper: 4).")
+    """What ``08_occlusion`` explains and how (see :mod:`studylib.explain.occlusion`)."""
+
+    patch: PositiveInt = Field(description="Side of the occluding square in pixels (paper: 30 at 224 px).")
+    stride: PositiveInt = Field(description="Step between occlusions in pixels (paper: 4 at 224 px).")
+    occluder: Literal["minimum", "mean"] = Field(
+        default="minimum", description="Value inside the square: the training images' minimum (the paper's black "
+                                       "square) or their mean.")
+    arms: dict[str, list[str]] = Field(
+        default_factory=lambda: {"sex": ["imagenet"], "autism": ["2-stage"]},
+        description="Arms occluded per task (k-fold models, every backbone, cohort and image set; paper: all).")
+    max_subjects: PositiveInt | None = Field(
+        default=None, description="Test subjects occluded per image set: a seeded stratified subset (null: all).")
+    batch_size: PositiveInt = Field(default=256, description="Occluded copies per forward pass.")
+    n_bootstrap: PositiveInt = Field(default=200, description="Stratified resamples of subjects for the recovery "
+                                                              "intervals.")
+    planted_fraction: float = Field(
+        default=0.5, gt=0, lt=1, description="Vertices whose |planted effect| reaches this fraction of its maximum "
+                                             "count as planted (recovery AUC).")
+
+    @field_validator("arms")
+    @classmethod
+    def _known_arms(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        allowed = {"sex": {"scratch", "imagenet"}, "autism": {"scratch", "imagenet", "hcp-only", "2-stage"}}
+        for task, arms in value.items():
+            if task not in allowed:
+                raise ValueError(f"occlusion.arms: unknown task {task!r}; choose sex or autism")
+            unknown = sorted(set(arms) - allowed[task])
+            if unknown:
+                raise ValueError(f"occlusion.arms.{task}: unknown arm(s) {unknown}; choose from "
+                                 f"{sorted(allowed[task])}")
+        return value
 
 
 class RealismParams(_Section):
@@ -361,7 +390,12 @@ class RealismParams(_Section):
 
 
 class BaselinesParams(_Section):
+    """What ``09_baselines`` runs (the PCA + SVM baseline so far), on the autism cohorts' k-fold folds."""
+
     pca_variance: float = Field(gt=0, le=1, description="Variance kept by PCA before the SVM.")
+    svm_c: list[PositiveFloat] = Field(default_factory=lambda: [1e-3, 1e-2, 1e-1, 1.0],
+                                       description="Candidate C of the linear SVM (inner cross-validation, AUC).")
+    inner_folds: PositiveInt = Field(default=3, description="Inner stratified folds that choose C.")
 
 
 class DataParams(_Section):

@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "atlas_figure",
     "confusion_figure",
+    "display_mesh",
     "distortion_histograms",
     "distortion_maps",
     "flat_panel",
@@ -23,6 +24,8 @@ __all__ = [
     "image_grid",
     "label_colormap",
     "metric_bars_figure",
+    "occlusion_flat_figure",
+    "recovery_figure",
     "roc_figure",
     "site_composition",
     "surface_panels",
@@ -50,11 +53,12 @@ def site_composition(summary: pd.DataFrame, title: str) -> Figure:
 
 def surface_panels(template: Template, panels: Sequence[tuple[str, str, np.ndarray]], *,
                    views: Sequence[str] = ("lateral", "medial"), cmap: str = "viridis", symmetric: bool = False,
-                   columns_per_row: int = 4) -> Figure:
+                   columns_per_row: int = 4, surface: str | None = None) -> Figure:
     """Maps on the template's 3D surface: one panel per (title, hemisphere, values) and view.
 
     ``values`` are per template vertex (NaN outside the cortex, drawn grey). Each map gets its own colour
-    range (the 2nd-98th percentile, symmetric about 0 when ``symmetric``).
+    range (the 2nd-98th percentile, symmetric about 0 when ``symmetric``). ``surface`` draws on another of the
+    template's surfaces (``inflated``...; :func:`display_mesh`) instead of its own.
     """
     import matplotlib.pyplot as plt
     from nilearn import plotting
@@ -65,13 +69,14 @@ def surface_panels(template: Template, panels: Sequence[tuple[str, str, np.ndarr
     figure = plt.figure(figsize=(2.6 * columns, 2.3 * rows))
     for index, (title, hemisphere, values, view) in enumerate(cells):
         axis = figure.add_subplot(rows, columns, index + 1, projection="3d")
-        surface = template.surfaces[hemisphere]
+        mesh = (display_mesh(template.name, hemisphere, surface) if surface
+                else (template.surfaces[hemisphere].vertices, template.surfaces[hemisphere].faces))
         finite = values[np.isfinite(values)]
         low, high = np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0)
         if symmetric:
             high = max(abs(low), abs(high)) or 1.0
             low = -high
-        plotting.plot_surf_stat_map((surface.vertices, surface.faces), values, hemi=hemisphere, view=view,
+        plotting.plot_surf_stat_map(mesh, values, hemi=hemisphere, view=view,
                                     axes=axis, figure=figure, colorbar=True, cmap=cmap, vmin=low, vmax=high,
                                     symmetric_cbar=symmetric)
         axis.set_title(f"{title}\n{hemisphere}, {view}", fontsize=8)
@@ -354,5 +359,72 @@ def confusion_figure(stacked: pd.DataFrame, title: str, class_names: tuple[str, 
         axis.set_yticks([0, 1], class_names)
         axis.set(xlabel="predicted", ylabel="true" if axis is axes[0, 0] else None, title=arm)
     figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def display_mesh(template: str, hemisphere: str, surface: str = "inflated") -> tuple[np.ndarray, np.ndarray]:
+    """Vertices and faces of a template's display surface (``inflated``, ``midthickness``...) for 3D figures."""
+    if template == "fs_LR_32k":
+        from .data.templates import fslr32k_surface
+
+        mesh = fslr32k_surface(hemisphere, surface)
+        return mesh.vertices, mesh.faces
+    if template == "fsaverage5":
+        from nilearn.datasets import load_fsaverage
+
+        part = load_fsaverage("fsaverage5")["pial" if surface == "midthickness" else surface].parts[hemisphere]
+        return np.asarray(part.coordinates, np.float64), np.asarray(part.faces, np.int64)
+    raise ValueError(f"unknown template {template!r}")
+
+
+def occlusion_flat_figure(panels: Sequence[tuple[str, np.ndarray]], outlines: dict[str, np.ndarray], *,
+                          columns: int = 4, cmap: str = "hot", symmetric: bool = False) -> Figure:
+    """Flat-image maps (the paper's Figure 4 before its 3D rendering) with the Desikan–Killiany borders drawn over
+    them. ``panels``: (title, image (H, W)); the title's first word names the hemisphere whose outline is drawn
+    (``outlines[hemisphere]``: a label image of the same shape). Each panel gets its own colour range."""
+    import matplotlib.pyplot as plt
+
+    rows = int(np.ceil(len(panels) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.6 * rows), squeeze=False)
+    for axis in axes.ravel():
+        axis.set_axis_off()
+    for axis, (title, image) in zip(axes.ravel(), panels):
+        finite = image[np.isfinite(image)]
+        high = np.percentile(np.abs(finite), 99) if finite.size else 1.0
+        low = -high if symmetric else min(0.0, float(np.percentile(finite, 1)) if finite.size else 0.0)
+        artist = axis.imshow(image, origin="lower", cmap=cmap, vmin=low, vmax=high or 1.0, interpolation="nearest")
+        labels = outlines.get(title.split()[0])
+        if labels is not None:
+            border = np.zeros(labels.shape, dtype=bool)
+            border[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+            border[1:, :] |= labels[1:, :] != labels[:-1, :]
+            axis.imshow(np.ma.masked_where(~border, border), origin="lower", cmap="Greys", vmin=0, vmax=1,
+                        alpha=0.6, interpolation="nearest")
+        axis.set_title(title, fontsize=8)
+        figure.colorbar(artist, ax=axis, fraction=0.046, pad=0.02)
+    figure.tight_layout()
+    return figure
+
+
+def recovery_figure(recovery: pd.DataFrame, title: str) -> Figure:
+    """Recovery AUC of the planted vertices per image set, occlusion beside the t-map, with 95% intervals."""
+    import matplotlib.pyplot as plt
+
+    labels = (recovery["hemisphere"].str[0] + " " + recovery["metric"]).unique().tolist()
+    explainers = recovery["explainer"].unique().tolist()
+    figure, axis = plt.subplots(figsize=(max(5.0, 0.8 * len(labels) + 2), 3.2))
+    width = 0.8 / max(len(explainers), 1)
+    for k, explainer in enumerate(explainers):
+        rows = recovery[recovery["explainer"] == explainer]
+        position = np.arange(len(rows)) + (k - (len(explainers) - 1) / 2) * width
+        error = np.vstack([rows["auc"] - rows["auc low"], rows["auc high"] - rows["auc"]])
+        axis.bar(position, rows["auc"], width, yerr=error, capsize=2, label=explainer)
+    axis.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+    axis.set_xticks(np.arange(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+    axis.set_ylim(0, 1)
+    axis.set_ylabel("AUC, planted vertices")
+    axis.set_title(title, fontsize=9)
+    axis.legend(frameon=False, fontsize=7)
     figure.tight_layout()
     return figure

@@ -127,6 +127,16 @@ class ResultsLayout:
         return self.artifacts("07_ablation") / "jobs"
 
     @property
+    def baseline_predictions(self) -> Path:
+        """Out-of-fold predictions of the baselines per image set (09), in the networks' long format."""
+        return self.artifacts("09_baselines") / "predictions.csv"
+
+    @property
+    def occlusion_maps(self) -> Path:
+        """Per-subject occlusion maps of each image set (08), keyed by their models and settings."""
+        return self.artifacts("08_occlusion") / "maps"
+
+    @property
     def stacked_predictions(self) -> Path:
         """Stacked out-of-fold predictions of every arm and stacking method, both tasks (written by ``06_stack``;
         read by ``07_ablation`` and the book)."""

@@ -58,10 +58,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("07_ablation", "Ablation: stacking and mix-up",
           ("seed", "device", "train", "transfer", "executor", "stacking", "ablation"),
           after=("03_rasterize", "05_train_asd_2stage", "06_stack")),
-    Stage("08_occlusion", "Occlusion maps", ("seed", "device", "raster", "occlusion"),
+    Stage("08_occlusion", "Occlusion maps", ("seed", "device", "raster", "train", "transfer", "occlusion"),
           after=("04_train_sex", "05_train_asd_2stage")),
-    Stage("09_baselines", "Baselines: PCA+SVM, slice, volume and mesh CNNs", ("seed", "device", "baselines", "train"),
-          after=("01_preprocess", "03_rasterize")),
+    Stage("09_baselines", "Baselines: PCA+SVM, slice, volume and mesh CNNs",
+          ("seed", "device", "baselines", "train", "transfer", "stacking"),
+          after=("01_preprocess", "03_rasterize", "05_train_asd_2stage", "06_stack")),
 )
 
 

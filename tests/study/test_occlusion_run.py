@@ -1,0 +1,75 @@
+"""08's occlusion of one image set: each test subject through its own out-of-fold model, cached by the models' keys."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from studylib.explain.occlusion import occlusion
+from studylib.study.config import load_params
+from studylib.study.layout import ResultsLayout
+from studylib.study.notebook import start_stage
+from studylib.study.occlusion_run import _load, _occlude_set, metric_mean, paper_projection, recovery_verdict
+from studylib.train.experiments import Experiment, plan_sex
+
+from tests.support import make_store, minimal_params
+
+
+def test_every_subject_is_occluded_by_the_model_that_did_not_train_on_it(tmp_path, write_params):
+    content = minimal_params()
+    content["train"].update({"epochs": 2, "mixup_epochs": 1, "batch_size": 8, "folds": 2})
+    content["transfer"] = {"sex_cohort": "hcp", "autism_cohorts": [], "sex_arms": ["scratch"]}
+    content["occlusion"] = {"patch": 8, "stride": 8, "arms": {"sex": ["scratch"]}, "occluder": "mean"}
+    params_file = write_params(content)
+    params = load_params(params_file)
+    layout = ResultsLayout(tmp_path / "results")
+    store = make_store(layout.image_stores, "hcp", ["thickness"], n=16, size=32, seed=1)
+    experiment = Experiment(layout.training_jobs("sex"), {"hcp": store}, params.train, params.seed, "cpu")
+    jobs = plan_sex(experiment, params.transfer)
+    experiment.run(progress=False)
+    stage = start_stage("08_occlusion", str(params_file), str(layout.root))
+
+    result, rate = _occlude_set(stage, experiment, jobs, store, "cpu")
+    assert rate is not None and rate > 0
+    folds = experiment.folds("hcp", "kfold")
+    labels = store.subjects["label"].to_numpy()
+    images = store.images("left", "thickness")
+    # the subjects of each fold's maps are exactly that fold's test subjects: no training subject enters a map
+    for job in jobs:
+        rows = result["row"][result["fold"] == job.fold]
+        np.testing.assert_array_equal(np.sort(rows), np.flatnonzero(folds == job.fold))
+    # and each map is its own fold model's occlusion, not the other fold's
+    subject = int(result["row"][0])
+    own, other = (_load(experiment, job, "cpu") for job in sorted(jobs, key=lambda j: j.fold != folds[subject]))
+    for net, same in ((own, True), (other, False)):
+        expected = occlusion(net, np.asarray(images[[subject]]), labels[[subject]], patch=8, stride=8,
+                             fill=float(net.mean))["probability"][0]
+        assert np.allclose(result["probability"][0], expected, atol=1e-5) == same
+    # a second call reuses the saved maps; other settings compute them again
+    again, rate = _occlude_set(stage, experiment, jobs, store, "cpu")
+    assert rate is None and np.array_equal(again["probability"], result["probability"])
+    content["occlusion"]["stride"] = 4
+    stage = start_stage("08_occlusion", str(write_params(content)), str(layout.root))
+    _, rate = _occlude_set(stage, experiment, jobs, store, "cpu")
+    assert rate is not None
+
+
+def test_summaries_of_a_run():
+    recovery = pd.DataFrame([
+        {"task": "sex", "cohort": "hcp", "arm": "imagenet", "backbone": "b", "hemisphere": h, "metric": "thickness",
+         "explainer": e, "auc": a, "auc low": a - 0.05, "auc high": a + 0.05}
+        for h, e, a in (("left", "occlusion (probability drop)", 0.8), ("left", "|t| map", 0.6),
+                        ("right", "occlusion (probability drop)", 0.62), ("right", "|t| map", 0.64))])
+    verdict = recovery_verdict(recovery).iloc[0]
+    assert verdict["image sets"] == 2 and verdict["occlusion AUC above t-map's"] == 1
+    assert verdict["occlusion clearly better (intervals apart)"] == 1 and verdict["t-map clearly better (intervals apart)"] == 0
+    speed = pd.DataFrame({"device": "cpu", "backbone": "b", "occluded images per s": [1000.0, 3000.0]})
+    projection = paper_projection(speed, 112).set_index("task")
+    # 2000/s at 112 px is 500/s at 224 px
+    assert projection.loc["sex", "projected hours"] == 49 * 49 * 1113 * 8 / 500 / 3600
+
+    class Run:
+        maps = {("sex", "hcp", "a", "b", "left", m): {"vertices": np.array([1.0, -2.0, np.nan]) * k}
+                for m, k in (("thickness", 1.0), ("sulc", 10.0))}
+
+    np.testing.assert_allclose(metric_mean(Run(), "sex", "hcp", "a", "b")["left"], [0.5, -1.0, np.nan])
