@@ -213,8 +213,9 @@ def occlude_arms(stage: StageContext, *, progress: bool = True) -> OcclusionRun:
         keys = {job: experiment.key(job) for job in chosen}  # each key digests the training code: compute once
         unfinished = [job for job in chosen if not is_done(experiment.root / job.name, keys[job])]
         if unfinished:
+            trainer = "04_train_sex" if task == "sex" else "05_train_asd_2stage"
             raise RuntimeError(f"{len(unfinished)} models to occlude are not trained for the current parameters "
-                               f"(first: {unfinished[0].name}); run {'04_train_sex' if task == 'sex' else '05_train_asd_2stage'}")
+                               f"(first: {unfinished[0].name}); run {trainer}")
         groups: dict[tuple, list[Job]] = {}
         for job in chosen:
             groups.setdefault((job.cohort, job.arm, job.backbone, job.hemisphere, job.metric), []).append(job)
@@ -256,8 +257,8 @@ def occlude_arms(stage: StageContext, *, progress: bool = True) -> OcclusionRun:
                 real = Cohort(layout.cohort(cohort))
                 if real.meta.get("source") == "semi-real" and metric in real.metrics:
                     row_of = {s: i for i, s in enumerate(real.subjects["subject"].astype(str))}
-                    chosen = [row_of[s] for s in subjects["subject"].astype(str)]
-                    d = regional_effects(np.asarray(real.maps(hemisphere, metric))[chosen],
+                    in_store = [row_of[s] for s in subjects["subject"].astype(str)]
+                    d = regional_effects(np.asarray(real.maps(hemisphere, metric))[in_store],
                                          np.asarray(parcels.labels[hemisphere]), labels,
                                          {k: v for k, v in parcels.names.items() if v in ranked.index})
                     both = pd.concat([ranked.rename("importance"), d.abs().rename("|d|")], axis=1).dropna()
