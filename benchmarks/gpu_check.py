@@ -16,7 +16,11 @@ Sections (budget in seconds, ``--budget-scale`` multiplies them):
 4. ``projection`` (20): the ``paper`` parameter set's training, counted from the study's own plan
    (:func:`studylib.train.workload.planned_workload`: every arm, fold, stage-1 model and site-out fold of every
    autism cohort), at the measured resident-engine rate, scheduled on 1, 4 and 8 GPUs.
-5. ``study`` (540): the study itself with ``params/gpu-check.yaml`` (224 px, ResNet-50 and DenseNet-121, every
+5. ``occlusion`` (40): occluded images/s of :func:`studylib.explain.occlusion.occlusion` for each paper backbone
+   at 224 px (a 30 px square, random weights: the cost does not depend on them), and the paper's occlusion workload
+   (one arm and backbone per task, 2,401 positions per image: ``studylib.study.occlusion_run.PAPER_COPIES``) in
+   hours on this card.
+6. ``study`` (540): the study itself with ``params/gpu-check.yaml`` (224 px, ResNet-50 and DenseNet-121, every
    arm on the default's cohorts, sized for ~8 minutes of training on one H100/H200-class card): every notebook's
    wall time and every arm's accuracy beside the linear reference, into ``study.csv`` (its full results land in
    ``results/gpu-check/``). Without a GPU (or with ``--tiny``) it only counts the planned training.
@@ -58,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run directly, via ru
 from _support import random_store  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
-BUDGETS = {"device": 5, "throughput": 150, "resume": 90, "projection": 20, "study": 540}
+BUDGETS = {"device": 5, "throughput": 150, "resume": 90, "projection": 20, "occlusion": 40, "study": 540}
 DEVICE_COUNTS = (1, 4, 8)
 
 
@@ -248,6 +252,33 @@ def projection_section(throughput: pd.DataFrame, card: str, stand_in: bool = Fal
     return pd.DataFrame(rows)
 
 
+def occlusion_section(section: Section, device: str, backbones: list[str], size: int) -> pd.DataFrame:
+    """Occluded images per second per backbone, and the paper's occlusion workload in hours at that rate."""
+    from studylib.explain.occlusion import occlusion
+    from studylib.study.occlusion_run import PAPER_COPIES
+
+    rows = []
+    patch = max(2, round(30 * size / 224))
+    for backbone in backbones:
+        if section.left() <= 0:
+            rows.append({"backbone": backbone, "status": "out of time"})
+            continue
+        net = _net(backbone).to(device).eval()
+        images = np.random.default_rng(0).normal(size=(2, size, size)).astype(np.float32)
+        occlusion(net, images[:1], np.zeros(1, int), patch=patch, stride=patch, fill=-2.0, device=device)  # warm-up
+        _sync(device)
+        started = time.perf_counter()
+        result = occlusion(net, images, np.array([0, 1]), patch=patch, stride=max(1, size // 14), fill=-2.0,
+                           batch_size=128, device=device)
+        _sync(device)
+        rate = len(images) * len(result["positions"]) / (time.perf_counter() - started)
+        for task, copies in PAPER_COPIES.items():
+            rows.append({"backbone": backbone, "image_size": size, "occluded_images_per_s": round(rate, 1),
+                         "task": task, "paper_copies": copies, "hours_on_one_device": round(copies / rate / 3600, 2),
+                         "status": "measured"})
+    return pd.DataFrame(rows)
+
+
 def study_section(section: Section, device: str, tiny: bool) -> pd.DataFrame:
     """Run ``params/gpu-check.yaml`` end to end (a GPU only) and collect notebook times and arm accuracies."""
     params_file = PROJECT / "params" / "gpu-check.yaml"
@@ -319,6 +350,10 @@ def main(argv: list[str] | None = None) -> None:
         card = str(info["card"].iloc[0])
         tables["projection"] = projection_section(
             tables["throughput"], card if not args.tiny else f"{card} (toy sizes: not a projection)", stand_in=args.tiny)
+        sections.append(section.close())
+    if "occlusion" in wanted:
+        section = Section("occlusion", args.budget_scale)
+        tables["occlusion"] = occlusion_section(section, device, backbones, size)
         sections.append(section.close())
     if "study" in wanted:
         section = Section("study", args.budget_scale)

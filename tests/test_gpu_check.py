@@ -13,7 +13,9 @@ def test_gpu_check_runs_every_section_and_writes_its_tables(tmp_path):
     script = runpy.run_path(str(PROJECT / "benchmarks" / "gpu_check.py"))
     script["main"](["--device", "cpu", "--tiny", "--budget-scale", "0.2", "--out", str(tmp_path)])
     sections = pd.read_csv(tmp_path / "sections.csv")
-    assert list(sections["section"]) == ["device", "throughput", "resume", "projection", "study"]
+    assert list(sections["section"]) == ["device", "throughput", "resume", "projection", "occlusion", "study"]
+    occlusion = pd.read_csv(tmp_path / "occlusion.csv")
+    assert set(occlusion["task"]) == {"sex", "autism"} and (occlusion["hours_on_one_device"] > 0).all()
     throughput = pd.read_csv(tmp_path / "throughput.csv")
     assert (throughput[["engine_resident", "engine_streamed", "bare_loop"]] > 0).all().all()
     projection = pd.read_csv(tmp_path / "projection.csv")
