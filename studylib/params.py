@@ -356,7 +356,8 @@ class OcclusionParams(_Section):
         description="Arms occluded per task (k-fold models, every backbone, cohort and image set; paper: all).")
     max_subjects: PositiveInt | None = Field(
         default=None, description="Test subjects occluded per image set: a seeded stratified subset (null: all).")
-    batch_size: PositiveInt = Field(default=256, description="Occluded copies per forward pass.")
+    batch_size: PositiveInt = Field(default=64, description="Occluded copies per forward pass (64: twice the rate "
+                                                          "of 256 on a 2-core CPU, bench_occlusion; larger on a GPU).")
     n_bootstrap: PositiveInt = Field(default=200, description="Stratified resamples of subjects for the recovery "
                                                               "intervals.")
     planted_fraction: float = Field(

@@ -135,6 +135,9 @@ def test_usual_and_nested_stacking_and_permutation_runs_on_noise():
     assert set(runs["method"]) == {"mean", "logistic", "logistic (nested)"}
     assert runs.loc[runs["method"] == "mean", "permutation seed"].tolist() == [1, 2, 3, 4, 5]
     assert (runs["auc low"] <= runs["auc"]).all() and (runs["auc"] <= runs["auc high"]).all()
+    chance = runs["|r| with the real labels"]
+    assert ((chance >= 0) & (chance <= 1)).all()
     summary = permutation_summary(runs)
     assert summary.loc["mean", "null SE of one AUC"] == pytest.approx(null_auc_se(30, 30))
+    assert abs(summary.loc["mean", "AUC at r = 0"] - 0.5) < 0.2 and "AUC per unit |r|" in summary
     assert abs(summary.loc["mean", "z of the mean AUC"]) < 3 and summary.loc["logistic", "runs"] == 5
