@@ -210,6 +210,9 @@ def occlude_arms(stage: StageContext, *, progress: bool = True) -> OcclusionRun:
         if experiment is None:
             continue
         chosen = [job for job in experiment.jobs if job.scheme == "kfold" and job.arm in arms]
+        trained_arms = {job.arm for job in experiment.jobs if job.scheme == "kfold"}
+        run.notes += [f"{task}: arm {arm!r} of occlusion.arms has no k-fold models in this parameter set (transfer "
+                      f"section): nothing to occlude" for arm in arms if arm not in trained_arms]
         keys = {job: experiment.key(job) for job in chosen}  # each key digests the training code: compute once
         unfinished = [job for job in chosen if not is_done(experiment.root / job.name, keys[job])]
         if unfinished:
