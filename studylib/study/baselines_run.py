@@ -12,14 +12,16 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from .. import paper
+from ..baselines.linear import REFERENCE_ARM
 from ..baselines.pca_svm import PCA_SVM_ARM, pca_svm_predictions
 from ..data.cohort import Cohort
 from ..evaluate.stacking import GROUP_KEYS, stack_predictions
 from ..evaluate.uncertainty import compare, holm_adjusted, metric_intervals
 from ..storage import atomic_path
 from .notebook import StageContext
+from .stack_run import beside_yardsticks
 
-__all__ = ["BaselinesRun", "run_baselines", "table2_baselines"]
+__all__ = ["BaselinesRun", "run_baselines", "table2_baselines", "verdicts"]
 
 #: The network arms each baseline is compared with (the paper's best, and direct transfer).
 COMPARED_ARMS = ("2-stage", "imagenet")
@@ -36,7 +38,8 @@ class BaselinesRun:
     stacked : DataFrame
         The baselines stacked by every ``stacking.methods``, and the compared network arms' stacked predictions (06).
     per_stack : DataFrame
-        Accuracy, sensitivity, specificity and AUC with bootstrap 95% intervals per (cohort, arm, stacking).
+        Accuracy, sensitivity, specificity and AUC with bootstrap 95% intervals per (cohort, arm, stacking), beside
+        the linear reference's accuracy and the Bayes ceiling (simulated cohorts).
     comparisons : DataFrame
         Each compared network arm against each baseline on the same subjects (primary stacking method): exact
         McNemar, DeLong, minimal detectable effects, Holm across the page.
@@ -94,12 +97,14 @@ def run_baselines(stage: StageContext, *, progress: bool = True) -> BaselinesRun
     if layout.stacked_predictions.is_file():
         networks = pd.read_csv(layout.stacked_predictions, dtype={"subject": str})
         networks = networks[(networks["task"] == "autism") & (networks["scheme"] == "kfold")
-                            & networks["arm"].isin(COMPARED_ARMS) & networks["cohort"].isin(set(predictions["cohort"]))]
+                            & networks["arm"].isin([*COMPARED_ARMS, REFERENCE_ARM])
+                            & networks["cohort"].isin(set(predictions["cohort"]))]
         stacked = pd.concat([stacked, networks], ignore_index=True)
     else:
         notes.append("no stacked network predictions (06): the baselines stand alone")
     keys = ["task", *GROUP_KEYS]
-    per_stack = metric_intervals(stacked, [*keys, "stacking"], n_resamples=stacking.n_bootstrap, seed=params.seed)
+    per_stack = beside_yardsticks(stage, metric_intervals(stacked, [*keys, "stacking"],
+                                                          n_resamples=stacking.n_bootstrap, seed=params.seed))
     primary_rows = stacked[stacked["stacking"] == primary]
     pairs = [(arm, PCA_SVM_ARM) for arm in COMPARED_ARMS if arm in set(primary_rows["arm"])]
     parts = []
@@ -117,7 +122,8 @@ def run_baselines(stage: StageContext, *, progress: bool = True) -> BaselinesRun
 
 
 def table2_baselines(per_stack: pd.DataFrame, method: str) -> pd.DataFrame:
-    """Our stacked baselines and compared arms (``method``) beside the paper's Table 2 rows of the same models."""
+    """Our stacked baselines and compared arms (``method``) beside the paper's Table 2 rows of the same models, the
+    linear reference and the Bayes ceiling."""
     reported = paper.results_table("asd")
     names = {PCA_SVM_ARM: "PCA+SVM"}
     ours = per_stack[per_stack["stacking"] == method]
@@ -138,5 +144,20 @@ def table2_baselines(per_stack: pd.DataFrame, method: str) -> pd.DataFrame:
         for metric in ("accuracy", "sensitivity", "specificity", "auc"):
             label = metric + ("" if metric == "auc" else " (%)")
             entry[f"paper {label}"] = float(match[metric].iloc[0]) if len(match) else float("nan")
+        for column in ("linear reference accuracy", "fraction of linear reference", "Bayes-optimal accuracy"):
+            if column in row:
+                entry[column] = row[column]
         rows.append(entry)
     return pd.DataFrame(rows)
+
+
+def verdicts(comparisons: pd.DataFrame) -> list[str]:
+    """One sentence per paired comparison of a network arm with a baseline (DeLong, Holm-adjusted, 5%)."""
+    out = []
+    for row in comparisons.to_dict("records"):
+        significant = row["delong p (Holm)"] < 0.05
+        verdict = ("not distinguishable" if not significant else
+                   "better, significantly" if row["auc difference"] > 0 else "worse, significantly")
+        out.append(f"{row['cohort']}: {row['first']} vs {row['second']}: AUC {row['auc difference']:+.3f} "
+                   f"(MDE {row['auc MDE']:.3f}), {verdict} at n = {row['subjects']}")
+    return out

@@ -21,7 +21,7 @@ from ..storage import atomic_path
 from .notebook import StageContext
 from .steps import bayes_ceilings
 
-__all__ = ["TASKS", "StackingRun", "read_predictions", "stack_arms"]
+__all__ = ["TASKS", "StackingRun", "beside_yardsticks", "read_predictions", "stack_arms"]
 
 #: The tasks whose predictions 06 reads, in the order it shows them.
 TASKS = ("sex", "autism")
@@ -175,7 +175,7 @@ def _head_size(stage: StageContext, stacked: pd.DataFrame) -> tuple[pd.DataFrame
             test[order + [c for c in test.columns if c not in order]], sorted(set(notes)))
 
 
-def _beside_yardsticks(stage: StageContext, per_stack: pd.DataFrame) -> pd.DataFrame:
+def beside_yardsticks(stage: StageContext, per_stack: pd.DataFrame) -> pd.DataFrame:
     """Each stacked accuracy beside the linear reference's (same task, cohort, scheme and method) and the cohort's
     Bayes-optimal accuracy (simulated cohorts), with the fractions of both."""
     if per_stack.empty:
@@ -211,7 +211,7 @@ def stack_arms(stage: StageContext, *, progress: bool = True) -> StackingRun:
     keys = ["task", *GROUP_KEYS]
     per_image = metric_intervals(predictions, [*keys, "hemisphere", "metric"], n_resamples=stacking.n_bootstrap,
                                  seed=params.seed)
-    per_stack = _beside_yardsticks(stage, metric_intervals(stacked, [*keys, "stacking"],
+    per_stack = beside_yardsticks(stage, metric_intervals(stacked, [*keys, "stacking"],
                                                            n_resamples=stacking.n_bootstrap, seed=params.seed))
     primary_rows = stacked[stacked["stacking"] == primary]
     arm_claims = pd.concat([compare(primary_rows[primary_rows["task"] == task], "arm", pairs,
