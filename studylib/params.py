@@ -391,12 +391,25 @@ class RealismParams(_Section):
 
 
 class BaselinesParams(_Section):
-    """What ``09_baselines`` runs (the PCA + SVM baseline so far), on the autism cohorts' k-fold folds."""
+    """What ``09_baselines`` runs on the autism cohorts' k-fold folds (the paper's Table 2 baselines)."""
 
+    arms: list[Literal["PCA+SVM", "slice", "3d-volume", "3d-mesh"]] = Field(
+        default_factory=lambda: ["PCA+SVM", "slice", "3d-volume", "3d-mesh"], min_length=1,
+        description="Baselines to run: PCA + SVM on the vectorised cortex; 2D networks on ribbon slices; a 3D network "
+                    "on the ribbon volume; 3D networks on each metric placed in a 3D grid (one per metric).")
     pca_variance: float = Field(gt=0, le=1, description="Variance kept by PCA before the SVM.")
     svm_c: list[PositiveFloat] = Field(default_factory=lambda: [1e-3, 1e-2, 1e-1, 1.0],
                                        description="Candidate C of the linear SVM (inner cross-validation, AUC).")
     inner_folds: PositiveInt = Field(default=3, description="Inner stratified folds that choose C.")
+    voxel_size: PositiveFloat = Field(default=4.0, description="Voxel side (mm) of the ribbon volumes and metric grids.")
+    slices_per_direction: PositiveInt = Field(
+        default=1, description="Axial and coronal slices per subject; sagittal slices come in left/right pairs "
+                               "(studylib.baselines.volumes.slice_positions). One 2D model per slice, stacked.")
+    slice_backbone: Backbone | None = Field(
+        default=None, description="2D backbone of the slice baseline, ImageNet-initialised; null: train.backbones[0].")
+    volume_backbone: Literal["densenet3d_121", "densenet3d_small"] = Field(
+        default="densenet3d_small", description="3D backbone of the volume and mesh baselines (MONAI DenseNet, "
+                                                "from scratch): densenet3d_121 has the 2D DenseNet-121's depth.")
 
 
 class DataParams(_Section):

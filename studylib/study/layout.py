@@ -126,6 +126,15 @@ class ResultsLayout:
         """Root of ``07_ablation``'s training jobs (the ablation arm retrained without mix-up)."""
         return self.artifacts("07_ablation") / "jobs"
 
+    def baseline_store(self, cohort: str) -> Path:
+        """Ribbon volumes, metric grids and slices of an autism cohort (09), in the image-store format."""
+        return self.artifacts("09_baselines") / "volumes" / cohort
+
+    @property
+    def baseline_jobs(self) -> Path:
+        """Root of ``09_baselines``' training jobs (slice, 3D-volume and 3D-mesh networks)."""
+        return self.artifacts("09_baselines") / "jobs"
+
     @property
     def baseline_predictions(self) -> Path:
         """Out-of-fold predictions of the baselines per image set (09), in the networks' long format."""

@@ -30,8 +30,8 @@ from ..params import TrainParams
 from ..storage import atomic_path
 from .recipe import learning_rate, mix, uses_mixup
 
-__all__ = ["ImageSource", "available_cpus", "fit", "predict", "prediction_batch_size", "resident_budget",
-           "resolve_device", "worker_count"]
+__all__ = ["ImageSource", "available_cpus", "fit", "memory_format", "predict", "prediction_batch_size",
+           "resident_budget", "resolve_device", "worker_count"]
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -88,6 +88,14 @@ def _read(images: np.ndarray, index: np.ndarray) -> torch.Tensor:
     data = np.empty((len(index), *images.shape[1:]), dtype=np.float32)
     data[order] = np.asarray(images[index[order]], dtype=np.float32)
     return torch.from_numpy(data).unsqueeze(1)
+
+
+def memory_format(images: np.ndarray) -> torch.memory_format:
+    """The channels-last layout for a store's batches: ``channels_last`` for images (subjects x H x W),
+    ``channels_last_3d`` for volumes (subjects x D x H x W)."""
+    if images.ndim not in (3, 4):
+        raise ValueError(f"images must be subjects x H x W or subjects x D x H x W, not shape {images.shape}")
+    return torch.channels_last if images.ndim == 3 else torch.channels_last_3d
 
 
 def _to(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -164,8 +172,8 @@ def fit(net: nn.Module, images: np.ndarray, labels: np.ndarray, train_index: np.
     ----------
     net : nn.Module
         Maps ``(batch, 1, H, W)`` images to two logits.
-    images : ndarray, shape (subjects, H, W)
-        The cohort's images for one (hemisphere, metric), e.g. memory-mapped from the image store.
+    images : ndarray, shape (subjects, H, W) or (subjects, D, H, W)
+        The cohort's images (or volumes) for one (hemisphere, metric), e.g. memory-mapped from the image store.
     labels : ndarray of {0, 1}, shape (subjects,)
     train_index : ndarray
         Training subjects (rows of ``images``); nothing else is read.
@@ -185,7 +193,8 @@ def fit(net: nn.Module, images: np.ndarray, labels: np.ndarray, train_index: np.
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     device = torch.device(device)
-    net.to(device, memory_format=torch.channels_last)
+    layout = memory_format(images)
+    net.to(device, memory_format=layout)
     workers = worker_count(train.num_workers, device.type)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed image size: let cuDNN pick its fastest kernels once
@@ -220,7 +229,7 @@ def fit(net: nn.Module, images: np.ndarray, labels: np.ndarray, train_index: np.
             y = one_hot[torch.as_tensor(labels[index], device=device)]
             if uses_mixup(epoch, train):
                 x, y, _ = mix(x, y, rng)
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=layout)
             with _autocast(device):
                 logits = net(x)
             loss = torch.sum(-y * torch.log_softmax(logits.float(), dim=1), dim=1).mean()
@@ -250,10 +259,11 @@ def predict(net: nn.Module, images: np.ndarray, index: np.ndarray, *, batch_size
     net.eval()
     device = torch.device(device)
     batch_size = batch_size or prediction_batch_size(device)
-    net.to(device, memory_format=torch.channels_last)
+    layout = memory_format(images)
+    net.to(device, memory_format=layout)
     index = np.asarray(index)
     out = []
     for first in range(0, len(index), batch_size):
-        x = _to(_read(images, index[first: first + batch_size]), device).contiguous(memory_format=torch.channels_last)
+        x = _to(_read(images, index[first: first + batch_size]), device).contiguous(memory_format=layout)
         out.append(torch.softmax(net(x).float(), dim=1)[:, 1])
     return torch.cat(out).cpu().numpy().astype(np.float64) if out else np.empty(0)

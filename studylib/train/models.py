@@ -17,6 +17,11 @@ the same random initialisation. Initialisations (:class:`Init`):
 
 The classifier head is then replaced to fit the task. Metric images have one channel; :class:`MetricNet`
 normalises them with the dataset's mean and SD and repeats them on three channels.
+
+Volume backbones (the 3D baselines of ``09_baselines``), built by MONAI with ``spatial_dims=3`` and one input
+channel, ``scratch`` only (no ImageNet exists for them): ``densenet3d_121`` (MONAI's DenseNet-121: the depth of the
+2D DenseNet-121, as the paper's 3D baseline) and ``densenet3d_small`` (16 initial features, growth 8, blocks
+(2, 4, 4): 0.09 M weights, sized for the CPU hour; benchmarks/bench_train3d.py).
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-__all__ = ["BACKBONES", "Init", "MetricNet", "WeightsMissing", "build_model", "imagenet_weights_file"]
+__all__ = ["BACKBONES", "VOLUME_BACKBONES", "Init", "MetricNet", "WeightsMissing", "build_model", "imagenet_weights_file",
+           "input_channels"]
 
 InitKind = Literal["scratch", "imagenet", "imagenet-lite0", "checkpoint"]
 
@@ -69,6 +75,11 @@ class Init:
 
 
 BACKBONES = ("resnet50", "densenet121", "resnet18", "efficientnet_lite0")
+#: MONAI DenseNet settings of the volume backbones (3D, one input channel).
+VOLUME_BACKBONES = {
+    "densenet3d_121": {"init_features": 64, "growth_rate": 32, "block_config": (6, 12, 24, 16)},
+    "densenet3d_small": {"init_features": 16, "growth_rate": 8, "block_config": (2, 4, 4)},
+}
 _TORCHVISION_WEIGHTS = {"resnet50": "ResNet50_Weights", "densenet121": "DenseNet121_Weights",
                         "resnet18": "ResNet18_Weights"}
 # timm model names and constructor arguments. The ``tv_in1k`` configurations describe torchvision's
@@ -183,7 +194,7 @@ def build_model(backbone: str, init: Init, n_classes: int = 2) -> nn.Module:
     Parameters
     ----------
     backbone : str
-        One of :data:`BACKBONES`.
+        One of :data:`BACKBONES` (2D) or :data:`VOLUME_BACKBONES` (3D, ``scratch`` only).
     init : Init
         ``scratch``; ``imagenet`` (torchvision's file, from ``init.path`` or else
         :func:`imagenet_weights_file`); ``imagenet-lite0`` (``efficientnet_lite0`` only); or ``checkpoint``
@@ -205,8 +216,15 @@ def build_model(backbone: str, init: Init, n_classes: int = 2) -> nn.Module:
     """
     if not isinstance(init, Init):
         raise TypeError(f"build_model takes an Init, not {init!r}")
-    if backbone not in BACKBONES:
-        raise ValueError(f"unknown backbone {backbone!r}; choose from {', '.join(BACKBONES)}")
+    if backbone not in BACKBONES and backbone not in VOLUME_BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; choose from {', '.join([*BACKBONES, *VOLUME_BACKBONES])}")
+    if backbone in VOLUME_BACKBONES:
+        if init.kind != "scratch":
+            raise ValueError(f"{backbone} is a 3D network with no pretrained weights: init must be 'scratch', "
+                             f"not {init}")
+        from monai.networks.nets import DenseNet
+
+        return DenseNet(spatial_dims=3, in_channels=1, out_channels=n_classes, **VOLUME_BACKBONES[backbone])
     if init.kind == "scratch":
         model = _create(backbone)
     elif init.kind == "imagenet":
@@ -231,8 +249,13 @@ def build_model(backbone: str, init: Init, n_classes: int = 2) -> nn.Module:
     return model
 
 
+def input_channels(backbone: str) -> int:
+    """Channels a backbone takes: 3 for the 2D (ImageNet-shaped) networks, 1 for the volume networks."""
+    return 1 if backbone in VOLUME_BACKBONES else 3
+
+
 class MetricNet(nn.Module):
-    """A backbone fed one-channel metric images: ``(x - mean) / sd`` repeated on three channels.
+    """A backbone fed one-channel metric images (or volumes): ``(x - mean) / sd`` repeated on ``channels`` channels.
 
     Parameters
     ----------
@@ -240,11 +263,14 @@ class MetricNet(nn.Module):
         A model from :func:`build_model`.
     mean, sd : float
         The training images' mean and SD, kept as buffers (saved with the state dict).
+    channels : int, default 3
+        Input channels of the backbone (:func:`input_channels`).
     """
 
-    def __init__(self, backbone: nn.Module, mean: float, sd: float):
+    def __init__(self, backbone: nn.Module, mean: float, sd: float, channels: int = 3):
         super().__init__()
         self.backbone = backbone
+        self.channels = channels
         self.register_buffer("mean", torch.tensor(float(mean)))
         self.register_buffer("sd", torch.tensor(float(sd)))
 
@@ -252,4 +278,4 @@ class MetricNet(nn.Module):
         if images.ndim == 3:
             images = images.unsqueeze(1)
         normalised = (images - self.mean) / self.sd
-        return self.backbone(normalised.expand(-1, 3, -1, -1))
+        return self.backbone(normalised.expand(-1, self.channels, *normalised.shape[2:]))

@@ -229,3 +229,40 @@ def test_a_job_key_covers_the_starting_weights_in_the_hub_cache(tmp_path, monkey
     # how often a checkpoint is written does not change what the model learns
     assert job_key(job, train.model_copy(update={"checkpoint_every": 5}), "images", folds) == job_key(
         job, train, "images", folds)
+
+
+def test_a_volume_network_learns_and_resumes_like_the_image_networks(tmp_path):
+    from studylib.train.engine import fit, memory_format, predict
+    from studylib.train.models import input_channels
+
+    rng = np.random.default_rng(3)
+    labels = np.r_[np.zeros(12, int), np.ones(12, int)]
+    volumes = rng.normal(0, 1, (24, 16, 20, 16)).astype(np.float32) + 1.5 * labels[:, None, None, None]
+    assert memory_format(volumes) == torch.channels_last_3d and memory_format(volumes[:, 0]) == torch.channels_last
+    train = _params(epochs=4, mixup_epochs=2, batch_size=8, lr_step_epochs=2, finetune_lr=1e-3)
+    index = np.arange(24)
+
+    def fresh():
+        torch.manual_seed(4)
+        return MetricNet(build_model("densenet3d_small", Init("scratch")), mean=0.75, sd=1.0,
+                         channels=input_channels("densenet3d_small"))
+
+    whole = fresh()
+    fit(whole, volumes, labels, index, train, seed=2)
+    assert ((predict(whole, volumes, index) > 0.5) == labels).mean() > 0.8
+
+    class Killed(Exception):
+        pass
+
+    def kill(epoch):
+        if epoch == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        fit(fresh(), volumes, labels, index, train, seed=2, checkpoint=tmp_path / "c.pt", after_epoch=kill)
+    resumed = fresh()
+    fit(resumed, volumes, labels, index, train, seed=2, checkpoint=tmp_path / "c.pt")
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    with pytest.raises(ValueError, match="3D network with no pretrained weights"):
+        build_model("densenet3d_small", Init("imagenet"))
