@@ -50,6 +50,10 @@ class BaselinesRun:
         Per-image out-of-fold predictions of the baselines (networks' long format).
     stores : dict
         ``{cohort: ImageStore}`` of the volume stores the network baselines trained on.
+    histories : DataFrame
+        Per-epoch training history of every network baseline's job.
+    simulated : set of str
+        The compared cohorts that are simulated (their surface-distance verdict is judged first on the 3D mesh).
     stacked : DataFrame
         The baselines stacked by every ``stacking.methods``, and the compared network arms' stacked predictions (06).
     per_stack : DataFrame
@@ -69,6 +73,7 @@ class BaselinesRun:
     notes: list[str] = field(default_factory=list)
     stores: dict = field(default_factory=dict)
     histories: pd.DataFrame = field(default_factory=pd.DataFrame)
+    simulated: set = field(default_factory=set)
 
 
 def _folds(layout, cohort: str) -> pd.Series | None:
@@ -96,7 +101,7 @@ def run_baselines(stage: StageContext, *, progress: bool = True) -> BaselinesRun
     primary = stacking.methods[0]
     networks = [arm for arm in settings.arms if arm in NETWORK_BASELINES]
     slice_backbone = settings.slice_backbone or params.train.backbones[0]
-    parts, notes, stores, folds_of = [], [], {}, {}
+    parts, notes, stores, folds_of, simulated = [], [], {}, {}, set()
     for cohort in params.transfer.autism_cohorts:
         folds = _folds(layout, cohort)
         folder = layout.cohort(cohort)
@@ -104,6 +109,8 @@ def run_baselines(stage: StageContext, *, progress: bool = True) -> BaselinesRun
             notes.append(f"cohort {cohort!r}: no k-fold network predictions (05) or no cohort: no baseline")
             continue
         data = Cohort(folder)
+        if data.meta.get("source") == "simulated":
+            simulated.add(cohort)
         if PCA_SVM_ARM in settings.arms:
             parts.append(pca_svm_predictions(data, folds, cohort_name=cohort, variance=settings.pca_variance,
                                              cs=settings.svm_c, inner_folds=settings.inner_folds, seed=params.seed))
@@ -160,7 +167,7 @@ def run_baselines(stage: StageContext, *, progress: bool = True) -> BaselinesRun
     for table, name in ((per_stack, "stacked_metrics"), (comparisons, "paired_comparisons")):
         if not table.empty:
             stage.save_table(table, name)
-    return BaselinesRun(predictions, stacked, per_stack, comparisons, primary, notes, stores, histories)
+    return BaselinesRun(predictions, stacked, per_stack, comparisons, primary, notes, stores, histories, simulated)
 
 
 def table2_baselines(per_stack: pd.DataFrame, method: str) -> pd.DataFrame:
