@@ -20,7 +20,11 @@ Sections (budget in seconds, ``--budget-scale`` multiplies them):
    at 224 px (a 30 px square, random weights: the cost does not depend on them), and the paper's occlusion workload
    (one arm and backbone per task, 2,401 positions per image: ``studylib.study.occlusion_run.PAPER_COPIES``) in
    hours on this card.
-6. ``study`` (540): the study itself with ``params/gpu-check.yaml`` (224 px, ResNet-50 and DenseNet-121, every
+6. ``baselines`` (40): 09's 3D networks through the engine (images resident): ``densenet3d_121`` on the
+   ``paper`` set's ribbon grid (2 mm: 74 x 93 x 69) and ``densenet3d_small`` on the default's (4 mm), volumes/s,
+   and the ``paper`` set's network baselines (:func:`studylib.baselines.networks.planned_baselines`) in hours on
+   this card, the slice models at the throughput section's DenseNet-121 rate.
+7. ``study`` (540): the study itself with ``params/gpu-check.yaml`` (224 px, ResNet-50 and DenseNet-121, every
    arm on the default's cohorts, sized for ~8 minutes of training on one H100/H200-class card): every notebook's
    wall time and every arm's accuracy beside the linear reference, into ``study.csv`` (its full results land in
    ``results/gpu-check/``). Without a GPU (or with ``--tiny``) it only counts the planned training.
@@ -62,7 +66,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run directly, via ru
 from _support import random_store  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
-BUDGETS = {"device": 5, "throughput": 150, "resume": 90, "projection": 20, "occlusion": 40, "study": 540}
+BUDGETS = {"device": 5, "throughput": 150, "resume": 90, "projection": 20, "occlusion": 40, "baselines": 40,
+           "study": 540}
 DEVICE_COUNTS = (1, 4, 8)
 
 
@@ -279,6 +284,50 @@ def occlusion_section(section: Section, device: str, backbones: list[str], size:
     return pd.DataFrame(rows)
 
 
+def baselines_section(section: Section, device: str, tiny: bool, throughput: pd.DataFrame | None) -> pd.DataFrame:
+    """3D training rates of 09's volume networks, and the paper set's network baselines in hours on one device."""
+    from studylib.baselines.networks import planned_baselines
+    from studylib.train.models import input_channels
+
+    grids = {"densenet3d_121": (74, 93, 69), "densenet3d_small": (39, 48, 36)}
+    if tiny:
+        grids = {"densenet3d_small": (16, 16, 16)}
+    train = load_params(PROJECT / "params" / "paper.yaml").train
+    rates, rows = {}, []
+    for backbone, shape in grids.items():
+        if section.left() <= 0:
+            rows.append({"kind": "rate", "backbone": backbone, "status": "out of time"})
+            continue
+        batch = 2 if tiny else 8
+        n = 2 * batch if tiny else 4 * batch
+        volumes = np.random.default_rng(0).normal(size=(n, *shape)).astype(np.float32)
+        labels = np.arange(n) % 2
+        settings = train.model_copy(update={"epochs": 1, "mixup_epochs": 1, "batch_size": batch})
+        torch.manual_seed(0)
+        net = MetricNet(build_model(backbone, Init("scratch")), 0.0, 1.0, channels=input_channels(backbone))
+        fit(net, volumes[: 2 * batch], labels[: 2 * batch], np.arange(2 * batch), settings, seed=0, device=device)
+        _sync(device)
+        started = time.perf_counter()
+        fit(net, volumes, labels, np.arange(n), settings, seed=0, device=device)
+        _sync(device)
+        rates[backbone] = n / (time.perf_counter() - started)
+        rows.append({"kind": "rate", "backbone": backbone, "grid": " x ".join(map(str, shape)), "batch_size": batch,
+                     "volumes_per_s": round(rates[backbone], 2), "status": "measured"})
+    if throughput is not None and "engine_resident" in throughput:  # the slice models' 2D DenseNet-121
+        for record in throughput.to_dict("records"):
+            rates.setdefault(record["backbone"], float(record["engine_resident"]))
+    plan = planned_baselines(load_params(PROJECT / "params" / "paper.yaml"))
+    for record in plan.to_dict("records"):
+        rate = rates.get(record["backbone"])
+        rows.append({"kind": "paper plan", "backbone": record["backbone"], "arm": record["arm"],
+                     "cohort": record["cohort"], "models": record["models"],
+                     "training_images": record["training_images"],
+                     "hours_on_one_device": round(record["training_images"] / rate / 3600, 2) if rate else None,
+                     "status": "projected" if rate and not tiny else "no rate measured" if not rate else
+                     "toy sizes: not a projection"})
+    return pd.DataFrame(rows)
+
+
 def study_section(section: Section, device: str, tiny: bool) -> pd.DataFrame:
     """Run ``params/gpu-check.yaml`` end to end (a GPU only) and collect notebook times and arm accuracies."""
     params_file = PROJECT / "params" / "gpu-check.yaml"
@@ -354,6 +403,10 @@ def main(argv: list[str] | None = None) -> None:
     if "occlusion" in wanted:
         section = Section("occlusion", args.budget_scale)
         tables["occlusion"] = occlusion_section(section, device, backbones, size)
+        sections.append(section.close())
+    if "baselines" in wanted:
+        section = Section("baselines", args.budget_scale)
+        tables["baselines"] = baselines_section(section, device, args.tiny, tables.get("throughput"))
         sections.append(section.close())
     if "study" in wanted:
         section = Section("study", args.budget_scale)

@@ -313,6 +313,12 @@ class StackingParams(_Section):
         description="XGBoost's hyper-parameter grid (xgboost.XGBClassifier arguments), searched by inner CV on the "
                     "training subjects of each outer fold.")
     inner_folds: int = Field(default=3, ge=2, description="Stratified inner folds of the grid search.")
+    nested: bool = Field(
+        default=False, description="Nested stacking for the networks: 04/05 also train every k-fold arm's base models "
+                                   "inside each outer training set (k (k-1) more fits per image set; 2 x 2 with two "
+                                   "folds), and 06 fits each outer fold's meta-learner on their predictions, so no base "
+                                   "model behind its training side saw the outer fold. Off: the usual scheme (its "
+                                   "optimism is measured with linear base models in 06).")
     checks_cohort: str | None = Field(
         default=None, description="Cohort on which the chain is checked with linear base models (nested vs usual "
                                   "stacking, label permutations); null: the sex cohort; '' skips the checks.")

@@ -13,7 +13,8 @@ def test_gpu_check_runs_every_section_and_writes_its_tables(tmp_path):
     script = runpy.run_path(str(PROJECT / "benchmarks" / "gpu_check.py"))
     script["main"](["--device", "cpu", "--tiny", "--budget-scale", "0.2", "--out", str(tmp_path)])
     sections = pd.read_csv(tmp_path / "sections.csv")
-    assert list(sections["section"]) == ["device", "throughput", "resume", "projection", "occlusion", "study"]
+    assert list(sections["section"]) == ["device", "throughput", "resume", "projection", "occlusion", "baselines",
+                                         "study"]
     occlusion = pd.read_csv(tmp_path / "occlusion.csv")
     assert set(occlusion["task"]) == {"sex", "autism"} and (occlusion["hours_on_one_device"] > 0).all()
     throughput = pd.read_csv(tmp_path / "throughput.csv")
@@ -24,6 +25,11 @@ def test_gpu_check_runs_every_section_and_writes_its_tables(tmp_path):
     assert hours[0] > 0 and hours[0] >= hours[1] >= hours[2]
     assert projection["card"].str.contains("not a projection").all()
     assert (tmp_path / "provenance.json").is_file()
+    baselines = pd.read_csv(tmp_path / "baselines.csv")
+    rate = baselines[baselines["kind"] == "rate"]
+    assert list(rate["backbone"]) == ["densenet3d_small"] and (rate["volumes_per_s"] > 0).all()
+    plan = baselines[baselines["kind"] == "paper plan"]
+    assert set(plan["arm"]) == {"slice", "3d-volume", "3d-mesh"} and (plan["models"] > 0).all()
     study = pd.read_csv(tmp_path / "study.csv")
     assert study.loc[0, "status"] == "not run (no GPU)" and study.loc[0, "models"] > 100  # gpu-check.yaml's plan
 

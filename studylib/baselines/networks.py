@@ -23,7 +23,8 @@ from ..train.experiments import Experiment, imagenet_init
 from ..train.jobs import Job
 from ..train.models import Init
 
-__all__ = ["MESH_ARM", "NETWORK_BASELINES", "SLICE_ARM", "VOLUME_ARM", "check_same_folds", "plan_baselines"]
+__all__ = ["MESH_ARM", "NETWORK_BASELINES", "SLICE_ARM", "VOLUME_ARM", "check_same_folds", "plan_baselines",
+           "planned_baselines"]
 
 SLICE_ARM, VOLUME_ARM, MESH_ARM = "slice", "3d-volume", "3d-mesh"
 NETWORK_BASELINES = (SLICE_ARM, VOLUME_ARM, MESH_ARM)
@@ -56,3 +57,28 @@ def check_same_folds(experiment: Experiment, cohort: str, folds: pd.Series) -> N
     if len(differ):
         raise ValueError(f"cohort {cohort}: the baselines' folds differ from the networks' for {len(differ)} subjects "
                          f"(first: {subjects.iloc[differ[0]]}, fold {ours[differ[0]]} vs {theirs[differ[0]]})")
+
+
+def planned_baselines(params) -> pd.DataFrame:
+    """What ``09_baselines`` would train for a parameter set, one row per (autism cohort, network baseline):
+    ``backbone``, ``models`` (image sets x folds: the ribbon, one grid per metric, 4 slices per
+    ``slices_per_direction``) and ``training_images`` (models x training subjects x epochs)."""
+    from ..train.workload import cohort_shapes
+
+    shapes = cohort_shapes(params)
+    settings, train = params.baselines, params.train
+    backbones = {SLICE_ARM: settings.slice_backbone or train.backbones[0], VOLUME_ARM: settings.volume_backbone,
+                 MESH_ARM: settings.volume_backbone}
+    rows = []
+    for cohort in params.transfer.autism_cohorts:
+        if cohort not in shapes:
+            continue
+        shape = shapes[cohort]
+        train_subjects = shape.n_subjects - shape.n_subjects // train.folds
+        sets = {SLICE_ARM: 4 * settings.slices_per_direction, VOLUME_ARM: 1, MESH_ARM: len(shape.metrics)}
+        for arm, count in sets.items():
+            if arm in settings.arms:
+                models = count * train.folds
+                rows.append({"cohort": cohort, "arm": arm, "backbone": backbones[arm], "models": models,
+                             "training_images": models * train_subjects * train.epochs})
+    return pd.DataFrame(rows, columns=["cohort", "arm", "backbone", "models", "training_images"])

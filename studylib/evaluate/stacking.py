@@ -14,7 +14,8 @@ for outer fold k the meta-learner is fitted on the other folds' subjects and pre
 that were fitted with fold k's subjects among their training data, so fold k's labels shape the meta-learner that
 predicts fold k. :func:`nested_meta_features` gives the alternative: base models refitted inside each outer training
 set (k (k-1) fits), whose predictions for the outer test subjects come from base models that never saw them.
-``06_stack`` measures the difference between the two.
+``06_stack`` measures the difference between the two with linear base models; with ``stacking.nested`` the networks'
+own inner models (trained by 04/05) give the nested scheme (:func:`inner_meta_features`).
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
+from ..train.cv import inner_folds
+
 __all__ = ["GROUP_KEYS", "METHODS", "ImageTable", "MajorityVote", "MeanProbability", "image_table",
-           "meta_learner", "nested_meta_features", "stack_outer_folds", "stack_predictions"]
+           "inner_meta_features", "meta_learner", "nested_meta_features", "stack_outer_folds", "stack_predictions"]
 
 #: What one stacked prediction is made of: every image model of one of these.
 GROUP_KEYS = ("cohort", "scheme", "arm", "backbone")
@@ -211,39 +214,77 @@ def nested_meta_features(fit_predict: Callable[[int, np.ndarray, np.ndarray], np
     """
     folds = np.asarray(folds)
     labels = np.asarray(labels).astype(int)
-    outer = np.unique(folds)
     features = {}
-    for number, fold in enumerate(outer):
+    for fold in np.unique(folds):
         train = np.flatnonzero(folds != fold)
-        inner = folds[train]
-        if len(outer) < 3:  # one remaining fold cannot give out-of-fold predictions: split the training subjects in two
-            inner = np.empty(len(train), dtype=int)
-            for part, (_, held) in enumerate(StratifiedKFold(2, shuffle=True, random_state=number).split(
-                    train, labels[train])):
-                inner[held] = part
+        inner = inner_folds(labels, folds, fold)[train]
         features[fold] = np.column_stack([fit_predict(image, train, inner) for image in range(n_images)])
     return features
 
 
+def inner_meta_features(table: ImageTable, inner: pd.DataFrame, name: str) -> dict:
+    """The nested scheme's training meta-features of one group from its inner models' predictions.
+
+    ``inner`` holds the group's inner predictions in the long format, ``scheme`` ``inner<k>`` for the models fitted
+    inside outer fold ``k``'s training subjects; returns outer fold -> (training subjects x images), rows in the order
+    of ``table.fold != k`` and columns in ``table.probability``'s order.
+
+    Raises
+    ------
+    ValueError
+        When an outer fold's inner predictions do not cover exactly its training subjects and images.
+    """
+    features = {}
+    subjects = table.probability.index.astype(str)
+    for fold in np.unique(table.fold):
+        rows = inner[inner["scheme"] == f"inner{fold}"]
+        training = subjects[table.fold != fold]
+        if rows.empty:
+            raise ValueError(f"{name}: no inner predictions for outer fold {fold} (stacking.nested needs 04/05 run with "
+                             "it)")
+        wide = rows.assign(image=rows["hemisphere"].astype(str) + "/" + rows["metric"].astype(str),
+                           subject=rows["subject"].astype(str)).pivot(index="subject", columns="image",
+                                                                     values="probability")
+        if set(wide.index) != set(training) or set(wide.columns) != set(table.probability.columns) \
+                or wide.isna().any().any():
+            raise ValueError(f"{name}: the inner predictions of outer fold {fold} do not cover its {len(training)} "
+                             f"training subjects x {table.probability.shape[1]} images")
+        features[fold] = wide.loc[training, table.probability.columns].to_numpy()
+    return features
+
+
 def stack_predictions(predictions: pd.DataFrame, methods: Sequence[str] = METHODS, *, grid: dict | None = None,
-                      inner_folds: int = 3, seed: int = 0, progress: bool = False) -> pd.DataFrame:
+                      inner_folds: int = 3, seed: int = 0, progress: bool = False,
+                      inner: pd.DataFrame | None = None) -> pd.DataFrame:
     """Stacked out-of-fold predictions of every (cohort, scheme, arm, backbone) in ``predictions`` by each method.
 
     Returns rows in the long format of the per-image predictions (one per subject and method), with ``hemisphere``
-    ``"both"``, ``metric`` ``"stacked (<method>)"``, a ``stacking`` column naming the method and ``images`` the
-    number of image models stacked, so every summary that takes per-image predictions takes these.
+    ``"both"``, ``metric`` ``"stacked (<method>)"``, a ``stacking`` column naming the method, ``images`` the
+    number of image models stacked and ``meta-features`` saying how the meta-learner's training side was made:
+    ``out-of-fold`` (the usual scheme) or ``nested`` (from ``inner``: the base models refitted inside each outer
+    training set, :func:`inner_meta_features`; used for the k-fold groups it covers), so every summary that takes
+    per-image predictions takes these.
     """
     from tqdm import tqdm
 
     parts = []
     groups = list(predictions.groupby(list(GROUP_KEYS), sort=True))
+    inner_keys = [key for key in GROUP_KEYS if key != "scheme"]
+    inner_groups = {} if inner is None or inner.empty else \
+        {keys: group for keys, group in inner.groupby(inner_keys, sort=False)}
     for keys, group in tqdm(groups, desc="stacking", unit="arm", disable=not progress):
         table = image_table(group)
+        named = dict(zip(GROUP_KEYS, keys))
+        nested = None
+        if named["scheme"] == "kfold":
+            found = inner_groups.get(tuple(named[key] for key in inner_keys))
+            if found is not None:
+                nested = inner_meta_features(table, found, "/".join(map(str, keys)))
         for method in methods:
             probability = stack_outer_folds(table.probability.to_numpy(), table.label, table.fold, method,
-                                            grid=grid, inner_folds=inner_folds, seed=seed)
+                                            nested_features=nested, grid=grid, inner_folds=inner_folds, seed=seed)
             parts.append(table.extra.assign(label=table.label, fold=table.fold, probability=probability,
-                                            **dict(zip(GROUP_KEYS, keys)), hemisphere="both",
-                                            metric=f"stacked ({method})", stacking=method,
-                                            images=table.probability.shape[1]))
+                                            **named, hemisphere="both", metric=f"stacked ({method})", stacking=method,
+                                            images=table.probability.shape[1],
+                                            **{"meta-features": "out-of-fold" if nested is None else "nested"}))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

@@ -116,6 +116,10 @@ class ResultsLayout:
         ``06_stack``."""
         return self.artifacts(_TRAINING_STAGES[task]) / "predictions.csv"
 
+    def inner_predictions(self, task: str) -> Path:
+        """Predictions of the nested stacking scheme's inner models of ``task`` (``stacking.nested``); read by 06."""
+        return self.artifacts(_TRAINING_STAGES[task]) / "inner_predictions.csv"
+
     def reference_predictions(self, task: str) -> Path:
         """Out-of-fold predictions of the linear reference on the same images and folds as ``task``'s networks."""
         return self.artifacts(_TRAINING_STAGES[task]) / "linear_reference_predictions.csv"

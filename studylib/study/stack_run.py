@@ -21,7 +21,7 @@ from ..storage import atomic_path
 from .notebook import StageContext
 from .steps import bayes_ceilings
 
-__all__ = ["TASKS", "StackingRun", "beside_yardsticks", "read_predictions", "stack_arms"]
+__all__ = ["TASKS", "StackingRun", "beside_yardsticks", "read_inner_predictions", "read_predictions", "stack_arms"]
 
 #: The tasks whose predictions 06 reads, in the order it shows them.
 TASKS = ("sex", "autism")
@@ -86,6 +86,16 @@ def read_predictions(layout) -> tuple[pd.DataFrame, list[str]]:
             else:
                 notes.append(f"no {path.name} for the {task} task (its training notebook trained nothing)")
     return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()), notes
+
+
+def read_inner_predictions(layout) -> dict[str, pd.DataFrame]:
+    """The nested stacking scheme's inner-model predictions per task (what 04/05 wrote)."""
+    found = {}
+    for task in TASKS:
+        path = layout.inner_predictions(task)
+        if path.is_file():
+            found[task] = pd.read_csv(path, dtype={"subject": str})
+    return found
 
 
 def _checks(stage: StageContext, predictions: pd.DataFrame, primary: str, progress: bool):
@@ -202,9 +212,14 @@ def stack_arms(stage: StageContext, *, progress: bool = True) -> StackingRun:
     if predictions.empty:
         return StackingRun(predictions, empty, empty, empty, empty, None, empty, primary,
                            notes=notes + ["nothing to stack"])
+    inner = read_inner_predictions(layout) if stacking.nested else {}
+    if stacking.nested:
+        notes.append("nested stacking (stacking.nested): each outer fold's meta-learner is fitted on base models "
+                     "refitted inside its training subjects" + ("" if inner else "; but 04/05 wrote no inner "
+                                                                "predictions: usual scheme everywhere"))
     stacked = pd.concat([stack_predictions(group.drop(columns="task"), stacking.methods, grid=stacking.grid,
                                            inner_folds=stacking.inner_folds, seed=params.seed,
-                                           progress=progress).assign(task=task)
+                                           progress=progress, inner=inner.get(task)).assign(task=task)
                          for task, group in predictions.groupby("task", sort=False)], ignore_index=True)
     with atomic_path(layout.stacked_predictions) as partial:
         stacked.to_csv(partial, index=False)

@@ -16,7 +16,7 @@ from ..data.cohort import Cohort
 from ..evaluate.summaries import against_references, learning_curves, summarise
 from ..images import open_stores
 from ..storage import atomic_path
-from ..train.experiments import Experiment, plan_autism, plan_sex
+from ..train.experiments import Experiment, is_inner, plan_autism, plan_nested, plan_sex
 from .notebook import StageContext
 
 __all__ = ["TrainingRun", "bayes_ceilings", "linear_references", "train_arms"]
@@ -96,18 +96,27 @@ def train_arms(stage: StageContext, task: Literal["sex", "autism"], *, progress:
             notes.append("transfer.sex_cohort is null: this parameter set trains no sex models")
     else:
         plan_autism(experiment, transfer, [name for name in autism if name in stores])
+    inner = plan_nested(experiment) if params.stacking.nested else []
     stage1 = sum(job.scheme == "all" for job in experiment.jobs)
     notes.append(f"{len(experiment.jobs)} models" + (f" ({stage1} stage-1 on {transfer.sex_cohort})" if stage1 else "")
                  + f"; backbones {', '.join(params.train.backbones)}; on {experiment.device}; "
                  + ", ".join(f"{k} {v}" for k, v in experiment.executor.describe().items()))
+    if inner:
+        notes.append(f"{len(inner)} of them are the nested stacking scheme's inner models (stacking.nested)")
     trained = experiment.run(progress=progress)
     notes.append(f"trained {trained}, reused {len(experiment.jobs) - trained}")
     predictions = experiment.predictions()
     with atomic_path(layout.predictions(task)) as partial:
         predictions.to_csv(partial, index=False)
+    layout.inner_predictions(task).unlink(missing_ok=True)  # never stale: 06 reads it only when this run wrote it
+    if inner:
+        with atomic_path(layout.inner_predictions(task)) as partial:
+            experiment.predictions(inner=True).to_csv(partial, index=False)
     per_model = summarise(predictions, by=(*IMAGE_KEYS, "fold")) if not predictions.empty else pd.DataFrame()
     per_image = summarise(predictions, by=IMAGE_KEYS) if not predictions.empty else pd.DataFrame()
     histories = experiment.histories()
+    if not histories.empty:  # the inner models' curves would repeat the k-fold arms'
+        histories = histories[~histories["scheme"].map(is_inner)]
     curves = learning_curves(histories) if not histories.empty else pd.DataFrame()
     reference = linear_references(experiment, progress=progress)
     with atomic_path(layout.reference_predictions(task)) as partial:

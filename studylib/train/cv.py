@@ -6,6 +6,9 @@ leave-one-site-out. :func:`stratified_folds` keeps each fold's label balance (sc
 A fold array is what jobs, predictions and stacking share: :func:`fold_split` turns it back into
 scikit-learn's ``PredefinedSplit``, which ``cross_val_predict`` and ``GridSearchCV`` accept, and
 :func:`train_test` gives one fold's training and test rows.
+
+The nested stacking scheme refits base models inside each outer training set: :func:`inner_folds` gives the folds of
+those fits, with the outer fold's subjects marked :data:`EXCLUDED` (neither trained on nor predicted).
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.model_selection import LeaveOneGroupOut, PredefinedSplit, StratifiedKFold
 
-__all__ = ["fold_split", "site_folds", "stratified_folds", "train_test"]
+__all__ = ["EXCLUDED", "fold_split", "inner_folds", "site_folds", "stratified_folds", "train_test"]
+
+#: Fold number of subjects a job must not see at all (the held-out outer fold of a nested scheme's inner fit).
+EXCLUDED = -2
 
 
 def _folds_of(splits, n: int) -> np.ndarray:
@@ -60,6 +66,7 @@ def fold_split(folds: np.ndarray) -> PredefinedSplit:
 
 def train_test(folds: np.ndarray, fold: int) -> tuple[np.ndarray, np.ndarray]:
     """Training and test rows of ``fold`` (the test rows are that fold's subjects); ``fold`` -1: every row trains.
+    Rows marked :data:`EXCLUDED` are in neither.
 
     Raises
     ------
@@ -67,10 +74,32 @@ def train_test(folds: np.ndarray, fold: int) -> tuple[np.ndarray, np.ndarray]:
         When no subject is in ``fold``.
     """
     folds = np.asarray(folds)
+    kept = folds != EXCLUDED
     if fold < 0:
-        return np.arange(len(folds)), np.empty(0, dtype=np.int64)
-    numbers = np.unique(folds[folds >= 0])
-    for number, (train, test) in zip(numbers, fold_split(folds).split()):
-        if number == fold:
-            return train, test
-    raise ValueError(f"no subject is in fold {fold}; folds are {numbers.tolist()}")
+        return np.flatnonzero(kept), np.empty(0, dtype=np.int64)
+    test = np.flatnonzero(folds == fold)
+    if not len(test):
+        raise ValueError(f"no subject is in fold {fold}; folds are {np.unique(folds[folds >= 0]).tolist()}")
+    return np.flatnonzero(kept & (folds != fold)), test
+
+
+def inner_folds(labels: Sequence[int], folds: np.ndarray, outer) -> np.ndarray:
+    """Folds of the nested scheme's base models inside outer fold ``outer``'s training set.
+
+    The subjects of ``outer`` are :data:`EXCLUDED`; the others keep their outer fold numbers (``k - 1`` inner fits),
+    except with two outer folds, where one remaining fold cannot give out-of-fold predictions: the training subjects
+    are then split in two stratified halves (0 and 1), seeded by the outer fold's position.
+    """
+    labels = np.asarray(labels)
+    folds = np.asarray(folds)
+    outer_numbers = np.unique(folds[folds >= 0])
+    if outer not in outer_numbers:
+        raise ValueError(f"no subject is in outer fold {outer}; folds are {outer_numbers.tolist()}")
+    inner = np.where(folds == outer, EXCLUDED, folds).astype(np.int64)
+    if len(outer_numbers) < 3:
+        train = np.flatnonzero(folds != outer)
+        position = int(np.flatnonzero(outer_numbers == outer)[0])
+        for part, (_, held) in enumerate(StratifiedKFold(2, shuffle=True, random_state=position).split(
+                train, labels[train])):
+            inner[train[held]] = part
+    return inner

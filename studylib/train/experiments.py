@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..images import ImageStore
 from ..params import ExecutorParams, TrainParams, TransferParams
-from .cv import site_folds, stratified_folds
+from .cv import inner_folds, site_folds, stratified_folds
 from .engine import resolve_device
 from .executors import Executor, JobTask, make_executor
 from .jobs import Job, is_done, job_key
@@ -35,7 +35,9 @@ __all__ = [
     "Experiment",
     "cohort_folds",
     "imagenet_init",
+    "is_inner",
     "plan_autism",
+    "plan_nested",
     "plan_sex",
     "stage1_metric",
 ]
@@ -43,6 +45,16 @@ __all__ = [
 #: Columns of :meth:`Experiment.predictions`.
 PREDICTION_COLUMNS = ["subject", "label", "fold", "probability", "cohort", "arm", "scheme", "backbone", "init",
                       "hemisphere", "metric", "seed"]
+
+#: Scheme prefix of the nested stacking scheme's inner models: ``inner<k>`` are fitted inside outer fold k's
+#: training subjects (:func:`studylib.train.cv.inner_folds`).
+INNER = "inner"
+
+
+def is_inner(scheme: str) -> bool:
+    """Whether a scheme names the nested stacking scheme's inner models of one outer fold."""
+    return scheme.startswith(INNER) and scheme[len(INNER):].isdigit()
+
 
 #: The initialisation of the stage-1 (HCP sex) model behind each stage-2 arm.
 STAGE1_INIT = {"hcp-only": "scratch", "2-stage": "imagenet"}
@@ -110,9 +122,13 @@ class Experiment:
         self._folds: dict[tuple[str, str], tuple[np.ndarray, list[str]]] = {}
 
     def folds(self, cohort: str, scheme: str) -> np.ndarray:
-        """Fold per subject of ``cohort`` under ``scheme`` (``all``: every subject trains, fold -1)."""
+        """Fold per subject of ``cohort`` under ``scheme`` (``all``: every subject trains, fold -1; ``inner<k>``:
+        the inner folds of k-fold's outer fold k, its own subjects excluded)."""
         if scheme == "all":
             return np.zeros(len(self.stores[cohort].subjects), dtype=np.int64)
+        if is_inner(scheme):
+            labels = self.stores[cohort].subjects["label"].to_numpy()
+            return inner_folds(labels, self.folds(cohort, "kfold"), int(scheme[len(INNER):]))
         if (cohort, scheme) not in self._folds:
             self._folds[cohort, scheme] = cohort_folds(self.stores[cohort], scheme, self.train.folds, self.seed)
         return self._folds[cohort, scheme][0]
@@ -121,7 +137,7 @@ class Experiment:
             metric: str) -> list[Job]:
         """Add one job per fold of ``cohort`` under ``scheme`` (one job for ``all``) and return them."""
         folds = self.folds(cohort, scheme)
-        numbers = [-1] if scheme == "all" else sorted(int(k) for k in np.unique(folds))
+        numbers = [-1] if scheme == "all" else sorted(int(k) for k in np.unique(folds[folds >= 0]))
         jobs = [Job(cohort, arm, scheme, backbone, init, hemisphere, metric, fold, self.seed + max(fold, 0))
                 for fold in numbers]
         for job in jobs:
@@ -179,13 +195,14 @@ class Experiment:
             raise RuntimeError(f"{len(unfinished)} of {len(self.jobs)} planned models are not trained for the "
                                f"current parameters, code and images (first: {unfinished[0].name}); call run()")
 
-    def predictions(self) -> pd.DataFrame:
+    def predictions(self, *, inner: bool = False) -> pd.DataFrame:
         """Out-of-fold predictions of every evaluation job, with the job's fields, one row per (job, test
-        subject). Raises when a planned job is not finished (no stale or partial results are mixed in)."""
+        subject); ``inner``: those of the nested stacking scheme's inner models instead (:func:`plan_nested`).
+        Raises when a planned job is not finished (no stale or partial results are mixed in)."""
         self._require_finished()
         parts = []
         for job in self.jobs:
-            if job.scheme == "all":
+            if job.scheme == "all" or is_inner(job.scheme) != inner:
                 continue
             path = self.root / job.name / "predictions.csv"
             table = pd.read_csv(path, dtype={"subject": str})
@@ -250,3 +267,14 @@ def plan_autism(experiment: Experiment, transfer: TransferParams, cohorts: list[
     # stage-1 jobs must run before the jobs that start from them
     experiment.jobs.sort(key=lambda job: job.scheme != "all")
     return jobs
+
+
+def plan_nested(experiment: Experiment) -> list[Job]:
+    """The nested stacking scheme's inner models: for every planned k-fold job's (cohort, arm, backbone, init,
+    image set) and outer fold k, one model per inner fold of k's training subjects (scheme ``inner<k>``,
+    :func:`studylib.train.cv.inner_folds`): k (k - 1) more fits per image set (2 x 2 with two outer folds)."""
+    added = []
+    for job in [job for job in experiment.jobs if job.scheme == "kfold"]:
+        added += experiment.add(job.cohort, job.arm, f"{INNER}{job.fold}", job.backbone, job.init, job.hemisphere,
+                                job.metric)
+    return added

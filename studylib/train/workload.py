@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..params import ExecutorParams, StudyParams
-from .experiments import Experiment, plan_autism, plan_sex
+from .experiments import Experiment, plan_autism, plan_nested, plan_sex
 
 __all__ = ["ABIDE1_FREESURFER", "CohortShape", "cohort_shapes", "planned_workload", "projected_hours"]
 
@@ -86,10 +86,12 @@ def planned_workload(params: StudyParams, shapes: dict[str, CohortShape] | None 
                                 params.train, params.seed, device="cpu", executor=ExecutorParams())
         plan_sex(experiment, transfer)
         plan_autism(experiment, transfer, [c for c in transfer.autism_cohorts if c in shapes])
+        if params.stacking.nested:
+            plan_nested(experiment)
         rows = []
         for job in experiment.jobs:
             folds = experiment.folds(job.cohort, job.scheme)
-            train_subjects = len(folds) if job.fold < 0 else int((folds != job.fold).sum())
+            train_subjects = len(folds) if job.fold < 0 else int(((folds != job.fold) & (folds >= -1)).sum())
             after = ""
             if job.init.kind == "checkpoint":
                 after = str(Path(job.init.path).parent.relative_to(root))

@@ -4,8 +4,8 @@ import pytest
 
 from studylib.evaluate import stacking
 from studylib.evaluate.leakage import null_auc_se, permutation_runs, permutation_summary, stacking_optimism
-from studylib.evaluate.stacking import (MajorityVote, MeanProbability, image_table, nested_meta_features,
-                                        stack_outer_folds, stack_predictions)
+from studylib.evaluate.stacking import (MajorityVote, MeanProbability, image_table, inner_meta_features,
+                                        nested_meta_features, stack_outer_folds, stack_predictions)
 
 GRID = {"max_depth": [1, 2], "n_estimators": [20], "learning_rate": [0.3]}
 
@@ -141,3 +141,36 @@ def test_usual_and_nested_stacking_and_permutation_runs_on_noise():
     assert summary.loc["mean", "null SE of one AUC"] == pytest.approx(null_auc_se(30, 30))
     assert abs(summary.loc["mean", "AUC at r = 0"] - 0.5) < 0.2 and "AUC per unit |r|" in summary
     assert abs(summary.loc["mean", "z of the mean AUC"]) < 3 and summary.loc["logistic", "runs"] == 5
+
+
+def _inner_predictions(predictions: pd.DataFrame, seed: int = 5) -> pd.DataFrame:
+    """Inner-model predictions (scheme inner<k>) for every outer fold's training subjects and image."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for (fold, hemisphere, metric), _ in predictions.groupby(["fold", "hemisphere", "metric"]):
+        rows = predictions[(predictions["fold"] != fold) & (predictions["hemisphere"] == hemisphere)
+                           & (predictions["metric"] == metric)]
+        parts.append(rows.assign(scheme=f"inner{fold}", probability=rng.random(len(rows))))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_stacking_with_inner_predictions_is_the_nested_scheme():
+    predictions = _long_predictions(n=45)
+    inner = _inner_predictions(predictions)
+    stacked = stack_predictions(predictions, ["logistic"], grid=GRID, inner=inner)
+    assert set(stacked["meta-features"]) == {"nested"}
+    table = image_table(predictions)
+    expected = stack_outer_folds(table.probability.to_numpy(), table.label, table.fold, "logistic", grid=GRID,
+                                 nested_features=inner_meta_features(table, inner, "c"))
+    assert np.allclose(stacked.set_index("subject").loc[table.probability.index, "probability"], expected)
+    usual = stack_predictions(predictions, ["logistic"], grid=GRID)
+    assert set(usual["meta-features"]) == {"out-of-fold"}
+    assert not np.allclose(usual["probability"], stacked["probability"])
+    # the training side of outer fold k comes from the inner models of k, row for row
+    features = inner_meta_features(table, inner, "c")
+    first = inner[(inner["scheme"] == "inner0")].pivot(index="subject", columns=["hemisphere", "metric"],
+                                                        values="probability")
+    training = table.probability.index[table.fold != 0]
+    assert np.allclose(np.sort(features[0].ravel()), np.sort(first.loc[training].to_numpy().ravel()))
+    with pytest.raises(ValueError, match="inner predictions of outer fold 1 do not cover"):
+        inner_meta_features(table, inner.drop(inner.index[inner["scheme"] == "inner1"][0]), "c")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from studylib.train.cv import fold_split, site_folds, stratified_folds, train_test
+from studylib.train.cv import EXCLUDED, fold_split, inner_folds, site_folds, stratified_folds, train_test
 
 
 def test_stratified_folds_cover_every_subject_once_and_keep_balance():
@@ -37,3 +37,21 @@ def test_site_folds_leave_one_site_out():
         assert names[fold] not in {sites[i] for i in train}
     with pytest.raises(ValueError, match="at least two sites"):
         site_folds(["A", "A"])
+
+
+@pytest.mark.parametrize("n_folds", [2, 3, 5])
+def test_inner_folds_exclude_the_outer_fold_and_cover_its_training_subjects(n_folds):
+    labels = np.r_[np.zeros(20, int), np.ones(20, int)]
+    folds = stratified_folds(labels, n_folds, seed=4)
+    for outer in range(n_folds):
+        inner = inner_folds(labels, folds, outer)
+        assert (inner[folds == outer] == EXCLUDED).all() and (inner[folds != outer] >= 0).all()
+        numbers = np.unique(inner[inner >= 0])
+        assert len(numbers) == (2 if n_folds == 2 else n_folds - 1)
+        for number in numbers:  # a job of the inner scheme never trains on or predicts the outer fold
+            train, test = train_test(inner, number)
+            assert not set(np.flatnonzero(folds == outer)) & (set(train) | set(test))
+            assert sorted([*train, *test]) == np.flatnonzero(folds != outer).tolist()
+            assert set(labels[test]) == {0, 1}
+    with pytest.raises(ValueError, match="no subject is in outer fold 9"):
+        inner_folds(labels, folds, 9)

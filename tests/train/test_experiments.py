@@ -14,7 +14,7 @@ import torch
 from studylib.params import ParamsError
 from studylib.study.config import load_params
 from studylib.evaluate.summaries import learning_curves, summarise
-from studylib.train.experiments import STAGE1_INIT, Experiment, plan_autism, plan_sex
+from studylib.train.experiments import STAGE1_INIT, Experiment, plan_autism, plan_nested, plan_sex
 from studylib.train.models import Init
 
 from tests.support import PROJECT, make_store, minimal_params, small_params
@@ -206,3 +206,34 @@ def test_a_killed_run_restarts_to_the_same_predictions(tmp_path):
     restarted = pd.read_csv(tmp_path / "killed" / "predictions.csv")
     assert len(whole) == 2 * 24
     pd.testing.assert_frame_equal(whole, restarted, check_exact=True)
+
+
+def test_nested_inner_models_never_see_their_outer_fold_and_stay_out_of_the_predictions(tmp_path, monkeypatch):
+    from studylib.train import jobs as jobs_module
+
+    stores = {"hcp": make_store(tmp_path, "hcp", ["thickness"], n=18, seed=3)}
+    params = small_params(sex_arms=["scratch"])
+    train = params.train.model_copy(update={"epochs": 1, "mixup_epochs": 1, "folds": 3})
+    experiment = Experiment(tmp_path / "run", stores, train, params.seed, "cpu")
+    plan_sex(experiment, params.transfer)
+    inner = plan_nested(experiment)
+    assert len(inner) == 3 * 2 and {job.scheme for job in inner} == {"inner0", "inner1", "inner2"}
+    seen = {}
+    real_fit = jobs_module.fit
+
+    def spy(net, images, labels, train_index, train, **kwargs):
+        seen[kwargs["checkpoint"].parent.relative_to(tmp_path / "run").as_posix()] = set(train_index.tolist())
+        return real_fit(net, images, labels, train_index, train, **kwargs)
+
+    monkeypatch.setattr(jobs_module, "fit", spy)
+    experiment.run(progress=False)
+    outer = experiment.folds("hcp", "kfold")
+    for job in inner:
+        held_out = set(np.flatnonzero(outer == int(job.scheme.removeprefix("inner"))).tolist())
+        assert not seen[job.name] & held_out
+    assert set(experiment.predictions()["scheme"]) == {"kfold"}
+    inner_predictions = experiment.predictions(inner=True)
+    subjects = stores["hcp"].subjects["subject"]
+    for k in range(3):  # each outer fold's inner models predict exactly its training subjects, once
+        rows = inner_predictions[inner_predictions["scheme"] == f"inner{k}"]
+        assert sorted(rows["subject"]) == sorted(subjects[outer != k])

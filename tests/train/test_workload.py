@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from studylib.study.config import load_params
-from studylib.train.experiments import Experiment, plan_autism, plan_sex
+from studylib.train.cv import train_test
+from studylib.train.experiments import Experiment, plan_autism, plan_nested, plan_sex
 from studylib.train.workload import (ABIDE1_FREESURFER, CohortShape, cohort_shapes, planned_workload,
                                      projected_hours)
 
@@ -20,8 +21,11 @@ def test_the_workload_is_the_plan_of_real_stores(tmp_path):
     experiment = Experiment(tmp_path / "run", stores, params.train, params.seed, "cpu")
     plan_sex(experiment, params.transfer)
     plan_autism(experiment, params.transfer, ["abide"])
-    expected = {job.name: int((experiment.folds(job.cohort, job.scheme) != job.fold).sum()) if job.fold >= 0
-                else len(experiment.folds(job.cohort, job.scheme)) for job in experiment.jobs}
+    assert params.stacking.nested  # smoke's: the nested scheme's inner models are part of the workload
+    inner = plan_nested(experiment)
+    assert inner and all(job.scheme.startswith("inner") for job in inner)
+    expected = {job.name: len(train_test(experiment.folds(job.cohort, job.scheme), job.fold)[0])
+                for job in experiment.jobs}
     shapes = {"hcp": CohortShape(24, 1, ("thickness", "sulc"), ("left",)),
               "abide": CohortShape(30, 3, ("thickness", "sulc"), ("left",))}
     workload = planned_workload(params, shapes)
