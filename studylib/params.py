@@ -183,15 +183,60 @@ class FreeSurferCohortParams(_RealCohortSection):
         return self
 
 
+class BidsCohortParams(_RealCohortSection):
+    """fMRIPrep/sMRIPrep derivatives (BIDS, found with pybids): fsLR 91k CIFTI
+    (``sub-<label>_space-fsLR_den-91k_{thickness,sulc,curv}.dscalar.nii``) onto fs_LR_32k, else fsnative GIFTI
+    (``sub-<label>_hemi-{L,R}_{thickness,sulc,curv}.shape.gii``) through the registration sphere sMRIPrep writes
+    (``sub-<label>_hemi-{L,R}_space-fsaverage_desc-reg_sphere.surf.gii``); labels from ``participants.tsv``
+    (``phenotypes``)."""
+
+    source: Literal["bids"]
+    label_column: str | None = Field(
+        default=None, description="participants.tsv column with the label; null: 'sex' for task sex (required for "
+                                  "autism, e.g. 'diagnosis' or 'group').")
+    positive: list[str] = Field(
+        default_factory=list, description="Values of label_column meaning label 1 (case-insensitive); empty: F, "
+                                          "female for task sex.")
+    negative: list[str] = Field(
+        default_factory=list, description="Values meaning label 0; empty: M, male for task sex. Other values are QC "
+                                          "rows.")
+    site_column: str | None = Field(default="site", description="participants.tsv column naming the site; absent or "
+                                                                "null: every subject in one site.")
+    registration_sphere: Path | None = Field(
+        default=None, description="For fsnative GIFTI onto fs_LR_32k: folder with "
+                                  "fs_LR-deformed_to-fsaverage.{L,R}.sphere.32k_fs_LR.surf.gii (not needed for CIFTI).")
+    _provides = FREESURFER_METRICS
+
+    _check_sphere = field_validator("registration_sphere")(_existing_dir)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sex_labels(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("task") == "sex":
+            data = {**data, "label_column": data.get("label_column") or "sex",
+                    "positive": data.get("positive") or ["F", "female"], "negative": data.get("negative") or ["M", "male"]}
+        return data
+
+    @model_validator(mode="after")
+    def _labels(self) -> BidsCohortParams:
+        if not self.label_column or not self.positive or not self.negative:
+            raise ValueError("a BIDS autism cohort needs label_column, positive and negative (e.g. diagnosis, [ASD], "
+                             "[TD]) to read its labels from participants.tsv")
+        return self
+
+
+#: Sources that read a user's real data folders (their files are a cohort's inputs).
+REAL_SOURCES = ("hcp", "freesurfer", "bids")
+
 #: One cohort of a parameter set; its ``source`` decides which keys it takes.
 CohortParams = Annotated[
-    SimulatedCohortParams | SemiRealCohortParams | HcpCohortParams | FreeSurferCohortParams,
+    SimulatedCohortParams | SemiRealCohortParams | HcpCohortParams | FreeSurferCohortParams | BidsCohortParams,
     Field(discriminator="source"),
 ]
 #: The schema of each source.
 COHORT_SCHEMAS: dict[str, type[_CohortSection]] = {
     "simulated": SimulatedCohortParams, "semi-real": SemiRealCohortParams, "hcp": HcpCohortParams,
-    "freesurfer": FreeSurferCohortParams,
+    "freesurfer": FreeSurferCohortParams, "bids": BidsCohortParams,
 }
 
 

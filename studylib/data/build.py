@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from ..hashing import code_digest, file_manifest, manifest_changes, sha256_json
 from ..storage import atomic_write_text
-from ..params import CohortParams
+from ..params import REAL_SOURCES, CohortParams
 from .cohort import Cohort, CohortWriter
 from .templates import HEMISPHERES, load_template
 
@@ -51,8 +51,11 @@ def cohort_inputs(name: str, spec: CohortParams, data_dir: str | Path,
         found["calibration"] = file_manifest({"abide1_calibration.json": calibration_file()}, None)
     if spec.source == "semi-real":
         found["data directory"] = reference_manifest(data_dir, cache)
-    if spec.source in ("hcp", "freesurfer"):
-        from .readers import input_files
+    if spec.source in REAL_SOURCES:
+        if spec.source == "bids":
+            from .bids import input_files
+        else:
+            from .readers import input_files
 
         found["inputs"] = file_manifest(input_files(spec), cache / f"inputs_{name}_manifest.json" if cache else None)
     return found
@@ -181,6 +184,10 @@ def build_cohorts(cohorts: Mapping[str, CohortParams], out: str | Path, *, seed:
                 cohort = build_semireal_cohort(folder, load_template(spec.template), data_dir,
                                                list(spec.metrics), n_subjects=spec.n_subjects, seed=seed,
                                                meta=meta)
+            elif spec.source == "bids":
+                from .bids import read_bids_cohort
+
+                cohort = read_bids_cohort(folder, spec, meta=meta, progress=progress)
             else:
                 from .readers import read_real_cohort
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..hashing import code_digest, sha256_bytes, sha256_json, source_imports
-from ..params import StudyParams, resolve_data_dir
+from ..params import REAL_SOURCES, StudyParams, resolve_data_dir
 from .config import absent_data_note, load_params, params_name
 from .layout import ResultsLayout, project_root
 from .provenance import write_provenance
@@ -72,7 +72,7 @@ def fingerprint_components(stage: Stage, notebook: Path, params: StudyParams, la
         data_dir = resolve_data_dir(params)
         components["data directory"] = sha256_json(reference_manifest(data_dir, layout.cohort_cache))
         for name, spec in params.cohorts.items():  # real data: the folders' contents, not only their paths
-            if stage.reads_cohort_inputs and spec.source in ("hcp", "freesurfer"):
+            if stage.reads_cohort_inputs and spec.source in REAL_SOURCES:
                 manifest = cohort_inputs(name, spec, data_dir, layout.cohort_cache)["inputs"]
                 components[f"inputs of cohort {name}"] = sha256_json(manifest)
     for upstream in stage.after:
