@@ -44,7 +44,7 @@ from ..data.templates import HEMISPHERES, load_template
 from ..geometry.mesh import triangle_areas
 
 __all__ = ["DIRECTIONS", "MAX_THICKNESS", "MYELIN_CONTRAST", "Grid", "RibbonVoxeliser", "cut_slices",
-           "build_volume_store", "enclosed_volume", "freesurfer_ribbon", "metric_grid", "myelin_contrast", "outward_normals", "read_talairach", "ribbon_volume_check", "slice_positions",
+           "RealRibbons", "build_volume_store", "enclosed_volume", "freesurfer_ribbon", "freesurfer_ribbons", "metric_grid", "myelin_contrast", "outward_normals", "read_talairach", "ribbon_volume_check", "slice_positions",
            "splat", "volume_sets", "white_surface"]
 
 #: Slice directions and the grid axis each cuts across (RAS: x left-right, y back-front, z down-up).
@@ -435,7 +435,7 @@ def volume_sets(metrics: list[str], positions: dict[str, int]) -> dict[str, tupl
 
 
 def build_volume_store(cohort, out: str | Path, *, voxel: float, slices_per_direction: int, image_size: int,
-                       dtype: str = "float32", progress: bool = True):
+                       dtype: str = "float32", progress: bool = True, real_ribbons: RealRibbons | None = None):
     """The baselines' inputs for every subject of ``cohort``, in an image store (:mod:`studylib.images` format), so
     that the training jobs read them as they read flat images.
 
@@ -462,7 +462,8 @@ def build_volume_store(cohort, out: str | Path, *, voxel: float, slices_per_dire
     settings = {"voxel": float(voxel), "slices_per_direction": int(slices_per_direction), "size": int(image_size),
                 "dtype": dtype}
     key = sha256_json({"cohort": cohort.meta.get("build_key"), "subjects": cohort.subjects.to_csv(index=False),
-                       "settings": settings, "code": code_digest(__name__)})
+                       "settings": settings, "code": code_digest(__name__),
+                       "real ribbons": real_ribbons.key if real_ribbons is not None else None})
     store_json = out / "store.json"
     if store_json.is_file() and json.loads(store_json.read_text()).get("key") == key:
         return ImageStore(out)
@@ -487,9 +488,12 @@ def build_volume_store(cohort, out: str | Path, *, voxel: float, slices_per_dire
         targets[name] = np.lib.format.open_memmap(out / "images" / f"{name}.npy", mode="w+", dtype=np.dtype(dtype),
                                                   shape=shape)
     notes = []
-    if "thickness" not in cohort.metrics:
+    if real_ribbons is not None:
+        notes.append("ribbon volumes and slices from each subject's FreeSurfer brain.mgz inside ribbon.mgz, moved to "
+                     "MNI305 by talairach.xfm (freesurfer_ribbon)")
+    elif "thickness" not in cohort.metrics:
         notes.append("no thickness maps: every ribbon has the template's group thickness")
-    if "myelin" not in cohort.metrics:
+    if "myelin" not in cohort.metrics and real_ribbons is None:
         notes.append("no myelin maps: ribbon intensity from the template's group myelin (no individual differences)")
     group_contrast = myelin_contrast(cohort.template, None)
     for start in tqdm(range(0, n, CHUNK), desc=f"{cohort.name} volumes", disable=not progress, unit="chunk"):
@@ -499,7 +503,10 @@ def build_volume_store(cohort, out: str | Path, *, voxel: float, slices_per_dire
             thickness = {h: maps["thickness"][h][i] for h in HEMISPHERES} if "thickness" in maps else reference
             contrast = group_contrast if "myelin" not in maps else \
                 myelin_contrast(cohort.template, {h: maps["myelin"][h][i] for h in HEMISPHERES})
-            ribbon = voxeliser.volume(thickness, contrast)
+            if real_ribbons is not None:
+                ribbon = real_ribbons.volume(str(cohort.subjects["subject"].iloc[start + i]), voxeliser.grid)
+            else:
+                ribbon = voxeliser.volume(thickness, contrast)
             targets["both_ribbon"][start + i] = ribbon
             for metric in cohort.metrics:
                 targets[f"both_{metric}"][start + i] = metric_grid({h: np.where(cortex[h], maps[metric][h][i], np.nan)
@@ -521,3 +528,49 @@ def build_volume_store(cohort, out: str | Path, *, voxel: float, slices_per_dire
             "stats": stats, "sha256": digests, "notes": notes, "key": key, "settings": settings}
     atomic_write_text(store_json, json.dumps(meta, indent=2) + "\n")
     return ImageStore(out)
+
+
+@dataclass(frozen=True)
+class RealRibbons:
+    """Where each subject's FreeSurfer folder is, and a digest of the volume files read (a store's cache key)."""
+
+    folders: dict[str, Path]
+    key: str
+
+    def volume(self, subject: str, grid: Grid) -> np.ndarray:
+        if subject not in self.folders:
+            raise ValueError(f"subject {subject}: no FreeSurfer folder for its ribbon volume")
+        return freesurfer_ribbon(self.folders[subject], grid)
+
+
+def freesurfer_ribbons(spec, subjects, cache: str | Path | None = None) -> RealRibbons:
+    """The FreeSurfer folders of a ``source: freesurfer`` cohort's ``subjects`` (matched by trailing number, as the
+    reader matches them) and a content digest of their ``brain.mgz``/``norm.mgz``, ``ribbon.mgz`` and
+    ``talairach.xfm``.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming a subject whose folder lacks one of the files.
+    """
+    import re
+
+    from ..data.readers import subject_folders
+    from ..hashing import file_manifest, sha256_json
+
+    folders, _ = subject_folders(spec)
+    by_number = {str(int(m.group(1))): folder for name, folder in folders.items() if (m := re.search(r"(\d+)$", name))}
+    found, files = {}, {}
+    for subject in map(str, subjects):
+        folder = by_number.get(subject) or folders.get(subject)
+        if folder is None:
+            raise FileNotFoundError(f"subject {subject}: no folder in {spec.path} for its ribbon volume")
+        mri = folder / "mri"
+        intensity = next((mri / n for n in ("brain.mgz", "norm.mgz") if (mri / n).is_file()), mri / "brain.mgz")
+        for path in (intensity, mri / "ribbon.mgz", mri / "transforms" / "talairach.xfm"):
+            if not path.is_file():
+                raise FileNotFoundError(f"subject {subject}: {path} is missing (the 3D baselines need the volumes)")
+            files[f"{subject}/{path.relative_to(folder).as_posix()}"] = path
+        found[subject] = folder
+    manifest = file_manifest(files, Path(cache) / "ribbon_volumes_manifest.json" if cache else None)
+    return RealRibbons(found, sha256_json(manifest))

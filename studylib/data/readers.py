@@ -47,6 +47,8 @@ _HCP_HEMI = {"left": "L", "right": "R"}
 _CIFTI_STRUCTURE = {"left": "CIFTI_STRUCTURE_CORTEX_LEFT", "right": "CIFTI_STRUCTURE_CORTEX_RIGHT"}
 _FS_NAMES = {"thickness": "thickness", "sulc": "sulc", "curvature": "curv"}
 _FS_HEMI = {"left": "lh", "right": "rh"}
+#: The volumes 09's 3D baselines read from a FreeSurfer subject (studylib.baselines.volumes.freesurfer_ribbon).
+_FS_VOLUMES = ("brain.mgz", "norm.mgz", "ribbon.mgz", "transforms/talairach.xfm")
 #: Subjects that FreeSurfer's distribution keeps in SUBJECTS_DIR: templates and atlases, not study subjects.
 _TEMPLATE_SUBJECT = re.compile(r"^(fsaverage\d*|fsaverage_sym|cvs_avg35(_inMNI152)?|[lr]h\.EC_average|V1_average|bert)$")
 
@@ -66,7 +68,8 @@ def _subject_files(spec: RealCohortParams, folder: Path) -> list[Path]:
         return [path for h in HEMISPHERES for m in spec.metrics for path in _hcp_candidates(maps, folder.name, h, m)]
     return [folder / sub / f"{_FS_HEMI[h]}.{name}" for h in HEMISPHERES
             for sub, name in (("surf", "sphere.reg"), ("label", "cortex.label"),
-                              *(("surf", _FS_NAMES[m]) for m in spec.metrics))] + [folder / "stats" / "aseg.stats"]
+                              *(("surf", _FS_NAMES[m]) for m in spec.metrics))] + [folder / "stats" / "aseg.stats"] + \
+        [folder / "mri" / name for name in _FS_VOLUMES]  # read by 09's volume baselines
 
 
 def input_files(spec: RealCohortParams) -> dict[str, Path]:

@@ -18,7 +18,7 @@ from .. import paper
 from ..baselines.linear import REFERENCE_ARM
 from ..baselines.networks import MESH_ARM, NETWORK_BASELINES, SLICE_ARM, VOLUME_ARM, check_same_folds, plan_baselines
 from ..baselines.pca_svm import PCA_SVM_ARM, pca_svm_predictions
-from ..baselines.volumes import build_volume_store
+from ..baselines.volumes import build_volume_store, freesurfer_ribbons
 from ..data.cohort import Cohort
 from ..train.experiments import Experiment
 from ..evaluate.stacking import GROUP_KEYS, stack_predictions
@@ -115,10 +115,13 @@ def run_baselines(stage: StageContext, *, progress: bool = True) -> BaselinesRun
             parts.append(pca_svm_predictions(data, folds, cohort_name=cohort, variance=settings.pca_variance,
                                              cs=settings.svm_c, inner_folds=settings.inner_folds, seed=params.seed))
         if networks:
+            spec = params.cohorts.get(cohort)
+            real = freesurfer_ribbons(spec, data.subjects["subject"], cache=layout.cohort_cache) \
+                if spec is not None and spec.source == "freesurfer" else None
             stores[cohort] = build_volume_store(data, layout.baseline_store(cohort), voxel=settings.voxel_size,
                                                 slices_per_direction=settings.slices_per_direction,
                                                 image_size=params.raster.image_size, dtype=params.raster.dtype,
-                                                progress=progress)
+                                                progress=progress, real_ribbons=real)
             notes += [f"cohort {cohort!r}: {note}" for note in stores[cohort].meta["notes"]]
             folds_of[cohort] = folds
     histories = pd.DataFrame()

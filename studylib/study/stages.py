@@ -62,7 +62,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("08_occlusion", "Occlusion maps", ("seed", "device", "raster", "train", "transfer", "occlusion"),
           after=("04_train_sex", "05_train_asd_2stage")),
     Stage("09_baselines", "Baselines: PCA+SVM, slice, volume and mesh CNNs",
-          ("seed", "device", "raster", "baselines", "train", "transfer", "executor", "stacking"),
+          ("seed", "device", "cohorts", "raster", "baselines", "train", "transfer", "executor", "stacking"),
           after=("01_preprocess", "03_rasterize", "05_train_asd_2stage", "06_stack")),
 )
 

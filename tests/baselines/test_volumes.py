@@ -197,3 +197,31 @@ def test_a_subject_without_thickness_on_the_cortex_is_named(simulated_autism, tm
         build_volume_store(Cohort(copy), tmp_path / "store", voxel=4.0, slices_per_direction=1, image_size=32,
                            progress=False)
     assert meta["name"] == cohort.name
+
+
+def test_freesurfer_cohorts_take_their_ribbons_from_brain_mgz(tmp_path, write_params):
+    import shutil
+
+    from studylib.baselines.volumes import freesurfer_ribbons
+    from tests.data.test_readers import _params
+    from tests.data.test_readers import test_freesurfer_subject_onto_fslr32k_through_a_registration_sphere as subject
+
+    subject(tmp_path, write_params, load_template("fs_LR_32k"))  # one FreeSurfer subject (KKI_0050772) onto fs_LR
+    folder = tmp_path / "subjects" / "KKI_0050772"
+    _write_freesurfer_subject(tmp_path / "volumes")
+    shutil.copytree(tmp_path / "volumes" / "mri", folder / "mri")
+    spec = {"source": "freesurfer", "task": "autism", "template": "fs_LR_32k", "metrics": ["thickness"],
+            "path": str(tmp_path / "subjects"), "phenotypes": str(tmp_path / "pheno.csv"),
+            "registration_sphere": str(tmp_path / "spheres")}
+    params = _params(write_params, spec)
+    [built] = build_params_cohorts(params, tmp_path / "cohorts-with-volumes", progress=False, echo=lambda _: None)
+    real = freesurfer_ribbons(params.cohorts["real"], built.cohort.subjects["subject"])
+    store = build_volume_store(built.cohort, tmp_path / "store", voxel=6.0, slices_per_direction=1, image_size=32,
+                               progress=False, real_ribbons=real)
+    grid = Grid(tuple(store.meta["grid"]["origin"]), 6.0, tuple(store.meta["grid"]["shape"]))
+    np.testing.assert_array_equal(store.images("both", "ribbon")[0], freesurfer_ribbon(folder, grid))
+    assert store.images("both", "ribbon")[0].sum() > 0
+    assert any("brain.mgz inside ribbon.mgz" in note for note in store.meta["notes"])
+    (folder / "mri" / "ribbon.mgz").unlink()
+    with pytest.raises(FileNotFoundError, match="subject 50772: .*ribbon.mgz is missing"):
+        freesurfer_ribbons(params.cohorts["real"], built.cohort.subjects["subject"])
