@@ -12,7 +12,8 @@ from studylib.hashing import code_scope, source_imports, studylib_imports, study
 
 #: Bottom to top. A prefix names a module or a sub-package with everything in it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("studylib", "studylib.params", "studylib.hashing", "studylib.storage", "studylib.paper")),
+    ("foundation", ("studylib", "studylib.params", "studylib.hashing", "studylib.storage", "studylib.paper",
+                    "studylib.progress")),
     ("geometry", ("studylib.geometry",)),
     ("data", ("studylib.data",)),
     ("images", ("studylib.raster", "studylib.images", "studylib.flatmaps")),

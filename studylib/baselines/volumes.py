@@ -452,7 +452,7 @@ def build_volume_store(cohort, out: str | Path, *, voxel: float, slices_per_dire
     """
     import json
 
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     from ..hashing import code_digest, file_sha256, sha256_json
     from ..images import CHUNK, ImageStore
@@ -496,7 +496,7 @@ def build_volume_store(cohort, out: str | Path, *, voxel: float, slices_per_dire
     if "myelin" not in cohort.metrics and real_ribbons is None:
         notes.append("no myelin maps: ribbon intensity from the template's group myelin (no individual differences)")
     group_contrast = myelin_contrast(cohort.template, None)
-    for start in tqdm(range(0, n, CHUNK), desc=f"{cohort.name} volumes", disable=not progress, unit="chunk"):
+    for start in progress_bar(range(0, n, CHUNK), desc=f"{cohort.name} volumes", disable=not progress, unit="chunk"):
         rows = slice(start, min(start + CHUNK, n))
         maps = {m: {h: _cortex_values(cohort, h, m, rows, cortex[h]) for h in HEMISPHERES} for m in cohort.metrics}
         for i in range(rows.stop - rows.start):

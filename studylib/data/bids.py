@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
+from ..progress import progress_bar
 
 from ..geometry.mesh import fill_missing
 from ..params import BidsCohortParams
@@ -228,7 +228,7 @@ def read_bids_cohort(out: Path, spec: BidsCohortParams, *, meta: dict, progress:
     n_vertices = {h: template.n_vertices(h) for h in HEMISPHERES}
     writer = CohortWriter(out, candidates, template.name, n_vertices, spec.metrics, meta)
     keep = np.zeros(len(candidates), dtype=bool)
-    for index, row in enumerate(tqdm(rows, desc=f"reading {meta.get('name')}", unit="subject",
+    for index, row in enumerate(progress_bar(rows, desc=f"reading {meta.get('name')}", unit="subject",
                                      disable=None if progress else True)):
         try:
             maps = _subject_maps(layout, row["subject"], spec, template, notes)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
+from ..progress import progress_bar
 
 from ..hashing import code_digest, file_manifest, manifest_changes, sha256_json
 from ..storage import atomic_write_text
@@ -106,7 +106,7 @@ def simulate_cohort(out: Path, name: str, spec: CohortParams, *, seed: int, cach
     writer = CohortWriter(out, subjects, template.name, n_vertices, spec.metrics,
                           {**meta, "notes": model.notes, "task": spec.task})
     chunks = range(0, len(subjects), CHUNK)
-    for start in tqdm(chunks, desc=f"simulating {name}", unit="chunk", disable=None if progress else True):
+    for start in progress_bar(chunks, desc=f"simulating {name}", unit="chunk", disable=None if progress else True):
         rows = slice(start, min(start + CHUNK, len(subjects)))
         for metric in spec.metrics:
             maps = sample_maps(model, metric, covariates.iloc[rows], rng)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
-from tqdm import tqdm
+from ..progress import progress_bar
 
 from ..geometry.mesh import fill_missing
 from ..params import FreeSurferCohortParams, HcpCohortParams
@@ -393,7 +393,7 @@ def read_real_cohort(out: Path, spec: RealCohortParams, *, data_dir: Path | None
     n_vertices = {h: template.n_vertices(h) for h in HEMISPHERES}
     writer = CohortWriter(out, candidates.drop(columns="folder"), template.name, n_vertices, spec.metrics, meta)
     keep = np.zeros(len(candidates), dtype=bool)
-    for index, row in enumerate(tqdm(rows, desc=f"reading {meta.get('name')}", unit="subject",
+    for index, row in enumerate(progress_bar(rows, desc=f"reading {meta.get('name')}", unit="subject",
                                      disable=None if progress else True)):
         try:
             if spec.source == "hcp":

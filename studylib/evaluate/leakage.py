@@ -117,7 +117,7 @@ def permutation_runs(features: Sequence[np.ndarray], labels: np.ndarray, n_folds
     shares of the permuted classes, each base model's intercept follows its training share, and pooling such
     out-of-fold probabilities gives an AUC above 1/2 with no signal at all.
     """
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     from ..train.cv import stratified_folds
 
@@ -125,7 +125,7 @@ def permutation_runs(features: Sequence[np.ndarray], labels: np.ndarray, n_folds
     _check(features, labels, np.zeros(len(labels)))
     z = stats.norm.ppf(0.975)
     rows = []
-    for seed in tqdm(list(seeds), desc="permutation runs", unit="seed", disable=not progress):
+    for seed in progress_bar(list(seeds), desc="permutation runs", unit="seed", disable=not progress):
         permuted = np.random.default_rng(seed).permutation(labels)
         chance = abs(float(np.corrcoef(permuted, labels)[0, 1]))
         folds = stratified_folds(permuted, n_folds, seed)

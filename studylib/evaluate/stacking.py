@@ -265,14 +265,14 @@ def stack_predictions(predictions: pd.DataFrame, methods: Sequence[str] = METHOD
     training set, :func:`inner_meta_features`; used for the k-fold groups it covers), so every summary that takes
     per-image predictions takes these.
     """
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     parts = []
     groups = list(predictions.groupby(list(GROUP_KEYS), sort=True))
     inner_keys = [key for key in GROUP_KEYS if key != "scheme"]
     inner_groups = {} if inner is None or inner.empty else \
         {keys: group for keys, group in inner.groupby(inner_keys, sort=False)}
-    for keys, group in tqdm(groups, desc="stacking", unit="arm", disable=not progress):
+    for keys, group in progress_bar(groups, desc="stacking", unit="arm", disable=not progress):
         table = image_table(group)
         named = dict(zip(GROUP_KEYS, keys))
         nested = None

@@ -193,7 +193,7 @@ def _paper_regions(task: str) -> list[str]:
 def occlude_arms(stage: StageContext, *, progress: bool = True) -> OcclusionRun:
     """Occlude every image set of ``occlusion.arms`` (k-fold models of 04/05), map the group maps to the cortex, rank
     regions, and score occlusion and the t-map against the planted truth of simulated cohorts."""
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     params, layout = stage.params, stage.layout
     settings = params.occlusion
@@ -222,7 +222,7 @@ def occlude_arms(stage: StageContext, *, progress: bool = True) -> OcclusionRun:
         groups: dict[tuple, list[Job]] = {}
         for job in chosen:
             groups.setdefault((job.cohort, job.arm, job.backbone, job.hemisphere, job.metric), []).append(job)
-        for (cohort, arm, backbone, hemisphere, metric), jobs in tqdm(
+        for (cohort, arm, backbone, hemisphere, metric), jobs in progress_bar(
                 groups.items(), desc=f"occluding ({task})", unit="image set", disable=not progress):
             store = experiment.stores[cohort]
             result, rate = _occlude_set(stage, experiment, sorted(jobs, key=lambda j: j.fold), store, device,

@@ -14,6 +14,7 @@ otherwise.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -23,6 +24,7 @@ from typing import Any
 
 from ..hashing import code_digest, sha256_bytes, sha256_json, source_imports
 from ..params import REAL_SOURCES, StudyParams, resolve_data_dir
+from ..progress import PROGRESS_ENV
 from .config import absent_data_note, load_params, params_name
 from .layout import ResultsLayout, project_root
 from .provenance import write_provenance
@@ -114,6 +116,10 @@ def _execute(source: Path, target: Path, parameters: dict[str, Any], cwd: Path, 
     from papermill.exceptions import PapermillExecutionError
 
     target.parent.mkdir(parents=True, exist_ok=True)
+    # Progress bars go to this terminal, not into the page (studylib.progress): the kernel inherits the variable,
+    # and with fd capture off its own stderr is this process's.
+    previous = os.environ.get(PROGRESS_ENV)
+    os.environ[PROGRESS_ENV] = "terminal"
     try:
         papermill.execute_notebook(
             str(source),
@@ -124,10 +130,15 @@ def _execute(source: Path, target: Path, parameters: dict[str, Any], cwd: Path, 
             log_output=verbose,
             kernel_name="python3",
             # The kernel talks to this process only; its warning about unencrypted local TCP is noise here.
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            extra_arguments=["--IPKernelApp.log_level=ERROR", "--IPKernelApp.capture_fd_output=False"],
         )
     except PapermillExecutionError as error:
         raise StageFailed(source.stem, _format_failure(source.stem, error, target), target) from None
+    finally:
+        if previous is None:
+            os.environ.pop(PROGRESS_ENV, None)
+        else:
+            os.environ[PROGRESS_ENV] = previous
 
 
 def run_study(

@@ -165,11 +165,11 @@ class Experiment:
     def run(self, *, progress: bool = True) -> int:
         """Run every job not yet done through the executor (stage-1 models before the models that start from
         them); return how many trained. Progress: one bar over all jobs, fed as jobs finish."""
-        from tqdm import tqdm
+        from ..progress import progress_bar
 
         tasks = self.tasks()
         trained = 0
-        bar = tqdm(total=len(tasks), unit="model", disable=not progress, mininterval=15.0,
+        bar = progress_bar(total=len(tasks), unit="model", disable=not progress, mininterval=15.0,
                    desc=f"{len(tasks)} models ({self.executor.describe()['executor']})")
 
         def done(index: int, epochs: int) -> None:
