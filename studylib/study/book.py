@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from .config import load_params, params_name
@@ -76,7 +77,9 @@ def _assemble(source_root: Path, layout: ResultsLayout, src: Path) -> list[str]:
     record = json.loads(layout.provenance.read_text())
     last_build = layout.book / LAST_BUILD
     book_seconds = json.loads(last_build.read_text())["seconds"] if last_build.is_file() else None
-    (src / f"{REPRODUCIBILITY_PAGE}.md").write_text(render_markdown(record, layout.gpu_check, book_seconds))
+    cohorts_table = layout.tables("01_preprocess") / "cohorts.csv"
+    cohorts = pd.read_csv(cohorts_table) if cohorts_table.is_file() else None
+    (src / f"{REPRODUCIBILITY_PAGE}.md").write_text(render_markdown(record, layout.gpu_check, book_seconds, cohorts))
     return pages
 
 

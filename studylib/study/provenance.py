@@ -15,14 +15,17 @@ import subprocess
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..params import StudyParams, resolve_data_dir
 from .config import params_name
 from .layout import ResultsLayout, project_root
 from .stages import RunReport
 
-__all__ = ["collect_environment", "gpu_check_markdown", "render_markdown", "write_provenance"]
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+__all__ = ["cohorts_markdown", "collect_environment", "gpu_check_markdown", "render_markdown", "write_provenance"]
 
 
 def _git(*args: str) -> str | None:
@@ -183,9 +186,29 @@ def _notebook_times(record: dict[str, Any], book_seconds: float | None) -> str:
          for r in table.to_dict("records")])
 
 
-def render_markdown(record: dict[str, Any], gpu_check: Path | None = None, book_seconds: float | None = None) -> str:
+def cohorts_markdown(record: dict[str, Any], built: pd.DataFrame | None) -> str:
+    """Every cohort of the run's parameters, built (subjects, QC exclusions: ``01_preprocess``'s cohorts table) or
+    skipped, and why."""
+    rows = []
+    table = None if built is None or built.empty else built.set_index("cohort")
+    for name, spec in record["params"].get("cohorts", {}).items():
+        if table is not None and name in table.index:
+            row = table.loc[name]
+            status = f"built: {row['subjects']} subjects, {row['QC exclusions']} QC exclusion(s)"
+        elif spec.get("required", True):
+            status = "not built (01_preprocess has not run, or failed)"
+        else:
+            status = (f"skipped: optional (`required: false`), and the data directory `{record.get('data_dir')}` "
+                      "lacks its files (01_preprocess names them; `studylib fetch` gets them online)")
+        rows.append((name, spec.get("source", "?"), spec.get("task", "?"), status))
+    return _table(("cohort", "source", "task", "status"), rows)
+
+
+def render_markdown(record: dict[str, Any], gpu_check: Path | None = None, book_seconds: float | None = None,
+                    cohorts: pd.DataFrame | None = None) -> str:
     """The book's reproducibility page for one ``provenance.json`` record (and the GPU check's folder, if any;
-    ``book_seconds``: the last book build's time, for the time budget)."""
+    ``book_seconds``: the last book build's time, for the time budget; ``cohorts``: ``01_preprocess``'s cohorts
+    table, to say which cohorts were built and which skipped)."""
     import yaml
 
     git = record["git"]
@@ -219,6 +242,10 @@ make setup
 | data directory | `{record['data_dir']}` |
 | Python | {record['platform']['python']} on {record['platform']['system']} ({record['platform']['machine']}) |
 | device | {device_text} |
+
+## Cohorts
+
+{cohorts_markdown(record, cohorts)}
 
 ## Execution
 

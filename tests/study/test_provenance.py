@@ -53,3 +53,19 @@ def test_projection_shows_a_gpu_check_only_when_one_ran_on_a_gpu(tmp_path):
     (tmp_path / "provenance.json").write_text(json.dumps(record | {"tiny": False}))
     page = gpu_check_markdown(tmp_path)
     assert "NVIDIA H200" in page and "| 4 | 20.5 h |" in page and "| resnet50 | 2500 | 0.97 | 1.80 | 96.0 |" in page
+
+
+def test_reproducibility_page_says_which_cohorts_were_built_and_which_skipped():
+    import pandas as pd
+
+    record = {
+        "params_name": "default", "params_file": "/x/params/default.yaml", "data_dir": "/data",
+        "params": {"cohorts": {"hcp": {"source": "simulated", "task": "sex"},
+                               "abide1": {"source": "semi-real", "task": "autism", "required": False}}},
+        "command": "studylib run", "started": "s", "finished": "f", "wall_seconds": 1.0, "stages": [],
+        **collect_environment(),
+    }
+    built = pd.DataFrame([{"cohort": "hcp", "subjects": 200, "QC exclusions": 0}])
+    page = render_markdown(record, cohorts=built)
+    assert "| hcp | simulated | sex | built: 200 subjects, 0 QC exclusion(s) |" in page
+    assert "| abide1 | semi-real | autism | skipped: optional (`required: false`), and the data directory `/data`" in page
