@@ -66,7 +66,12 @@ def arms_vs_paper(predictions: pd.DataFrame, task: str) -> pd.DataFrame:
                          "image-average specificity (%)": averaged["specificity"] * 100,
                          "image-average AUC": averaged["auc"]})
     ours = single.to_frame().join(ours).reset_index()
-    return ours.merge(reported.reset_index(), on=["scheme", "arm"], how="left").round(3)
+    table = ours.merge(reported.reset_index(), on=["scheme", "arm"], how="left").round(3)
+    # the paper's columns beside our image-average accuracy (a wide table scrolls: the comparison stays in view), and
+    # only those with a number for one of our rows (the paper's site-out model is unspecified: no empty column)
+    papers = [c for c in reported.columns if table[c].notna().any()]
+    first = [*keys, "image-average accuracy (%)"]
+    return table[first + papers + [c for c in table.columns if c not in first and c not in reported.columns]]
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
