@@ -61,12 +61,14 @@ def surface_panels(template: Template, panels: Sequence[tuple[str, str, np.ndarr
     template's surfaces (``inflated``...; :func:`display_mesh`) instead of its own.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
     from nilearn import plotting
 
     cells = [(title, hemisphere, values, view) for title, hemisphere, values in panels for view in views]
     columns = min(columns_per_row, len(cells))
     rows = int(np.ceil(len(cells) / columns))
-    figure = plt.figure(figsize=(2.6 * columns, 2.3 * rows))
+    figure = plt.figure(figsize=(2.6 * columns, 2.7 * rows))
     for index, (title, hemisphere, values, view) in enumerate(cells):
         axis = figure.add_subplot(rows, columns, index + 1, projection="3d")
         mesh = (display_mesh(template.name, hemisphere, surface) if surface
@@ -77,12 +79,18 @@ def surface_panels(template: Template, panels: Sequence[tuple[str, str, np.ndarr
             high = max(abs(low), abs(high)) or 1.0
             low = -high
         plotting.plot_surf_stat_map(mesh, values, hemi=hemisphere, view=view,
-                                    axes=axis, figure=figure, colorbar=True, cmap=cmap, vmin=low, vmax=high,
+                                    axes=axis, figure=figure, colorbar=False, cmap=cmap, vmin=low, vmax=high,
                                     symmetric_cbar=symmetric)
+        # nilearn's own colorbar sits to the right, over the next panel: a short one under each brain instead
+        bar = figure.colorbar(ScalarMappable(Normalize(low, high), cmap), ax=axis, orientation="horizontal",
+                              fraction=0.05, pad=0.0, shrink=0.6, aspect=15)
+        bar.set_ticks([low, (low + high) / 2, high])
+        bar.set_ticklabels([f"{tick:.3g}" for tick in (low, (low + high) / 2, high)])
+        bar.ax.tick_params(labelsize=6, length=2)
         axis.set_title(f"{title}\n{hemisphere}, {view}", fontsize=8)
         for collection in axis.collections:  # tens of thousands of triangles: embed them as pixels in SVG
             collection.set_rasterized(True)
-    figure.subplots_adjust(left=0.0, right=0.95, bottom=0.0, top=0.9, wspace=0.05, hspace=0.15)
+    figure.subplots_adjust(left=0.02, right=0.98, bottom=0.04, top=0.9, wspace=0.05, hspace=0.25)
     return figure
 
 
