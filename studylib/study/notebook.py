@@ -129,6 +129,23 @@ class StageContext:
         return paths
 
 
+    def show_notes(self, notes, *, empty: str = "") -> None:
+        """Show notes as a bulleted list that wraps on the page (printed lines would scroll sideways in the book);
+        ``empty`` is shown when there are none."""
+        lines = [str(note) for note in notes] or ([empty] if empty else [])
+        if not lines:
+            return
+        try:
+            from IPython import get_ipython
+            from IPython.display import Markdown, display
+        except ImportError:  # pragma: no cover - IPython ships with the notebook stack
+            get_ipython = None
+        if get_ipython is None or get_ipython() is None:  # plain Python: text
+            print("\n".join(lines))
+            return
+        display(Markdown("\n".join(f"- {line}" for line in lines)))
+
+
 def start_stage(name: str | Stage, params_file: str | Path, results_dir: str | Path) -> StageContext:
     """Load and validate the parameters and prepare the output folders of stage ``name``.
 

@@ -227,3 +227,15 @@ def test_a_run_without_the_data_says_once_what_the_optional_cohort_needs(study, 
                    "abide1/freesurfer6/lh.aparc_table_area.tsv", "brainstats_abide_with_pial.txt",
                    "studylib fetch abide1 --data-dir"):
         assert needed in notes[0]
+
+
+def test_notes_show_as_a_list_on_the_page_and_as_lines_in_plain_python(tmp_path, write_params, capsys):
+    from tests.support import minimal_params
+
+    from studylib.study.notebook import start_stage
+
+    stage = start_stage("06_stack", str(write_params(minimal_params())), str(tmp_path / "results"))
+    stage.show_notes(["first note", "second"])
+    stage.show_notes([], empty="nothing to say")
+    stage.show_notes([])
+    assert capsys.readouterr().out == "first note\nsecond\nnothing to say\n"
