@@ -44,6 +44,7 @@ def test_book_has_every_page_and_fails_on_warnings(tmp_path, write_params):
         assert "hello from the kernel" in page  # the executed output, not a re-execution
     reproducibility = (html / "book" / "reproducibility.html").read_text()
     assert "tiny" in reproducibility and "papermill" in reproducibility
+    assert "No claim could be judged" in (html / "book" / "claims.html").read_text()  # no 06-09 tables here
 
     # A broken cross-reference is a Sphinx warning; the book build must fail on it and show it.
     broken = tmp_path / "broken"
