@@ -71,8 +71,8 @@ def training_rate(backbone: str, shape: tuple[int, ...], n: int, batch_size: int
         original = engine.memory_format
         engine.memory_format = lambda images: torch.contiguous_format
     try:
-        fit(net, data[: 2 * batch_size], labels[: 2 * batch_size], np.arange(2 * batch_size), train, seed=0,
-            device=device)  # warm-up
+        warm = min(n, 2 * batch_size)
+        fit(net, data[:warm], labels[:warm], np.arange(warm), train, seed=0, device=device)  # warm-up
         tick = time.perf_counter()
         fit(net, data, labels, np.arange(n), train, seed=0, device=device)
         return n / (time.perf_counter() - tick)
@@ -127,11 +127,12 @@ def main(argv=None) -> None:
         for row in planned_baselines(params).itertuples():
             hours = row.training_images / rates[row.backbone] / 3600 / workers
             total += hours
+            took = f"{hours * 60:.1f} min" if hours < 2 else f"{hours:,.0f} h"
             print(f"   {name} {row.cohort} {row.arm}: {row.models} models, {row.training_images:,} training "
-                  f"inputs at {rates[row.backbone]:.2f}/s: {hours * 60:.1f} min")
+                  f"inputs at {rates[row.backbone]:.2f}/s: {took}")
         where = f"{workers} one-thread model(s) at once" if name == "default" else f"one {device} device"
         budget = params.budget.minutes.get("09_baselines") if params.budget else None
-        print(f"   {name}: {total * 60:.1f} min of training on {where}"
+        print(f"   {name}: " + (f"{total * 60:.1f} min" if total < 2 else f"{total:,.0f} h") + f" of training on {where}"
               + (f" (09's budget: {budget} min, PCA+SVM and volumes included)" if budget else ""))
     sys.stdout.flush()
 
