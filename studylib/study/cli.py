@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 
 from ..params import ParamsError
@@ -77,6 +78,12 @@ def _check_params(files: Sequence[str], quiet: bool) -> int:
     return status
 
 
+def duration(seconds: float) -> str:
+    """``54 min 22 s``, ``38 s``: a run's wall time for people."""
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``studylib`` console command; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -86,13 +93,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             from .runner import StageFailed, run_study
 
+            started = time.perf_counter()
             try:
                 report = run_study(args.params, results_root=args.results, only=args.only, force=args.force,
                                    verbose=args.verbose, echo=lambda line: print(line, flush=True))
             except StageFailed as failure:
                 print(f"error: {failure}", file=sys.stderr)
                 return 1
-            print(f"done: {len(report.by_status('ran'))} ran, {len(report.by_status('skipped'))} skipped")
+            print(f"done: {len(report.by_status('ran'))} ran, {len(report.by_status('skipped'))} skipped in "
+                  f"{duration(time.perf_counter() - started)} (recorded in provenance.json)")
             return 0
         if args.command == "cohort":
             from ..data.build import build_cohorts

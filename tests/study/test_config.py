@@ -351,3 +351,9 @@ def test_stacking_and_ablation_sections_are_checked_against_the_cohorts(write_pa
     loaded = load_params(write_params(params))
     assert loaded.stacking.grid["max_depth"] == [2] and isinstance(loaded.stacking.grid["max_depth"][0], int)
     assert loaded.stacking.methods[0] == "xgboost" and loaded.ablation.arm == "imagenet"
+
+
+def test_run_durations_read_as_minutes_and_seconds():
+    from studylib.study.cli import duration
+
+    assert duration(3262.2) == "54 min 22 s" and duration(38.4) == "38 s" and duration(60) == "1 min 0 s"
