@@ -29,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from ..progress import progress_bar
 
 from ..geometry.mesh import fill_missing
 from ..params import BidsCohortParams
-from .cohort import Cohort, CohortWriter
-from .readers import InputProblem, SphereResampler, _inside_cortex, _read_cifti_hemisphere, _read_gifti, freesurfer_tiv
+from .cohort import Cohort
+from .readers import (InputProblem, SphereResampler, _inside_cortex, _read_cifti_hemisphere, _read_gifti,
+                      freesurfer_tiv, seeded_subset, write_subjects)
 from .templates import HEMISPHERES, load_template
 
 __all__ = ["BIDS_SUFFIX", "bids_layout", "input_files", "read_bids_cohort"]
@@ -211,34 +211,15 @@ def read_bids_cohort(out: Path, spec: BidsCohortParams, *, meta: dict, progress:
         qc.append({"subject": subject, "file": str(spec.path / f"sub-{subject}"),
                    "reason": "no row in participants.tsv (no label)"})
     notes = list(meta.get("notes", []))
-    if spec.n_subjects is not None and spec.n_subjects < len(rows):
-        keep = np.sort(np.random.default_rng(int(meta.get("seed", 0))).choice(len(rows), spec.n_subjects, replace=False))
-        chosen = set(keep.tolist())
-        qc += [{"subject": r["subject"], "file": str(spec.path / f"sub-{r['subject']}"),
-                "reason": f"not in the seeded random subset (n_subjects: {spec.n_subjects} of {len(rows)})"}
-               for i, r in enumerate(rows) if i not in chosen]
-        rows = [rows[i] for i in keep]
+    meta = {**meta, "notes": notes}
+    for row in rows:
+        row["folder"] = spec.path / f"sub-{row['subject']}"
+    rows = seeded_subset(rows, spec.n_subjects, meta, qc)
     if not rows:
         reasons = "; ".join(f"{q['subject']}: {q['reason']}" for q in qc[:5])
         raise ValueError(f"no participant of {spec.phenotypes} has derivatives in {spec.path} ({reasons})")
     for row in rows:
         row["tiv"] = freesurfer_tiv(spec.path / "sourcedata" / "freesurfer" / f"sub-{row['subject']}")
-    meta = {**meta, "notes": notes}
-    candidates = pd.DataFrame(rows)
-    n_vertices = {h: template.n_vertices(h) for h in HEMISPHERES}
-    writer = CohortWriter(out, candidates, template.name, n_vertices, spec.metrics, meta)
-    keep = np.zeros(len(candidates), dtype=bool)
-    for index, row in enumerate(progress_bar(rows, desc=f"reading {meta.get('name')}", unit="subject",
-                                     disable=None if progress else True)):
-        try:
-            maps = _subject_maps(layout, row["subject"], spec, template, notes)
-        except InputProblem as problem:
-            qc.append({"subject": row["subject"], "file": str(problem.file), "reason": problem.reason})
-            continue
-        for (h, m), values in maps.items():
-            writer.write(h, m, index, values.astype(np.float32))
-        keep[index] = True
-    if not keep.any():
-        reasons = "; ".join(f"{q['subject']}: {q['reason']}" for q in qc[:5])
-        raise ValueError(f"no usable subject in {spec.path} ({len(qc)} QC exclusions, e.g. {reasons})")
-    return writer.close(pd.DataFrame(qc, columns=["subject", "file", "reason"]), keep=keep)
+    return write_subjects(out, rows, qc, template, spec.metrics, meta,
+                          lambda row: _subject_maps(layout, row["subject"], spec, template, notes), spec.path,
+                          progress=progress)

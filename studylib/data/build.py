@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from ..progress import progress_bar
 
 from ..hashing import code_digest, file_manifest, manifest_changes, sha256_json
 from ..storage import atomic_write_text
 from ..params import REAL_SOURCES, CohortParams
+from ..progress import progress_bar
 from .cohort import Cohort, CohortWriter
 from .templates import HEMISPHERES, load_template
 

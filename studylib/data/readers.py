@@ -32,15 +32,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
-from ..progress import progress_bar
 
 from ..geometry.mesh import fill_missing
 from ..params import FreeSurferCohortParams, HcpCohortParams
+from ..progress import progress_bar
 from .abide import read_abide_phenotypes
 from .cohort import Cohort, CohortWriter
 from .templates import HEMISPHERES, Template, load_template
 
-__all__ = ["SphereResampler", "input_files", "read_hcp_maps", "read_real_cohort", "subject_folders"]
+__all__ = ["SphereResampler", "input_files", "read_hcp_maps", "read_real_cohort", "seeded_subset", "subject_folders",
+           "write_subjects"]
 
 _HCP_NAMES = {"thickness": "thickness", "sulc": "sulc", "curvature": "curvature", "myelin": "MyelinMap_BC"}
 _HCP_HEMI = {"left": "L", "right": "R"}
@@ -375,34 +376,50 @@ def read_real_cohort(out: Path, spec: RealCohortParams, *, data_dir: Path | None
             {name: f for name, f in folders.items() if not re.search(r"(\d+)$", name)}
     for name in sorted(set(folders) - listed):
         qc.append({"subject": name, "file": str(folders[name]), "reason": "no row in the phenotype file (no label)"})
-    if spec.n_subjects is not None and spec.n_subjects < len(rows):
-        keep = np.sort(np.random.default_rng(int(meta.get("seed", 0))).choice(len(rows), spec.n_subjects, replace=False))
-        chosen = set(keep.tolist())
-        qc += [{"subject": row["subject"], "file": str(row["folder"]),
-                "reason": f"not in the seeded random subset (n_subjects: {spec.n_subjects} of {len(rows)})"}
-               for i, row in enumerate(rows) if i not in chosen]
-        meta["notes"].append(f"a seeded random subset of {spec.n_subjects} of the {len(rows)} subjects with a folder "
-                             "and a label (n_subjects); the others are QC rows")
-        rows = [rows[i] for i in keep]
+    rows = seeded_subset(rows, spec.n_subjects, meta, qc)
 
     if not rows:
         reasons = "; ".join(f"{q['subject']}: {q['reason']}" for q in qc[:5])
         raise ValueError(f"no subject in {root} has both a folder and a label ({len(qc)} QC rows, e.g. {reasons})")
     spheres = {h: _template_sphere(template, h, spec) for h in HEMISPHERES} if spec.source == "freesurfer" else {}
+    def read(row: dict) -> dict:
+        if spec.source == "hcp":
+            return {(h, m): read_hcp_maps(row["folder"], row["subject"], h, m, template.surfaces[h].cortex)
+                    for h in HEMISPHERES for m in spec.metrics}
+        return {(h, m): values for h in HEMISPHERES for m, values in _freesurfer_subject(
+            row["folder"], h, list(spec.metrics), template, spheres[h]).items()}
+
+    return write_subjects(out, rows, qc, template, spec.metrics, meta, read, root, progress=progress)
+
+
+def seeded_subset(rows: list[dict], n_subjects: int | None, meta: dict, qc: list[dict]) -> list[dict]:
+    """A seeded random subset of ``n_subjects`` of ``rows`` (seed ``meta["seed"]``): every row left out becomes a QC
+    row naming its ``folder``, and ``meta["notes"]`` says so; all rows when ``n_subjects`` is None or not smaller."""
+    if n_subjects is None or n_subjects >= len(rows):
+        return rows
+    keep = np.sort(np.random.default_rng(int(meta.get("seed", 0))).choice(len(rows), n_subjects, replace=False))
+    chosen = set(keep.tolist())
+    qc += [{"subject": row["subject"], "file": str(row["folder"]),
+            "reason": f"not in the seeded random subset (n_subjects: {n_subjects} of {len(rows)})"}
+           for i, row in enumerate(rows) if i not in chosen]
+    meta.setdefault("notes", []).append(f"a seeded random subset of {n_subjects} of the {len(rows)} subjects with "
+                                        "data and a label (n_subjects); the others are QC rows")
+    return [rows[i] for i in keep]
+
+
+def write_subjects(out: Path, rows: list[dict], qc: list[dict], template: Template, metrics, meta: dict,
+                   read, root: Path, *, progress: bool = True) -> Cohort:
+    """Read every subject row with ``read(row) -> {(hemisphere, metric): values}`` into a cohort at ``out``; a
+    subject whose ``read`` raises :class:`InputProblem` becomes a QC row and is dropped (rows carry a ``folder``,
+    not written to the subjects table)."""
     candidates = pd.DataFrame(rows)
     n_vertices = {h: template.n_vertices(h) for h in HEMISPHERES}
-    writer = CohortWriter(out, candidates.drop(columns="folder"), template.name, n_vertices, spec.metrics, meta)
+    writer = CohortWriter(out, candidates.drop(columns="folder"), template.name, n_vertices, metrics, meta)
     keep = np.zeros(len(candidates), dtype=bool)
     for index, row in enumerate(progress_bar(rows, desc=f"reading {meta.get('name')}", unit="subject",
-                                     disable=None if progress else True)):
+                                             disable=None if progress else True)):
         try:
-            if spec.source == "hcp":
-                subject_maps = {(h, m): read_hcp_maps(row["folder"], row["subject"], h, m,
-                                                      template.surfaces[h].cortex)
-                                for h in HEMISPHERES for m in spec.metrics}
-            else:
-                subject_maps = {(h, m): values for h in HEMISPHERES for m, values in _freesurfer_subject(
-                    row["folder"], h, list(spec.metrics), template, spheres[h]).items()}
+            subject_maps = read(row)
         except InputProblem as problem:
             qc.append({"subject": row["subject"], "file": str(problem.file), "reason": problem.reason})
             continue

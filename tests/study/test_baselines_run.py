@@ -27,14 +27,8 @@ def test_pca_svm_runs_in_the_networks_folds_and_is_compared_on_the_same_subjects
     layout = ResultsLayout(tmp_path / "results")
     [built] = build_params_cohorts(params, layout.cohorts, progress=False, echo=lambda _: None)
     subjects = built.cohort.subjects.assign(subject=lambda t: t["subject"].astype(str))
-    rng = np.random.default_rng(0)
-    folds = rng.permutation(np.arange(len(subjects)) % 2)
-    network = pd.DataFrame({"subject": subjects["subject"], "label": subjects["label"], "fold": folds,
-                            "probability": rng.random(len(subjects)), "cohort": "abide", "arm": "2-stage",
-                            "scheme": "kfold", "backbone": "resnet18", "init": "-", "hemisphere": "left",
-                            "metric": "thickness", "seed": 1})
-    layout.predictions("autism").parent.mkdir(parents=True)
-    network.to_csv(layout.predictions("autism"), index=False)
+    folds = np.random.default_rng(0).permutation(np.arange(len(subjects)) % 2)
+    network = _network_predictions(layout, subjects, folds)
     layout.stacked_predictions.parent.mkdir(parents=True)
     stacked = network.drop(columns=["hemisphere", "metric"]).assign(task="autism", stacking="mean",
                                                                     hemisphere="both", metric="stacked (mean)")
