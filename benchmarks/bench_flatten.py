@@ -1,13 +1,21 @@
-"""Flattening the fs_LR 32k and fsaverage5 template hemispheres: time per stage and the distortion targets of issue #4.
+"""Flattening the fs_LR 32k and fsaverage5 template hemispheres: time per stage and the distortion targets of issue #4;
+then the sizes of issue 17: fs_LR 32k left against the same surface subdivided 1:4 (~120k vertices kept, the size of a
+native FreeSurfer hemisphere) with the growth exponent, and one per-subject map (a warped subject, template corners).
 
 Targets: <= 15 s per 30k-vertex hemisphere on 2 cores (aim <= 5 s); 0 flipped triangles; triangle area ratio
-p5-p95 within [0.9, 1.1]; MMP parcel ratio p5-p95 within [0.98, 1.02]; conformal mean |mu| <= 0.03.
+p5-p95 within [0.9, 1.1]; MMP parcel ratio p5-p95 within [0.98, 1.02]; conformal mean |mu| <= 0.03. Issue 17's aims
+(reported, not gates): <= 3 s at 32k and <= 15 s at 130k vertices, parcel ratio p5-p95 within [0.99, 1.01].
 """
 
 from __future__ import annotations
 
+import os
 import resource
+import time
 
+import numpy as np
+
+from studylib.data.surfaces import warp_surface
 from studylib.data.templates import load_parcellation, load_template
 from studylib.geometry.distortion import distortion_summary
 from studylib.geometry.flatten import flatten
@@ -34,7 +42,48 @@ def main() -> None:
                   f"ratio p5-p95 {area['parcel_ratio_p5']:.4f}-{area['parcel_ratio_p95']:.4f}; conformal mean |mu| "
                   f"{conformal['mu_mean']:.4f}; area-preserving mean |mu| {area['mu_mean']:.3f}, "
                   f"median K {area['K_median']:.2f}")
+    sizes()
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB")
+
+
+def subdivide(vertices: np.ndarray, faces: np.ndarray, labels: np.ndarray) -> tuple:
+    """1:4 midpoint subdivision; a new vertex is kept (mask) and labelled like the edge's first end."""
+    edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
+    unique, inverse = np.unique(edges, axis=0, return_inverse=True)
+    middle = len(vertices) + inverse.reshape(3, -1).T  # (m, 3): midpoints of edges 01, 12, 20
+    a, b, c = faces.T
+    ab, bc, ca = middle.T
+    new_faces = np.concatenate([np.c_[a, ab, ca], np.c_[ab, b, bc], np.c_[ca, bc, c], np.c_[ab, bc, ca]])
+    new_vertices = np.concatenate([vertices, vertices[unique].mean(axis=1)])
+    keep = np.concatenate([labels, labels[unique[:, 0]] & labels[unique[:, 1]]])
+    return new_vertices, new_faces, keep
+
+
+def sizes() -> None:
+    surface = load_template("fs_LR_32k").surfaces["left"]
+    parcels = load_parcellation("dk", "fs_LR_32k").labels["left"]
+    runs = {}
+    small = flatten(surface.vertices, surface.faces, surface.cortex)
+    runs["32k"] = (small.report.vertices, small.report.seconds)
+    vertices, faces, keep = subdivide(surface.vertices, surface.faces, surface.cortex)
+    big = flatten(vertices, faces, keep)
+    runs["130k"] = (big.report.vertices, big.report.seconds)
+    exponent = np.log(runs["130k"][1] / runs["32k"][1]) / np.log(runs["130k"][0] / runs["32k"][0])
+    for name, flat, surface_vertices, aim in (("32k", small, surface.vertices, 3.0), ("130k", big, vertices, 15.0)):
+        labels = {"DK": parcels[flat.vertex_index]} if name == "32k" else {}  # subdivision has no atlas
+        summary = distortion_summary(surface_vertices[flat.vertex_index], flat.faces, flat.uv, labels)
+        s = flat.report.summary()
+        print(f"fs_LR {name} left: {s['vertices']} vertices, {s['seconds']:.1f} s (aim <= {aim:.0f} s: "
+              f"{s['seconds'] / aim:.1f}x the aim; conformal {s['conformal_seconds']:.1f} s, transport "
+              f"{s['transport_seconds']:.1f} s / {s['transport_iterations']} iterations); flipped {summary['flipped']}"
+              + (f"; D-K parcel ratio p5-p95 {summary['DK_ratio_p5']:.4f}-{summary['DK_ratio_p95']:.4f}"
+                 if name == "32k" else ""))
+    print(f"growth exponent (time ~ n^k): k = {exponent:.2f}")
+    warped = warp_surface(surface.vertices, surface.faces, np.random.default_rng(0))
+    tick = time.perf_counter()
+    own = flatten(warped, surface.faces, surface.cortex, corners=small.vertex_index[small.corners])
+    print(f"per-subject map (warped fs_LR 32k left, template corners): {time.perf_counter() - tick:.1f} s, flipped "
+          f"{own.report.flipped}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

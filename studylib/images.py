@@ -15,13 +15,14 @@ computes its own from the training folds (these are for display and sanity check
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .data.cohort import Cohort
+from .flatmaps import SubjectRasterizers
 from .geometry.flatten import FlatMap
 from .hashing import file_sha256, sha256_json
 from .raster import Rasterizer
@@ -78,15 +79,17 @@ class ImageStore:
         return pd.read_csv(Path(self.path) / "subjects.csv", dtype={"subject": str})
 
 
-def build_image_store(cohort: Cohort, flatmaps: dict[str, FlatMap], size: int, out: str | Path, *,
-                      method: str = "barycentric", dtype: str = "float32") -> ImageStore:
+def build_image_store(cohort: Cohort, flatmaps: Mapping[str, FlatMap | Sequence[FlatMap]], size: int,
+                      out: str | Path, *, method: str = "barycentric", dtype: str = "float32") -> ImageStore:
     """Rasterize every map of ``cohort`` through the flat map of its hemisphere into ``out``.
 
     Parameters
     ----------
     cohort : Cohort
     flatmaps : dict
-        ``{"left": FlatMap, "right": FlatMap}`` on the cohort's template.
+        ``{"left": FlatMap, "right": FlatMap}`` on the cohort's template, or per hemisphere a list of each subject's
+        own map in the cohort's row order (``flatten.mode: per-subject``; recorded as ``flatten_mode`` in
+        ``store.json``).
     size : int
         Image side in pixels.
     out : path
@@ -98,23 +101,42 @@ def build_image_store(cohort: Cohort, flatmaps: dict[str, FlatMap], size: int, o
     (out / "images").mkdir(parents=True, exist_ok=True)
     n = len(cohort)
     stats, digests = {}, {}
+    per_subject = {hemisphere: not isinstance(flatmaps[hemisphere], FlatMap) for hemisphere in cohort.hemispheres}
     for hemisphere in cohort.hemispheres:
-        flat = flatmaps[hemisphere]
-        rasterizer = Rasterizer(flat.uv, flat.faces, size, method=method)
-        for metric in cohort.metrics:
-            maps = cohort.maps(hemisphere, metric)
-            target = np.lib.format.open_memmap(out / "images" / f"{hemisphere}_{metric}.npy", mode="w+",
-                                               dtype=np.dtype(dtype), shape=(n, size, size))
-            for start in range(0, n, CHUNK):
-                values = np.asarray(maps[start: start + CHUNK][:, flat.vertex_index], dtype=np.float32)
-                bad = ~np.isfinite(values)
+        if per_subject[hemisphere]:
+            if len(flatmaps[hemisphere]) != n:
+                raise ValueError(f"cohort {cohort.name}: {len(flatmaps[hemisphere])} {hemisphere} subject maps for "
+                                 f"{n} subjects")
+            own = SubjectRasterizers(flatmaps[hemisphere], size, method, keep=1)
+            index = flatmaps[hemisphere][0].vertex_index
+            if any(not np.array_equal(flat.vertex_index, index) for flat in flatmaps[hemisphere]):
+                raise ValueError(f"cohort {cohort.name}: the {hemisphere} subject maps keep different vertices")
+        else:
+            flat = flatmaps[hemisphere]
+            rasterizer = Rasterizer(flat.uv, flat.faces, size, method=method)
+            index = flat.vertex_index
+        targets = {metric: np.lib.format.open_memmap(out / "images" / f"{hemisphere}_{metric}.npy", mode="w+",
+                                                     dtype=np.dtype(dtype), shape=(n, size, size))
+                   for metric in cohort.metrics}
+        for start in range(0, n, CHUNK):
+            rows = np.arange(start, min(n, start + CHUNK))
+            values = {}
+            for metric in cohort.metrics:
+                values[metric] = np.asarray(cohort.maps(hemisphere, metric)[start: start + CHUNK][:, index],
+                                            dtype=np.float32)
+                bad = ~np.isfinite(values[metric])
                 if bad.any():
-                    rows = np.flatnonzero(bad.any(axis=1))[:5] + start
-                    subjects = cohort.subjects["subject"].iloc[rows].tolist()
+                    subjects = cohort.subjects["subject"].iloc[np.flatnonzero(bad.any(axis=1))[:5] + start].tolist()
                     raise ValueError(f"cohort {cohort.name}: {hemisphere} {metric} has NaN/inf on flat-map "
                                      f"vertices for subject(s) {subjects}")
-                images = rasterizer.to_image(values)
-                target[start: start + len(images)] = images
+            if per_subject[hemisphere]:
+                for i, row in enumerate(rows):  # each subject's rasterizer built once for all its metrics
+                    for metric in cohort.metrics:
+                        targets[metric][row] = own[row].to_image(values[metric][i])
+            else:
+                for metric in cohort.metrics:
+                    targets[metric][start: start + len(rows)] = rasterizer.to_image(values[metric])
+        for metric, target in targets.items():
             target.flush()
             mean, sd, _ = chunked_moments(target, chunk=CHUNK)
             stats[f"{hemisphere}_{metric}"] = {"mean": mean, "sd": sd}
@@ -122,7 +144,9 @@ def build_image_store(cohort: Cohort, flatmaps: dict[str, FlatMap], size: int, o
     cohort.subjects.to_csv(out / "subjects.csv", index=False)
     meta = {"cohort": cohort.name, "cohort_key": cohort.meta.get("build_key"), "template": cohort.template,
             "size": size, "method": method, "dtype": dtype, "subjects": n, "hemispheres": cohort.hemispheres, "metrics": cohort.metrics, "stats": stats,
-            "sha256": digests, "flatmaps": {h: f.report.key for h, f in flatmaps.items()}}
+            "sha256": digests, "flatten_mode": "per-subject" if any(per_subject.values()) else "template",
+            "flatmaps": {h: sha256_json([flat.report.key for flat in flatmaps[h]]) if per_subject[h]
+                         else flatmaps[h].report.key for h in cohort.hemispheres}}
     atomic_write_text(out / "store.json", json.dumps(meta, indent=2) + "\n")
     return ImageStore(out)
 

@@ -241,11 +241,20 @@ COHORT_SCHEMAS: dict[str, type[_CohortSection]] = {
 
 
 class FlattenParams(_Section):
-    """The template flat maps (one per template and hemisphere, shared by its subjects); individual surfaces are
-    flattened with ``studylib flatten``."""
+    """The flat maps: one per template and hemisphere shared by its subjects (``template``), or each subject's own
+    surface mapped with its corners on the template map's corner vertices (``per-subject``, the paper's way); any
+    surface is flattened with ``studylib flatten``."""
 
     tolerance: float = Field(default=1e-9, gt=0, lt=1e-2, description="Newton residual at which solves stop.")
     max_iterations: PositiveInt = 100
+    mode: Literal["template", "per-subject"] = Field(
+        default="template", description="template: one map per template and hemisphere; per-subject: each subject's "
+                                        "own surface flattened (cached per subject, in parallel by the executor's "
+                                        "workers) and its images rasterized through its own map.")
+    cohorts: list[str] | None = Field(
+        default=None, description="per-subject mode: the cohorts whose subjects get their own maps (the others keep "
+                                  "the template's); null: every cohort. Only sources with individual surfaces "
+                                  "(simulated so far) can be named.")
 
 
 class RasterParams(_Section):
@@ -532,6 +541,13 @@ class StudyParams(DataParams):
                 f"occlusion.patch ({self.occlusion.patch}) is larger than raster.image_size "
                 f"({self.raster.image_size})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _flatten_cohorts(self) -> StudyParams:
+        for name in self.flatten.cohorts or []:
+            if name not in self.cohorts:
+                raise ValueError(f"flatten.cohorts: no cohort {name!r}; cohorts are {', '.join(self.cohorts)}")
         return self
 
     @model_validator(mode="after")

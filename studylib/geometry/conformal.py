@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import dijkstra
-from scipy.sparse.linalg import spsolve
+from scipy.sparse.linalg import splu, spsolve
 
 from .disk import Disk
 from .laplacian import cotangent_matrix
@@ -189,7 +189,11 @@ def conformal_square(disk: Disk, corners: np.ndarray | None = None, *, tolerance
             break
         jacobian = -_cotan_matrix(intrinsic, angles, n)  # d(angle sums)/du (checked against finite differences)
         step = np.zeros(n)
-        step[keep] = spsolve(jacobian[keep][:, keep].tocsc(), -error[keep])
+        # -jacobian is a cotangent Laplacian on an intrinsic Delaunay mesh (non-negative weights), positive definite
+        # with one vertex pinned: a symmetric fill-reducing ordering without pivoting is ~2x spsolve's default
+        factor = splu(-jacobian[keep][:, keep].tocsc(), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                      options={"SymmetricMode": True})
+        step[keep] = factor.solve(error[keep])
         scale = 1.0
         while True:  # damped: the error must decrease
             trial = state(u + scale * step, intrinsic, log_base)
@@ -285,5 +289,7 @@ def _layout(faces: np.ndarray, lengths: np.ndarray, angles: np.ndarray, loop: np
     inner, outer = np.flatnonzero(interior), loop
     system = laplacian[inner][:, inner].tocsc()
     rhs = -(laplacian[inner][:, outer] @ uv[outer])
-    uv[inner] = np.column_stack([spsolve(system, rhs[:, 0]), spsolve(system, rhs[:, 1])])
+    # the Laplacian with the boundary fixed is negative definite: factor -system once (as in the Newton steps)
+    factor = splu(-system, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+    uv[inner] = factor.solve(-np.ascontiguousarray(rhs))
     return uv, aspect

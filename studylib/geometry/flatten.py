@@ -24,7 +24,7 @@ from .disk import prepare_disk
 from .laplacian import cotangent_laplacian
 from .mesh import signed_areas, triangle_areas
 
-__all__ = ["FlatMap", "FlattenReport", "flatten", "load_surface", "load_mask", "template_flat_map"]
+__all__ = ["FlatMap", "FlattenReport", "cached_flat_map", "flatten", "load_surface", "load_mask", "template_flat_map"]
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ REFINE_BAND = (0.95, 1.05)
 
 def flatten(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray | None = None, *,
             area_preserving: bool = True, tolerance: float = 1e-9, max_iterations: int = 100,
-            refine: bool | None = None) -> FlatMap:
+            refine: bool | None = None, corners: np.ndarray | None = None) -> FlatMap:
     """Map a hemisphere (without its medial wall) onto the unit square.
 
     Parameters
@@ -184,10 +184,20 @@ def flatten(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray | None = N
     refine : bool, optional
         Fit triangle areas after the transport step (:mod:`studylib.geometry.refine`); by default only when
         the transport leaves triangle area ratios (p5-p95) outside :data:`REFINE_BAND`.
+    corners : ndarray, shape (4,), optional
+        Input-mesh indices of the vertices to put on the corners (0, 0), (1, 0), (1, 1), (0, 1), in boundary-loop
+        order; chosen from the boundary's shape by default. A template map's ``vertex_index[corners]`` puts the
+        same anatomical points on the corners of every surface that shares the template's mesh.
+
+    Raises
+    ------
+    ValueError
+        When a given corner is not a boundary vertex of the prepared disk, or the corners are not in loop order.
     """
     started = time.perf_counter()
     disk = prepare_disk(vertices, faces, keep)
-    conformal = conformal_square(disk, tolerance=tolerance, max_iterations=max_iterations)
+    disk_corners = None if corners is None else _disk_corners(disk, corners)
+    conformal = conformal_square(disk, disk_corners, tolerance=tolerance, max_iterations=max_iterations)
     report = FlattenReport(vertices=int(len(disk.vertices)), faces=int(len(disk.faces)), removed=dict(disk.removed),
                            aspect=float(conformal.aspect), conformal_residuals=[float(r) for r in conformal.residuals],
                            conformal_seconds=conformal.seconds, intrinsic_flips=int(conformal.intrinsic_flips))
@@ -220,18 +230,40 @@ def flatten(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray | None = N
     return FlatMap(uv, disk.faces, disk.vertex_index, conformal.corners, conformal.uv, disk.boundary, report)
 
 
-def template_flat_map(template: Any, hemisphere: str, path: str | Path | None = None, **kwargs: Any) -> FlatMap:
-    """The flat map shared by every subject on ``template``, cached at ``path``.
+def _disk_corners(disk, corners: np.ndarray) -> np.ndarray:
+    """Input-mesh corner indices as indices of the prepared disk, checked to be boundary vertices in loop order."""
+    corners = np.asarray(corners, dtype=np.int64).ravel()
+    if corners.shape != (4,) or len(set(corners.tolist())) != 4:
+        raise ValueError(f"corners must be 4 distinct vertex indices, got {corners.tolist()}")
+    position = np.full(int(disk.vertex_index.max()) + 1, -1)
+    position[disk.vertex_index] = np.arange(len(disk.vertex_index))
+    inside = (corners >= 0) & (corners < len(position))
+    local = np.where(inside, position[np.where(inside, corners, 0)], -1)
+    loop_position = np.full(len(disk.vertices), -1)
+    loop_position[disk.boundary] = np.arange(len(disk.boundary))
+    at = np.where(local >= 0, loop_position[np.maximum(local, 0)], -1)
+    if (at < 0).any():
+        raise ValueError(f"corner vertices {corners[at < 0].tolist()} are not on the boundary of the prepared disk "
+                         "(a different mesh or cortex mask than the map the corners came from?)")
+    if not (np.diff((at - at[0]) % len(disk.boundary)) > 0).all():
+        raise ValueError(f"corner vertices {corners.tolist()} are not in boundary-loop order")
+    return local
 
-    The cached map is reused only if it was made from the same surface and cortex mask by the same code
-    (this module and the ``studylib`` modules it imports) with the same options (recorded as ``report.key``);
-    otherwise it is recomputed and replaced.
+
+def cached_flat_map(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray | None, path: str | Path | None, *,
+                    name: str, **kwargs: Any) -> FlatMap:
+    """:func:`flatten` with a cache at ``path``, reused only for the same surface, mask, code and options.
+
+    The key (recorded as ``report.key``) digests the vertices, faces and mask, this module's code (and the
+    ``studylib`` modules it imports), ``name`` and the keyword options of :func:`flatten`; a cached map with another
+    key, or in an older format, is recomputed and replaced (atomically).
     """
-    surface = template.surfaces[hemisphere]
-    key = sha256_json({"code": code_digest(__name__), "options": kwargs, "template": template.name,
-                       "surface": sha256_bytes(np.ascontiguousarray(surface.vertices).tobytes()
-                                               + np.ascontiguousarray(surface.faces).tobytes()),
-                       "cortex": sha256_bytes(surface.cortex.tobytes())})
+    vertices = np.ascontiguousarray(vertices, dtype=np.float64)
+    faces = np.ascontiguousarray(faces)
+    options = {k: (np.asarray(v).tolist() if isinstance(v, np.ndarray) else v) for k, v in kwargs.items()}
+    key = sha256_json({"code": code_digest(__name__), "options": options, "template": name,
+                       "surface": sha256_bytes(vertices.tobytes() + faces.tobytes()),
+                       "cortex": sha256_bytes(np.ascontiguousarray(keep).tobytes()) if keep is not None else None})
     path = Path(path) if path is not None else None
     if path is not None and path.is_file():
         try:
@@ -240,11 +272,18 @@ def template_flat_map(template: Any, hemisphere: str, path: str | Path | None = 
             cached = None  # an older format: recompute
         if cached is not None and cached.report.key == key:
             return cached
-    flat = flatten(surface.vertices, surface.faces, surface.cortex, **kwargs)
+    flat = flatten(vertices, faces, keep, **kwargs)
     flat = replace(flat, report=replace(flat.report, key=key))
     if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         flat.save(path)
     return flat
+
+
+def template_flat_map(template: Any, hemisphere: str, path: str | Path | None = None, **kwargs: Any) -> FlatMap:
+    """The flat map shared by every subject on ``template``, cached at ``path`` (see :func:`cached_flat_map`)."""
+    surface = template.surfaces[hemisphere]
+    return cached_flat_map(surface.vertices, surface.faces, surface.cortex, path, name=template.name, **kwargs)
 
 
 def load_surface(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -98,6 +98,10 @@ class ResultsLayout:
         """The template flat map of one hemisphere (written by ``02_flatten``)."""
         return self.artifacts("02_flatten") / "flatmaps" / f"{template}_{hemisphere}.npz"
 
+    def subject_flat_map(self, cohort: str, hemisphere: str, subject: str) -> Path:
+        """One subject's own flat map (``flatten.mode: per-subject``; written by ``02_flatten``)."""
+        return self.artifacts("02_flatten") / "subject_maps" / cohort / hemisphere / f"{subject}.npz"
+
     @property
     def image_stores(self) -> Path:
         """Image stores, one folder per cohort (written by ``03_rasterize``)."""

@@ -24,6 +24,7 @@ from ..explain.occlusion import occlusion
 from ..explain.recovery import (mean_map, paper_overlap, recovery, recovery_intervals, region_importance,
                                 regional_effects, t_maps,
                                 to_template, with_intervals)
+from ..flatmaps import SubjectRasterizers, load_subject_maps
 from ..geometry.flatten import FlatMap
 from ..hashing import sha256_json
 from ..images import ImageStore, open_stores
@@ -242,7 +243,18 @@ def occlude_arms(stage: StageContext, *, progress: bool = True) -> OcclusionRun:
             n_vertices = len(parcels.labels[hemisphere])
             run.templates[cohort] = store.meta["template"]
             run.outlines.setdefault(cohort, {})[hemisphere] = _label_image(raster, flat, parcels.labels[hemisphere])
-            per_subject = to_template(raster, flat.vertex_index, result["probability"], n_vertices)
+            if store.meta.get("flatten_mode") == "per-subject":  # each subject's map back to the template's vertices
+                own = SubjectRasterizers(load_subject_maps(Cohort(layout.cohort(cohort)), hemisphere,
+                                                           layout.subject_flat_map),
+                                         store.meta["size"], store.meta["method"])
+                per_subject = own.to_template(rows, result["probability"], n_vertices)
+                note = (f"{cohort}: images through each subject's own flat map; occlusion maps go back to the "
+                        "template's vertices through each subject's map before averaging, the pixel-wise |t| map "
+                        "through the template's map (pixels of different subjects line up only approximately)")
+                if note not in run.notes:
+                    run.notes.append(note)
+            else:
+                per_subject = to_template(raster, flat.vertex_index, result["probability"], n_vertices)
             folds = experiment.folds(cohort, "kfold")
             images = np.asarray(store.images(hemisphere, metric))
             t_pixels = t_maps(images, labels, folds)

@@ -46,8 +46,9 @@ class Stage:
 STAGES: tuple[Stage, ...] = (
     Stage("01_preprocess", "Cohorts and quality control", ("seed", "data_dir", "cohorts", "realism"),
           reads_data_dir=True, reads_cohort_inputs=True),
-    Stage("02_flatten", "Area-preserving flat maps", ("seed", "cohorts", "flatten")),
-    Stage("03_rasterize", "Flat-map images", ("cohorts", "raster"), after=("01_preprocess", "02_flatten")),
+    Stage("02_flatten", "Area-preserving flat maps", ("seed", "cohorts", "flatten", "raster", "executor"),
+          after=("01_preprocess",)),
+    Stage("03_rasterize", "Flat-map images", ("cohorts", "flatten", "raster"), after=("01_preprocess", "02_flatten")),
     Stage("04_train_sex", "Sex classification (HCP)",
           ("seed", "device", "raster", "train", "transfer", "executor", "stacking"),
           after=("03_rasterize",)),

@@ -1,0 +1,85 @@
+"""Each subject's own cortical surface on the template's mesh, for the per-subject flat maps (``flatten.mode``).
+
+A subject's surface here has the template's vertices and triangles (the vertex correspondence every reader already
+gives: HCP's ``32k_fs_LR`` surfaces, FreeSurfer surfaces resampled through ``sphere.reg``) and the subject's own
+geometry. Simulated cohorts have no scanned surfaces, so each subject gets a smooth, seeded warp of the template:
+a sum of random plane waves of displacement (wavelength ~ a lobe) scaled so that local area varies between subjects
+by about :data:`AREA_SD` (log scale), the order of the between-subject SD of regional surface area in FreeSurfer
+studies. The warp is a diffeomorphism of space (its Jacobian stays near the identity), so the warped surface keeps
+the template's topology and has no folded triangles.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from ..geometry.mesh import triangle_areas
+from .cohort import Cohort
+from .templates import Template
+
+__all__ = ["AREA_SD", "SURFACE_SOURCES", "subject_surface", "warp_surface"]
+
+#: Target SD of log vertex-area ratios (warped / template) over the vertices of one warped hemisphere.
+AREA_SD = 0.10
+
+#: Cohort sources whose subjects have a surface here (the others raise in :func:`subject_surface`).
+SURFACE_SOURCES = ("simulated",)
+
+_WAVELENGTH_MM = 80.0
+_WAVES = 12
+
+
+def warp_surface(vertices: np.ndarray, faces: np.ndarray, rng: np.random.Generator, *, area_sd: float = AREA_SD,
+                 wavelength: float = _WAVELENGTH_MM, waves: int = _WAVES) -> np.ndarray:
+    """A smooth random warp of ``vertices`` (n, 3) in mm: ``x + s * sum_k a_k sin(w_k . x + phi_k)``.
+
+    Each wave has a random direction ``w_k`` (length ``2 pi / wavelength``), phase and displacement vector ``a_k``
+    (standard normal); the scale ``s`` is set (two fixed-point steps) so that the SD over triangles of the log area
+    ratio (warped / input) is ``area_sd``.
+    """
+    vertices = np.asarray(vertices, dtype=np.float64)
+    if vertices.ndim != 2 or vertices.shape[1] != 3:
+        raise ValueError(f"vertices must have shape (n, 3), got {vertices.shape}")
+    if not 0 <= area_sd < 0.5:
+        raise ValueError(f"area_sd must be in [0, 0.5), got {area_sd}")
+    directions = rng.normal(size=(waves, 3))
+    directions *= (2 * np.pi / wavelength) / np.linalg.norm(directions, axis=1, keepdims=True)
+    phases = rng.uniform(0, 2 * np.pi, size=waves)
+    displacement = np.sin(vertices @ directions.T + phases) @ rng.normal(size=(waves, 3))
+    before = triangle_areas(vertices, faces)
+    scale = 1.0
+    for _ in range(2):  # the log area change is nearly linear in the scale at these strains
+        spread = np.log(triangle_areas(vertices + scale * displacement, faces) / before).std()
+        scale *= area_sd / spread if spread > 0 else 0.0
+    return vertices + scale * displacement
+
+
+def _subject_seed(cohort: Cohort, subject: str, hemisphere: str) -> list[int]:
+    seed = int(cohort.meta.get("seed", 0))
+    return [seed, zlib.crc32(cohort.name.encode()), zlib.crc32(str(subject).encode()),
+            zlib.crc32(hemisphere.encode())]
+
+
+def subject_surface(cohort: Cohort, template: Template, hemisphere: str, subject: str) -> np.ndarray:
+    """The vertices (n, 3) of ``subject``'s ``hemisphere`` on the template's mesh (faces: the template's).
+
+    Raises
+    ------
+    ValueError
+        When the cohort's source has no individual surfaces here (only simulated cohorts do so far).
+    """
+    source = cohort.meta.get("source")
+    if source not in SURFACE_SOURCES:
+        raise ValueError(f"cohort {cohort.name!r} (source {source!r}) has no individual surfaces: per-subject flat "
+                         f"maps (flatten.mode: per-subject) run on sources {list(SURFACE_SOURCES)}; reading HCP, "
+                         "FreeSurfer and BIDS subjects' own surfaces is not built yet (issue 17). Leave this cohort "
+                         "out of flatten.cohorts")
+    if cohort.template != template.name:
+        raise ValueError(f"cohort {cohort.name!r} is on {cohort.template}, not on {template.name}")
+    if str(subject) not in set(cohort.subjects["subject"].astype(str)):
+        raise KeyError(f"subject {subject!r} is not in cohort {cohort.name!r}")
+    rng = np.random.default_rng(_subject_seed(cohort, str(subject), hemisphere))
+    surface = template.surfaces[hemisphere]
+    return warp_surface(surface.vertices, surface.faces, rng)

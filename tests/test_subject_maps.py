@@ -1,0 +1,172 @@
+"""Per-subject flat maps (``flatten.mode: per-subject``): warped subject surfaces, fixed corners, the maps' cache,
+images through each subject's map, the D-K centroid spread, and occlusion maps back through each subject's map."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from studylib.data.cohort import CohortWriter
+from studylib.data.surfaces import AREA_SD, subject_surface, warp_surface
+from studylib.data.templates import load_parcellation, load_template
+from studylib.flatmaps import (SubjectRasterizers, centroid_spread, compare_images, flatten_subjects,
+                               load_subject_maps)
+from studylib.geometry.distortion import distortion_summary
+from studylib.geometry.flatten import cached_flat_map, flatten
+from studylib.geometry.mesh import triangle_areas
+from studylib.images import build_image_store
+
+from tests.support import icosphere
+
+
+def _normals(vertices, faces):
+    return np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
+
+
+def test_warp_is_smooth_seeded_and_has_the_stated_area_spread():
+    surface = load_template("fs_LR_32k").surfaces["left"]
+    one = warp_surface(surface.vertices, surface.faces, np.random.default_rng(1))
+    again = warp_surface(surface.vertices, surface.faces, np.random.default_rng(1))
+    other = warp_surface(surface.vertices, surface.faces, np.random.default_rng(2))
+    np.testing.assert_array_equal(one, again)
+    assert not np.allclose(one, other)
+    log_ratio = np.log(triangle_areas(one, surface.faces) / triangle_areas(surface.vertices, surface.faces))
+    assert log_ratio.std() == pytest.approx(AREA_SD, rel=0.05)
+    # no triangle turns over, and the warp is a few mm (a lobe-scale deformation, not noise)
+    assert ((_normals(one, surface.faces) * _normals(surface.vertices, surface.faces)).sum(axis=1) > 0).all()
+    assert 2 < np.linalg.norm(one - surface.vertices, axis=1).max() < 15
+
+
+def test_fixed_corners_put_the_same_vertices_on_the_corners_without_flips():
+    vertices, faces = icosphere(4)
+    keep = vertices[:, 2] > -30
+    template = flatten(vertices, faces, keep)
+    corners = template.vertex_index[template.corners]
+    warped = warp_surface(vertices, faces, np.random.default_rng(0), area_sd=0.1, wavelength=200.0)
+    own = flatten(warped, faces, keep, corners=corners)
+    np.testing.assert_array_equal(own.vertex_index[own.corners], corners)
+    np.testing.assert_allclose(own.uv[own.corners], [[0, 0], [1, 0], [1, 1], [0, 1]], atol=1e-9)
+    summary = distortion_summary(warped[own.vertex_index], own.faces, own.uv)
+    assert summary["flipped"] == 0 and 0.9 <= summary["area_ratio_p5"] and summary["area_ratio_p95"] <= 1.1
+    assert np.abs(own.uv - template.uv).max() > 1e-3  # the subject's own geometry moved its vertices
+    with pytest.raises(ValueError, match="not on the boundary"):
+        flatten(warped, faces, keep, corners=np.r_[corners[:3], template.vertex_index[0]])
+    with pytest.raises(ValueError, match="not in boundary-loop order"):
+        flatten(warped, faces, keep, corners=corners[[0, 2, 1, 3]])
+    with pytest.raises(ValueError, match="4 distinct"):
+        flatten(warped, faces, keep, corners=corners[[0, 0, 1, 2]])
+
+
+def test_cached_flat_map_is_keyed_by_the_surface(tmp_path):
+    vertices, faces = icosphere(3)
+    keep = vertices[:, 2] > -30
+    path = tmp_path / "map.npz"
+    first = cached_flat_map(vertices, faces, keep, path, name="cap")
+    assert cached_flat_map(vertices, faces, keep, path, name="cap").report.key == first.report.key
+    moved = warp_surface(vertices, faces, np.random.default_rng(3), area_sd=0.05, wavelength=200.0)
+    second = cached_flat_map(moved, faces, keep, path, name="cap")
+    assert second.report.key != first.report.key and not np.allclose(second.uv, first.uv)
+
+
+def _cohort(tmp_path, source="simulated", n=2):
+    template = load_template("fsaverage5")
+    subjects = pd.DataFrame({"subject": [f"s{i}" for i in range(n)], "label": [i % 2 for i in range(n)],
+                             "label_name": ["a", "b"] * (n // 2), "sex": "male", "age": 30.0, "site": "x",
+                             "tiv": np.nan})
+    sizes = {h: len(template.surfaces[h].vertices) for h in ("left", "right")}
+    writer = CohortWriter(tmp_path / "cohort", subjects, "fsaverage5", sizes, ["thickness"],
+                          {"name": "toy", "source": source, "seed": 5})
+    for h in ("left", "right"):
+        y = template.surfaces[h].vertices[:, 1] / 100.0
+        writer.write(h, "thickness", slice(None), np.stack([y * (k + 1) for k in range(n)]))
+    return writer.close(), template
+
+
+def test_subject_surface_is_per_subject_and_per_source(tmp_path):
+    cohort, template = _cohort(tmp_path)
+    a = subject_surface(cohort, template, "left", "s0")
+    np.testing.assert_array_equal(a, subject_surface(cohort, template, "left", "s0"))
+    assert not np.allclose(a, subject_surface(cohort, template, "left", "s1"))
+    assert not np.allclose(a, subject_surface(cohort, template, "right", "s0")[: len(a)])
+    with pytest.raises(KeyError, match="subject 'nobody' is not in cohort 'toy'"):
+        subject_surface(cohort, template, "left", "nobody")
+    real, _ = _cohort(tmp_path / "real", source="freesurfer")
+    with pytest.raises(ValueError, match=r"cohort 'toy' \(source 'freesurfer'\) has no individual surfaces"):
+        subject_surface(real, template, "left", "s0")
+
+
+def test_per_subject_pipeline_on_fsaverage5(tmp_path):
+    """Two subjects: their own maps (cached), images through them, the centroid spread and back-projection."""
+    cohort, template = _cohort(tmp_path)
+    flats = {h: flatten(template.surfaces[h].vertices, template.surfaces[h].faces, template.surfaces[h].cortex)
+             for h in ("left", "right")}
+    atlas = load_parcellation("dk", "fsaverage5")
+    path_of = lambda c, h, s: tmp_path / "maps" / c / h / f"{s}.npz"  # noqa: E731
+    runs = flatten_subjects(cohort, flats, path_of, labels=atlas.labels, progress=False)
+    assert len(runs) == 4 and (runs["flipped"] == 0).all()
+    assert (runs["DK_ratio_p5"] > 0.98).all() and (runs["DK_ratio_p95"] < 1.02).all()
+    # cached: a second call reads the maps (same keys) instead of flattening again
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "maps").rglob("*.npz")}
+    flatten_subjects(cohort, flats, path_of, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    own = {h: load_subject_maps(cohort, h, path_of) for h in ("left", "right")}
+    for h in ("left", "right"):
+        for flat in own[h]:
+            np.testing.assert_array_equal(flat.vertex_index[flat.corners], flats[h].vertex_index[flats[h].corners])
+
+    cortical = {k: v for k, v in atlas.names.items() if not v.endswith(("corpuscallosum", "unknown"))}
+    spread = centroid_spread(own["left"], atlas.labels["left"], cortical, 224)
+    shared = centroid_spread([flats["left"]] * 2, atlas.labels["left"], cortical, 224)
+    assert (shared["spread (px)"] == 0).all() and spread["spread (px)"].median() > 0.1
+    assert spread["spread (px)"].max() < 20  # the corners pin the layout: regions stay near their template place
+
+    store = build_image_store(cohort, own, 32, tmp_path / "store")
+    assert store.meta["flatten_mode"] == "per-subject"
+    template_store = build_image_store(cohort, flats, 32, tmp_path / "template_store")
+    assert template_store.meta["flatten_mode"] == "template"
+    images, reference = store.images("left", "thickness"), template_store.images("left", "thickness")
+    assert not np.allclose(images, reference)
+    for row in range(2):  # each subject's image is its own map's rasterization, close to the template's
+        expected = SubjectRasterizers(own["left"], 32)[row].to_image(
+            np.asarray(cohort.maps("left", "thickness"))[row, own["left"][row].vertex_index])
+        np.testing.assert_allclose(images[row], expected, rtol=1e-6)
+        assert np.corrcoef(images[row].ravel(), reference[row].ravel())[0, 1] > 0.9
+    agreement = compare_images(cohort, flats, path_of, 32)
+    assert len(agreement) == 4 and (agreement["correlation"] > 0.9).all()
+
+    # occlusion maps go back through each subject's own map: a subject's image maps back to its vertex values
+    rasterizers = SubjectRasterizers(own["left"], 64)
+    values = np.asarray(cohort.maps("left", "thickness"))
+    back = rasterizers.to_template([1, 0], rasterizers.to_image([1, 0], values[[1, 0]]),
+                                   len(template.surfaces["left"].vertices))
+    kept = own["left"][0].vertex_index
+    assert np.isnan(back[:, np.setdiff1d(np.arange(back.shape[1]), kept)]).all()
+    error = np.abs(back[:, kept] - values[[1, 0]][:, kept])
+    assert np.median(error) < 0.01 * np.abs(values).max()
+    # through the wrong subject's map the values land on the wrong vertices: a larger error
+    crossed = rasterizers.to_template([0, 1], rasterizers.to_image([1, 0], values[[1, 0]]), back.shape[1])
+    assert np.median(error) < 0.5 * np.median(np.abs(crossed[:, kept] - values[[1, 0]][:, kept]))
+    with pytest.raises(FileNotFoundError, match="subject s0: no left flat map"):
+        load_subject_maps(cohort, "left", lambda c, h, s: tmp_path / "none" / f"{s}.npz")
+    with pytest.raises(ValueError, match="1 left subject maps for 2 subjects"):
+        build_image_store(cohort, {"left": own["left"][:1], "right": own["right"]}, 32, tmp_path / "bad")
+
+
+def test_flatten_params(write_params):
+    from studylib.params import ParamsError
+    from studylib.study.config import load_params
+    from studylib.study.flatten_run import per_subject_cohorts
+
+    from tests.support import PROJECT, minimal_params
+
+    smoke = load_params(PROJECT / "params" / "smoke.yaml")
+    assert smoke.flatten.mode == "per-subject" and per_subject_cohorts(smoke) == ["hcp"]
+    assert per_subject_cohorts(load_params(PROJECT / "params" / "default.yaml")) == []
+    data = minimal_params()
+    data["flatten"] = {"mode": "per-subject"}
+    every = load_params(write_params(data, name="every"))
+    assert per_subject_cohorts(every) == list(every.cohorts)
+    data["flatten"]["cohorts"] = ["nobody"]
+    with pytest.raises(ParamsError, match="flatten.cohorts: no cohort 'nobody'"):
+        load_params(write_params(data, name="unknown"))
