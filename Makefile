@@ -6,7 +6,7 @@ PARAMS ?= params/default.yaml
 # The shared reference data beside this checkout (CI, developers) is the data directory unless one is set.
 export STUDYLIB_DATA ?= $(if $(wildcard ../shared/data/README.md),$(abspath ../shared/data),)
 
-.PHONY: setup study run book test benchmark strip-notebooks clean
+.PHONY: setup study run book check-book test benchmark strip-notebooks clean
 
 # `make setup` is idempotent: it re-installs only when pyproject.toml changed since the last install.
 setup: $(VENV)/.installed
@@ -25,6 +25,9 @@ run: setup
 
 book: setup
 	$(BIN)/studylib book --params $(PARAMS)
+
+check-book: setup   # needs the system's Chromium (Debian: apt-get install chromium chromium-driver)
+	$(BIN)/studylib check-book --params $(PARAMS)
 
 test: setup
 	$(BIN)/python -m pytest -q

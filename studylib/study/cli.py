@@ -36,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     book = commands.add_parser("book", help="build the Jupyter Book HTML from a run's executed notebooks")
     _add_params(book)
 
+    browse = commands.add_parser("check-book", help="open every page of a built book in headless Chromium: JavaScript "
+                                                    "errors, missing images, empty figures, broken links, surface "
+                                                    "viewers; screenshots under book/screenshots")
+    _add_params(browse)
+
     cohort = commands.add_parser("cohort", help="cohorts: build those named in a parameter set")
     cohort_commands = cohort.add_subparsers(dest="cohort_command", required=True)
     build = cohort_commands.add_parser("build", help="build every cohort of the parameter set (unchanged ones are reused)")
@@ -167,6 +172,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             except BookError as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 1
+            return 0
+        if args.command == "check-book":
+            from .browser import BrowserMissing, check_book
+            from .config import params_name
+            from .layout import ResultsLayout
+
+            load_params(args.params)
+            layout = ResultsLayout.for_params(params_name(args.params), args.results)
+            try:
+                problems = check_book(layout.book / "_build" / "html", layout.book / "screenshots")
+            except BrowserMissing as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 2
+            problems.to_csv(layout.book / "browser_check.csv", index=False)
+            pages = len(list((layout.book / "screenshots").glob("*.png")))
+            if len(problems):
+                print(f"error: {len(problems)} problem(s) on {problems['page'].nunique()} of {pages} pages "
+                      f"(all in {layout.book / 'browser_check.csv'}):", file=sys.stderr)
+                for row in problems.head(30).itertuples():
+                    print(f"  {row.page}: {row.kind}: {row.detail}", file=sys.stderr)
+                return 1
+            print(f"book checked in Chromium: {pages} pages, no problems; screenshots in {layout.book / 'screenshots'}")
             return 0
     except (ParamsError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
