@@ -181,6 +181,7 @@ def centroid_spread(maps: Sequence[FlatMap], labels: np.ndarray, names: Mapping[
     regions = sorted(region for region in names if region in present)
     centroids = np.stack([_region_centroids(flat, labels, regions) for flat in maps]) * size  # (subjects, regions, 2)
     distance = np.linalg.norm(centroids - np.nanmean(centroids, axis=0), axis=2)
+    distance[distance < 1e-9] = 0.0  # roundoff of a mean of equal centroids (one shared map): no spread
     rows = [{"region": names[region], "subjects": int(np.isfinite(distance[:, k]).sum()),
              "spread (px)": float(np.sqrt(np.nanmean(distance[:, k] ** 2))), "max (px)": float(np.nanmax(distance[:, k]))}
             for k, region in enumerate(regions) if np.isfinite(distance[:, k]).any()]

@@ -170,3 +170,47 @@ def test_flatten_params(write_params):
     data["flatten"]["cohorts"] = ["nobody"]
     with pytest.raises(ParamsError, match="flatten.cohorts: no cohort 'nobody'"):
         load_params(write_params(data, name="unknown"))
+
+
+def test_hcp_subjects_bring_their_own_midthickness_surfaces(tmp_path, write_params):
+    """An HCP folder in the real naming: the surface read for a subject is its file's, on the template mesh."""
+    import nibabel as nib
+
+    from studylib.study.config import load_params
+    from tests.support import build_params_cohorts, minimal_params
+
+    fslr = load_template("fs_LR_32k")
+    root = tmp_path / "HCP"
+    surfaces = {}
+    for subject in ("100001", "100002"):
+        folder = root / subject / "MNINonLinear" / "fsaverage_LR32k"
+        folder.mkdir(parents=True)
+        for hemisphere, hemi in (("left", "L"), ("right", "R")):
+            values = np.full(len(fslr.surfaces[hemisphere].vertices), 2.5, np.float32)
+            nib.save(nib.gifti.GiftiImage(darrays=[nib.gifti.GiftiDataArray(
+                values, intent="NIFTI_INTENT_SHAPE", datatype="float32")]),
+                str(folder / f"{subject}.{hemi}.thickness.32k_fs_LR.shape.gii"))
+            surface = fslr.surfaces[hemisphere]
+            vertices = warp_surface(surface.vertices, surface.faces, np.random.default_rng(int(subject)))
+            surfaces[subject, hemisphere] = vertices.astype(np.float32)
+            faces = surface.faces if subject == "100001" else surface.faces[:, [0, 2, 1]]  # 100002: another mesh
+            msm = "_MSMAll" if subject == "100001" else ""
+            nib.save(nib.gifti.GiftiImage(darrays=[
+                nib.gifti.GiftiDataArray(vertices.astype(np.float32), intent="NIFTI_INTENT_POINTSET"),
+                nib.gifti.GiftiDataArray(faces.astype(np.int32), intent="NIFTI_INTENT_TRIANGLE")]),
+                str(folder / f"{subject}.{hemi}.midthickness{msm}.32k_fs_LR.surf.gii"))
+    behaviour = tmp_path / "behavioral.csv"
+    pd.DataFrame({"Subject": [100001, 100002], "Gender": ["F", "M"], "Age": ["22-25", "26-30"],
+                  "FS_IntraCranial_Vol": [1.4e6, 1.5e6]}).to_csv(behaviour, index=False)
+    data = minimal_params()
+    data["cohorts"] = {"real": {"source": "hcp", "task": "sex", "metrics": ["thickness"], "path": str(root),
+                                "phenotypes": str(behaviour)}}
+    [result] = build_params_cohorts(load_params(write_params(data)), tmp_path / "cohorts", progress=False,
+                                    echo=lambda _: None)
+    cohort = result.cohort
+    np.testing.assert_array_equal(subject_surface(cohort, fslr, "left", "100001"), surfaces["100001", "left"])
+    with pytest.raises(ValueError, match=r"100002.L.midthickness.32k_fs_LR.surf.gii: not on the fs_LR_32k mesh"):
+        subject_surface(cohort, fslr, "left", "100002")
+    (root / "100001" / "MNINonLinear" / "fsaverage_LR32k" / "100001.R.midthickness_MSMAll.32k_fs_LR.surf.gii").unlink()
+    with pytest.raises(FileNotFoundError, match=r"subject 100001: no right midthickness surface"):
+        subject_surface(cohort, fslr, "right", "100001")

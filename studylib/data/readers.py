@@ -38,6 +38,7 @@ from ..params import FreeSurferCohortParams, HcpCohortParams
 from ..progress import progress_bar
 from .abide import read_abide_phenotypes
 from .cohort import Cohort, CohortWriter
+from .surfaces import hcp_surface_files
 from .templates import HEMISPHERES, Template, load_template
 
 __all__ = ["SphereResampler", "input_files", "read_hcp_maps", "read_real_cohort", "seeded_subset", "subject_folders",
@@ -64,9 +65,10 @@ def subject_folders(spec: RealCohortParams) -> tuple[dict[str, Path], list[str]]
 
 
 def _subject_files(spec: RealCohortParams, folder: Path) -> list[Path]:
-    if spec.source == "hcp":
+    if spec.source == "hcp":  # the midthickness surfaces: for per-subject flat maps (flatten.mode)
         maps = folder / "MNINonLinear" / "fsaverage_LR32k"
-        return [path for h in HEMISPHERES for m in spec.metrics for path in _hcp_candidates(maps, folder.name, h, m)]
+        return [path for h in HEMISPHERES for m in spec.metrics for path in _hcp_candidates(maps, folder.name, h, m)] + \
+            [path for h in HEMISPHERES for path in hcp_surface_files(folder, folder.name, h)]
     return [folder / sub / f"{_FS_HEMI[h]}.{name}" for h in HEMISPHERES
             for sub, name in (("surf", "sphere.reg"), ("label", "cortex.label"),
                               *(("surf", _FS_NAMES[m]) for m in spec.metrics))] + [folder / "stats" / "aseg.stats"] + \

@@ -1,8 +1,10 @@
 """Each subject's own cortical surface on the template's mesh, for the per-subject flat maps (``flatten.mode``).
 
 A subject's surface here has the template's vertices and triangles (the vertex correspondence every reader already
-gives: HCP's ``32k_fs_LR`` surfaces, FreeSurfer surfaces resampled through ``sphere.reg``) and the subject's own
-geometry. Simulated cohorts have no scanned surfaces, so each subject gets a smooth, seeded warp of the template:
+gives) and the subject's own geometry. HCP subjects bring theirs: ``{subject}.{L,R}.midthickness[_MSMAll].32k_fs_LR
+.surf.gii`` in ``MNINonLinear/fsaverage_LR32k`` (the fs_LR 32k mesh itself). FreeSurfer and BIDS subjects' surfaces
+(white and pial on the native mesh, resampled through the registration sphere) are not read yet.
+Simulated cohorts have no scanned surfaces, so each subject gets a smooth, seeded warp of the template:
 a sum of random plane waves of displacement (wavelength ~ a lobe) scaled so that local area varies between subjects
 by about :data:`AREA_SD` (log scale), the order of the between-subject SD of regional surface area in FreeSurfer
 studies. The warp is a diffeomorphism of space (its Jacobian stays near the identity), so the warped surface keeps
@@ -12,6 +14,7 @@ the template's topology and has no folded triangles.
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
 
 import numpy as np
 
@@ -19,13 +22,13 @@ from ..geometry.mesh import triangle_areas
 from .cohort import Cohort
 from .templates import Template
 
-__all__ = ["AREA_SD", "SURFACE_SOURCES", "subject_surface", "warp_surface"]
+__all__ = ["AREA_SD", "SURFACE_SOURCES", "hcp_surface_files", "subject_surface", "warp_surface"]
 
 #: Target SD of log vertex-area ratios (warped / template) over the vertices of one warped hemisphere.
 AREA_SD = 0.10
 
 #: Cohort sources whose subjects have a surface here (the others raise in :func:`subject_surface`).
-SURFACE_SOURCES = ("simulated",)
+SURFACE_SOURCES = ("simulated", "hcp")
 
 _WAVELENGTH_MM = 80.0
 _WAVES = 12
@@ -73,13 +76,40 @@ def subject_surface(cohort: Cohort, template: Template, hemisphere: str, subject
     source = cohort.meta.get("source")
     if source not in SURFACE_SOURCES:
         raise ValueError(f"cohort {cohort.name!r} (source {source!r}) has no individual surfaces: per-subject flat "
-                         f"maps (flatten.mode: per-subject) run on sources {list(SURFACE_SOURCES)}; reading HCP, "
+                         f"maps (flatten.mode: per-subject) run on sources {list(SURFACE_SOURCES)}; reading "
                          "FreeSurfer and BIDS subjects' own surfaces is not built yet (issue 17). Leave this cohort "
                          "out of flatten.cohorts")
     if cohort.template != template.name:
         raise ValueError(f"cohort {cohort.name!r} is on {cohort.template}, not on {template.name}")
     if str(subject) not in set(cohort.subjects["subject"].astype(str)):
         raise KeyError(f"subject {subject!r} is not in cohort {cohort.name!r}")
+    if source == "hcp":
+        return _hcp_surface(cohort, template, hemisphere, str(subject))
     rng = np.random.default_rng(_subject_seed(cohort, str(subject), hemisphere))
     surface = template.surfaces[hemisphere]
     return warp_surface(surface.vertices, surface.faces, rng)
+
+
+def hcp_surface_files(folder: Path, subject: str, hemisphere: str) -> list[Path]:
+    """Where an HCP subject's midthickness surface may be, in order of preference."""
+    hemi = "L" if hemisphere == "left" else "R"
+    maps = Path(folder) / "MNINonLinear" / "fsaverage_LR32k"
+    return [maps / f"{subject}.{hemi}.midthickness{msm}.32k_fs_LR.surf.gii" for msm in ("", "_MSMAll")]
+
+
+def _hcp_surface(cohort: Cohort, template: Template, hemisphere: str, subject: str) -> np.ndarray:
+    from ..geometry.flatten import load_surface
+
+    root = cohort.meta.get("spec", {}).get("path")
+    candidates = hcp_surface_files(Path(str(root)) / subject, subject, hemisphere)
+    path = next((candidate for candidate in candidates if candidate.is_file()), None)
+    if path is None:
+        raise FileNotFoundError(f"cohort {cohort.name!r}, subject {subject}: no {hemisphere} midthickness surface "
+                                f"({' or '.join(c.name for c in candidates)} in {candidates[0].parent})")
+    vertices, faces = load_surface(path)
+    surface = template.surfaces[hemisphere]
+    if vertices.shape != surface.vertices.shape or not np.array_equal(faces, surface.faces):
+        raise ValueError(f"{path}: not on the {template.name} mesh ({len(vertices)} vertices, {len(faces)} "
+                         f"triangles; the template has {len(surface.vertices)} and {len(surface.faces)}, and each "
+                         "triangle must be the template's)")
+    return vertices

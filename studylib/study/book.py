@@ -24,14 +24,16 @@ from .config import load_params, params_name
 from .layout import ResultsLayout, project_root
 from .claims import claims_markdown
 from .provenance import render_markdown
-from .report import results_markdown
+from .report import PAGES as REPORT_PAGES
+from .report import page_markdown
 
 __all__ = ["BookError", "book_pages", "build_book"]
 
 REPRODUCIBILITY_PAGE = "book/reproducibility"
 #: The page of the paper's claims checked against the run (generated from the run's tables).
 CLAIMS_PAGE = "book/claims"
-#: The paper's tables and figures as the run regenerated them (generated; no number typed by hand).
+#: The paper's tables and figures as the run regenerated them (generated; no number typed by hand); the Data and
+#: Method pages are generated the same way (:data:`studylib.study.report.PAGES`).
 RESULTS_PAGE = "book/results"
 #: Wall time of the last successful build (the reproducibility page shows the previous build's time).
 LAST_BUILD = "last_build.json"
@@ -87,7 +89,8 @@ def _assemble(source_root: Path, layout: ResultsLayout, src: Path) -> list[str]:
     cohorts = pd.read_csv(cohorts_table) if cohorts_table.is_file() else None
     (src / f"{REPRODUCIBILITY_PAGE}.md").write_text(render_markdown(record, layout.gpu_check, book_seconds, cohorts))
     (src / f"{CLAIMS_PAGE}.md").write_text(claims_markdown(layout))
-    (src / f"{RESULTS_PAGE}.md").write_text(results_markdown(layout, src))
+    for page, (title, introduction, sections) in REPORT_PAGES.items():
+        (src / f"{page}.md").write_text(page_markdown(layout, src, title, introduction, sections))
     return pages
 
 

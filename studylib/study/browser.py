@@ -7,7 +7,8 @@
 - ``image``: an image that did not load, or a figure that is empty (one flat colour);
 - ``link``: an internal link to a file that is not in the book;
 - ``viewer``: an interactive surface viewer (plotly, inlined by nilearn's ``view_surf``) that did not draw;
-- ``layout``: a page wider than the window (the reader has to scroll sideways).
+- ``layout``: a page wider than the window (the reader has to scroll sideways);
+- ``table``: on a narrative page (``book/``), a table wider than its box (columns hidden behind a scroll bar).
 
 It saves a full-page screenshot of each page under ``screenshots/`` (the results pages are what a reviewer looks at).
 Chromium and its WebDriver come from the system (Debian: ``apt-get install chromium chromium-driver``); Selenium
@@ -83,7 +84,12 @@ const images = Array.from(document.images).map(i => ({src: i.currentSrc || i.src
     width: i.naturalWidth, height: i.naturalHeight}));
 const links = Array.from(document.querySelectorAll('a[href]')).map(a => a.href);
 const frames = Array.from(document.querySelectorAll('iframe')).length;
-return {images: images, links: links, frames: frames,
+const tables = Array.from(document.querySelectorAll('article table')).filter(
+    t => t.getBoundingClientRect().width > t.parentElement.clientWidth + 2).map(
+    t => (t.closest('section') && t.closest('section').querySelector('h1, h2, h3') ?
+          t.closest('section').querySelector('h1, h2, h3').innerText : '?') +
+         ' (' + Math.round(t.getBoundingClientRect().width) + ' px in ' + t.parentElement.clientWidth + ')');
+return {images: images, links: links, frames: frames, tables: tables,
         scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth,
         height: document.documentElement.scrollHeight};
 """
@@ -116,7 +122,7 @@ def _local(url: str) -> Path | None:
 
 
 def check_book(html: str | Path, screenshots: str | Path | None = None, *, pages: list[str] | None = None,
-               chromium: Chromium | None = None, progress: bool = True) -> pd.DataFrame:
+               chromium: Chromium | None = None, progress: bool = True, narrative: str = "book/") -> pd.DataFrame:
     """Open every page of a built book and list its problems (see the module docstring).
 
     Parameters
@@ -127,6 +133,9 @@ def check_book(html: str | Path, screenshots: str | Path | None = None, *, pages
         Folder for a full-page PNG per page (``<page path with / as __>.png``).
     pages : list of str, optional
         Pages relative to ``html`` (default: every ``*.html`` but Sphinx's ``genindex`` and ``search``).
+    narrative : str
+        Pages under this folder are the narrative pages: a table there must show every column (``table``); the
+        notebooks' wide data frames may scroll inside their boxes.
 
     Returns
     -------
@@ -169,6 +178,9 @@ def check_book(html: str | Path, screenshots: str | Path | None = None, *, pages
                 local = _local(link)
                 if local is not None and not local.exists():
                     report("link", f"broken internal link: {link}")
+            if page.startswith(narrative):
+                for table in state["tables"]:
+                    report("table", f"columns hidden (sideways scrolling inside the table): {table}")
             if state["scrollWidth"] > state["innerWidth"] + 1:
                 report("layout", f"page is {state['scrollWidth']} px wide in a {state['innerWidth']} px window "
                                  "(sideways scrolling)")

@@ -1,4 +1,6 @@
-"""The book's Results page: the paper's tables and figures as this run regenerated them, in short narrative sections.
+"""The book's generated report pages: Data (cohorts, QC, realism, yardsticks), Method as run (flat maps and their
+distortion beside the HCP S1200 flat map, images, the training recipe) and Results (the paper's tables and figures as
+this run regenerated them), in short narrative sections.
 
 Each section is a sentence template (:data:`SECTIONS`) whose numbers are filled in from the run's tables, the table
 itself (the paper's values beside ours, the cohort named) and the figures the notebooks saved, with a link to the
@@ -18,7 +20,8 @@ import pandas as pd
 
 from .layout import ResultsLayout
 
-__all__ = ["SECTIONS", "Section", "TypedNumber", "results_markdown", "typed_numbers"]
+__all__ = ["DATA_SECTIONS", "METHOD_SECTIONS", "PAGES", "SECTIONS", "Section", "TypedNumber", "page_markdown",
+           "results_markdown", "typed_numbers"]
 
 
 class TypedNumber(ValueError):
@@ -37,6 +40,7 @@ class Section:
     text: str
     facts: Callable[[pd.DataFrame], dict] | None = None
     figures: tuple[str, ...] = ()
+    summarize: Callable[[pd.DataFrame], pd.DataFrame] | None = None
 
 
 def _best(table: pd.DataFrame, column: str = "accuracy (%)") -> pd.Series:
@@ -127,9 +131,112 @@ SECTIONS = (
             ("filter_variation.png",)),
 )
 
-# Digits that are part of a name, not a number: "Table N", "Figure N", "DenseNet-121", "ResNet-50", "95% CI",
-# "p < 0.05" (the significance level the page states as a rule).
-_ALLOWED = re.compile(r"(Table|Figure) \d+|DenseNet-121|ResNet-50|95% CI|p < 0\.05")
+def _cohorts(table: pd.DataFrame) -> dict:
+    return {"n": len(table), "names": ", ".join(f"{row.cohort} ({row.source}, {row.task})"
+                                               for row in table.itertuples())}
+
+
+def _qc_counts(table: pd.DataFrame) -> pd.DataFrame:
+    return table.groupby(["cohort", "reason"]).size().rename("subjects").reset_index()
+
+
+def _qc(table: pd.DataFrame) -> dict:
+    return {"n": len(table), "cohorts": table["cohort"].nunique()}
+
+
+def _realism(table: pd.DataFrame) -> dict:
+    within = table["within"].astype(str).str.lower() == "true"
+    return {"within": int(within.sum()), "n": len(table)}
+
+
+def _overall_ceiling(table: pd.DataFrame) -> pd.DataFrame:
+    return table[table["site"] == "all"]
+
+
+def _flattening(table: pd.DataFrame) -> dict:
+    return {"flipped": int(table["flipped"].sum()), "seconds": f"{table['seconds'].max():.1f}", "maps": len(table)}
+
+
+def _distortion(table: pd.DataFrame) -> dict:
+    ours = table[table["map"] == "area-preserving"]
+    hcp = table[table["map"] == "HCP S1200 flat map"]
+    return {"low": f"{ours['area_ratio_p5'].min():.3f}", "high": f"{ours['area_ratio_p95'].max():.3f}",
+            "hcp": f"{hcp['area_ratio_p5'].min():.2f}–{hcp['area_ratio_p95'].max():.2f}" if len(hcp)
+            else "not compared (not fs_LR 32k)"}
+
+
+def _subject_maps(table: pd.DataFrame) -> dict:
+    flipped = table[table["measure"] == "flipped triangles"]
+    return {"subjects": int(table["subjects"].max()), "cohorts": ", ".join(sorted(table["cohort"].unique())),
+            "flipped": int(flipped["max"].max()) if len(flipped) else "not measured"}
+
+
+def _spread_summary(table: pd.DataFrame) -> pd.DataFrame:
+    columns = ["own maps (px)", "own maps, max (px)", "template maps (px)"]
+    return table.groupby(["cohort", "hemisphere"])[columns].median().reset_index()
+
+
+def _spread(table: pd.DataFrame) -> dict:
+    return {"median": f"{table['own maps (px)'].median():.2f}", "largest": f"{table['own maps, max (px)'].max():.2f}"}
+
+
+#: The Data page: what the run classified, what was left out and why, and the yardsticks.
+DATA_SECTIONS = (
+    Section("Cohorts", "01_preprocess", "cohorts.csv",
+            ("cohort", "source", "task", "subjects", "label 1", "label 0", "age mean ± sd (range)", "sites",
+             "QC exclusions", "metrics"),
+            "This run used {n} cohorts: {names}.", _cohorts, ("example_subjects.png",)),
+    Section("Quality control", "01_preprocess", "qc_exclusions.csv", ("cohort", "reason", "subjects"),
+            "{n} subjects were left out, in {cohorts} cohort(s); every one is listed with its file and reason in "
+            "the CSV.", _qc, summarize=_qc_counts),
+    Section("Simulation realism", "01_preprocess", "abide_realism.csv",
+            ("yardstick", "real ABIDE I", "cohort files*", "fresh draw*", "relative difference", "tolerance",
+             "within"),
+            "{within} of {n} yardsticks of the simulated autism cohort are within their tolerance of the real ABIDE I "
+            "tables.", _realism),
+    Section("Yardstick: the Bayes-optimal ceiling", "01_preprocess", "bayes_optimal_accuracy.csv",
+            ("cohort", "bayes_accuracy", "balanced_accuracy_equal_priors"),
+            "The best accuracy any classifier can reach on each simulated cohort (its planted effect and noise).",
+            summarize=_overall_ceiling, figures=("*_planted_effects.png",)),
+    Section("Yardstick: the linear reference", "01_preprocess", "linear_reference_check.csv",
+            ("data", "n", "features", "accuracy", "accuracy_low", "accuracy_high", "auc", "bayes_accuracy"),
+            "Regional means and logistic regression in repeated cross-validation, on simulated and real subjects; "
+            "a network far below it has not learned."),
+)
+
+#: The Method page as run: the flat maps (the paper's Figures 1 and 2), their distortion, the images, the recipe.
+METHOD_SECTIONS = (
+    Section("Figure 1: cortex, conformal square, area-preserving square", "02_flatten", "flattening_runs.csv",
+            ("template", "hemisphere", "vertices", "aspect", "conformal_iterations", "transport_iterations",
+             "flipped", "seconds"),
+            "{maps} template hemispheres were flattened with {flipped} flipped triangles in all, each in {seconds} s "
+            "or less.", _flattening, ("figure1_*.png",)),
+    Section("Figure 2: the atlas in 3D and flat", "02_flatten", None, (),
+            "The Desikan–Killiany atlas on the cortex and on the flat maps.", None, ("figure2_atlas.png",)),
+    Section("Distortion beside the HCP S1200 flat map", "02_flatten", "distortion_comparison.csv",
+            ("hemisphere", "map", "flipped", "area_ratio_p5", "area_ratio_p95", "K_median", "DK_ratio_p5",
+             "DK_ratio_p95"),
+            "Triangle area ratios (p5 to p95) of the area-preserving maps lie within {low}–{high}; the HCP S1200 "
+            "flat map's: {hcp}. Exact areas cost angles: K is the ratio of a triangle's two stretches.", _distortion,
+            ("distortion_histograms_left.png",)),
+    Section("Each subject's own map", "02_flatten", "subject_distortion.csv",
+            ("cohort", "hemisphere", "measure", "subjects", "min", "median", "max"),
+            "With flatten.mode per-subject, up to {subjects} subjects per hemisphere of {cohorts} were flattened; the "
+            "most flipped triangles in any map: {flipped}.", _subject_maps),
+    Section("Alignment of subjects' maps", "02_flatten", "centroid_spread.csv",
+            ("cohort", "hemisphere", "own maps (px)", "own maps, max (px)", "template maps (px)"),
+            "Spread of the regions' centroids across subjects: median {median} px, largest {largest} px (one shared "
+            "template map: none).", _spread, summarize=_spread_summary),
+    Section("Images", "03_rasterize", "image_stores.csv",
+            ("cohort", "subjects", "size", "method", "flat maps", "dtype", "maps"),
+            "Every metric of every hemisphere rasterized through its flat map.", None, ("*_examples.png",)),
+    Section("Training recipe", "04_train_sex", "training_recipe.csv", ("setting", "paper", "this run"),
+            "The paper's recipe beside this run's (the CPU default shrinks it to fit an hour)."),
+)
+
+# Digits that are part of a name, not a number: "Table N", "Figures N and M", "DenseNet-121", "ResNet-50",
+# "HCP S1200", "3D", percentile names ("p5"), "95% CI", "p < 0.05" (the significance level the page states as a rule).
+_ALLOWED = re.compile(r"(Tables?|Figures?) \d+( and \d+)?|DenseNet-121|ResNet-50|HCP S1200|\b[23]D\b|\bp\d{1,2}\b|95% CI|p < 0\.05")
 _NUMBER = re.compile(r"\d+(\.\d+)?")
 
 
@@ -142,12 +249,16 @@ def typed_numbers(text: str) -> list[str]:
 
 def _cell(value) -> str:
     if isinstance(value, float):
-        return "" if pd.isna(value) else f"{value:.3g}" if abs(value) < 1 else f"{value:.1f}"
+        if pd.isna(value):
+            return ""
+        return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
     return str(value).replace("|", "/")
 
 
 def _markdown_table(table: pd.DataFrame, columns: tuple[str, ...], rows: int = 20) -> str:
-    columns = [c for c in columns if c in table]
+    """The chosen columns (a name ending in ``*`` takes every column that starts with the rest) as a markdown table."""
+    columns = [name for c in columns
+               for name in ([n for n in table if n.startswith(c[:-1])] if c.endswith("*") else [c] if c in table else [])]
     shown = table[columns].head(rows)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in shown.itertuples(index=False)]
@@ -155,34 +266,51 @@ def _markdown_table(table: pd.DataFrame, columns: tuple[str, ...], rows: int = 2
     return "\n".join(lines) + more
 
 
-def results_markdown(layout: ResultsLayout, src: Path, sections: tuple[Section, ...] = SECTIONS) -> str:
-    """The Results page (MyST markdown) of a run; figures are copied under ``src/book/figures/``.
+#: The generated report pages: path -> (title, introduction, sections).
+PAGES = {
+    "book/data": ("Data", "The cohorts this run classified, what quality control left out and why, how close the "
+                  "simulated cohorts come to the real ABIDE I tables, and the two yardsticks of every accuracy.",
+                  DATA_SECTIONS),
+    "book/method": ("Method as run", "The flat maps (the paper's Figures 1 and 2) with their distortion beside the "
+                    "HCP S1200 flat map, the images and the training recipe, as this run made them.",
+                    METHOD_SECTIONS),
+    "book/results": ("Results", "The paper's tables and figures as this run regenerated them: our numbers with their "
+                     "95% CI, the paper's beside them, the cohort of each row named. The [claims page](claims.md) "
+                     "turns them into verdicts.", SECTIONS),
+}
+
+
+def page_markdown(layout: ResultsLayout, src: Path, title: str, introduction: str,
+                  sections: tuple[Section, ...]) -> str:
+    """A generated report page (MyST markdown); figures are copied under ``src/book/figures/``.
 
     Raises
     ------
     TypedNumber
-        When a section's template has a number typed into its prose.
+        When the introduction or a section's template has a number typed into its prose.
     """
-    for section in sections:
-        found = typed_numbers(section.title + " " + section.text)
+    for name, text in [("introduction", introduction)] + [(s.title, s.title + " " + s.text) for s in sections]:
+        found = typed_numbers(text)
         if found:
-            raise TypedNumber(f"results page, section {section.title!r}: typed number(s) {found} in its text; "
-                              "fill numbers from the run's tables ({placeholders}) or studylib.paper")
-    parts = ["# Results\n",
-             "The paper's tables and figures as this run regenerated them: our numbers with 95% intervals, the "
-             "paper's beside them, the cohort of each row named. Each section links to the notebook that made it; "
-             "the [claims page](claims.md) turns them into verdicts.\n"]
+            raise TypedNumber(f"{title} page, section {name!r}: typed number(s) {found} in its text; fill numbers "
+                              "from the run's tables ({placeholders}) or studylib.paper")
+    parts = [f"# {title}\n", introduction + " Each section links to the notebook that made it.\n"]
     for section in sections:
         parts.append(f"## {section.title}\n")
         link = f"[{section.stage}](../notebooks/{section.stage}.ipynb)"
         table = None
         if section.table:
             path = layout.tables(section.stage) / section.table
-            if path.is_file():
+            if not path.is_file():
+                parts.append(f"Not produced by this run ({link} wrote no `{section.table}`).\n")
+                continue
+            try:
                 table = pd.read_csv(path)
-        if section.table and (table is None or table.empty):
-            parts.append(f"Not produced by this run ({link} wrote no `{section.table}`).\n")
-            continue
+            except pd.errors.EmptyDataError:
+                table = pd.DataFrame()
+            if table.empty:
+                parts.append(f"No rows in this run ({link}, `{section.table}`).\n")
+                continue
         text = section.text
         if section.facts is not None:
             try:
@@ -191,7 +319,8 @@ def results_markdown(layout: ResultsLayout, src: Path, sections: tuple[Section, 
                 text = f"(The summary sentence could not be filled from `{section.table}`: {error}.)"
         parts.append(f"{text} From {link}.\n")
         if table is not None:
-            parts.append(_markdown_table(table, section.columns) + "\n")
+            shown = section.summarize(table) if section.summarize is not None else table
+            parts.append(_markdown_table(shown, section.columns) + "\n")
         for pattern in section.figures:
             figures = sorted(layout.figures(section.stage).glob(pattern))
             if not figures:
@@ -203,3 +332,9 @@ def results_markdown(layout: ResultsLayout, src: Path, sections: tuple[Section, 
                 shutil.copy2(figure, target)
                 parts.append(f"```{{image}} figures/{section.stage}/{name}\n:alt: {figure.stem}\n:width: 70%\n```\n")
     return "\n".join(parts)
+
+
+def results_markdown(layout: ResultsLayout, src: Path, sections: tuple[Section, ...] = SECTIONS) -> str:
+    """The Results page (see :func:`page_markdown`)."""
+    title, introduction, _ = PAGES["book/results"]
+    return page_markdown(layout, src, title, introduction, sections)

@@ -40,13 +40,21 @@ def _site(root):
         "<script>undefinedFunction();</script>"
         "<iframe srcdoc=\"<div class='js-plotly-plot' style='width:300px;height:300px'></div>\"></iframe>"
         "</body></html>")
+    (root / "book").mkdir()
+    table = "<table style='width: 900px'><tr><th>cohort</th><th>paper</th></tr></table>"
+    box = f"<article><section><h2>Table 1</h2><div style='width: 300px; overflow-x: auto'>{table}</div></section>"
+    (root / "book" / "results.html").write_text(f"<html><body>{box}</article></body></html>")
+    (root / "pages" / "wide_notebook.html").write_text(f"<html><body>{box}</article></body></html>")
     return root
 
 
 def test_clean_page_passes_and_every_problem_is_named(chromium, tmp_path):
     site = _site(tmp_path / "html")
     problems = check_book(site, tmp_path / "shots", chromium=chromium, progress=False)
-    assert set(problems["page"]) == {"pages/bad.html"}, problems.to_string()
+    assert set(problems["page"]) == {"pages/bad.html", "book/results.html"}, problems.to_string()
+    # a narrative page must show every column; a notebook's wide table may scroll in its box
+    assert problems[problems["page"] == "book/results.html"]["detail"].tolist() == [
+        "columns hidden (sideways scrolling inside the table): Table 1 (900 px in 300)"]
     found = problems.groupby("kind")["detail"].apply(" | ".join)
     assert "missing.png" in found["image"] and "empty figure" in found["image"] and "blank.png" in found["image"]
     assert "nowhere.html" in found["link"]
@@ -54,7 +62,7 @@ def test_clean_page_passes_and_every_problem_is_named(chromium, tmp_path):
     assert "sideways" in found["layout"]
     assert "0 of 1 plots drawn (plotly loaded: False)" in found["viewer"]
     shots = sorted(p.name for p in (tmp_path / "shots").glob("*.png"))
-    assert shots == ["index.png", "pages__bad.png"]
+    assert shots == ["book__results.png", "index.png", "pages__bad.png", "pages__wide_notebook.png"]
 
 
 def test_no_book_is_a_clear_error(chromium, tmp_path):

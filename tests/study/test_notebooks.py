@@ -5,7 +5,8 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from studylib.study.book import CLAIMS_PAGE, REPRODUCIBILITY_PAGE, RESULTS_PAGE, book_pages
+from studylib.study.book import CLAIMS_PAGE, REPRODUCIBILITY_PAGE, book_pages
+from studylib.study.report import PAGES as REPORT_PAGES
 from studylib.study.stages import STAGES, stage_names
 
 from tests.support import PROJECT
@@ -47,7 +48,7 @@ def test_notebook_is_parameterised_and_stripped(name):
 def test_toc_lists_every_notebook_and_existing_pages():
     pages = book_pages(PROJECT / "_toc.yml")
     assert [p.removeprefix("notebooks/") for p in pages if p.startswith("notebooks/")] == stage_names()
-    generated = {REPRODUCIBILITY_PAGE, CLAIMS_PAGE, RESULTS_PAGE}  # written from the run when the book is built
+    generated = {REPRODUCIBILITY_PAGE, CLAIMS_PAGE, *REPORT_PAGES}  # written from the run when the book is built
     for page in pages:
         if page.startswith("book/") and page not in generated:
             assert (PROJECT / f"{page}.md").is_file(), page

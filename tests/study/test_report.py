@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from studylib.study.layout import ResultsLayout
-from studylib.study.report import SECTIONS, TypedNumber, results_markdown, typed_numbers
+from studylib.study.report import PAGES, SECTIONS, TypedNumber, page_markdown, results_markdown, typed_numbers
 
 
 def test_typed_numbers_finds_digits_outside_placeholders_and_names():
@@ -17,15 +17,17 @@ def test_typed_numbers_finds_digits_outside_placeholders_and_names():
     assert typed_numbers("p < 0.05 after Holm; 3 of {n} regions") == ["3"]
 
 
-def test_every_section_template_is_free_of_typed_numbers():
-    for section in SECTIONS:
-        assert typed_numbers(section.title + " " + section.text) == [], section.title
+def test_every_page_and_section_template_is_free_of_typed_numbers():
+    for page, (title, introduction, sections) in PAGES.items():
+        assert typed_numbers(introduction) == [], page
+        for section in sections:
+            assert typed_numbers(section.title + " " + section.text) == [], (page, section.title)
 
 
 def _layout(tmp_path) -> ResultsLayout:
     layout = ResultsLayout.for_params("mine", tmp_path / "results")
     folder = layout.tables("06_stack")
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"cohort": ["hcp", "hcp"], "arm": ["imagenet", "linear reference"], "stacking": "xgboost",
                   "subjects": 200, "accuracy (%)": [71.25, 86.5], "accuracy (%) 95% CI": ["65.5–78.0", "81.5–91.0"],
                   "auc": [0.789, 0.933], "paper DenseNet-121 accuracy (%)": [95.06, None]}).to_csv(
@@ -43,5 +45,24 @@ def test_results_page_fills_numbers_from_the_run(tmp_path):
 def test_a_typed_number_in_a_results_section_fails(tmp_path):
     planted = list(SECTIONS)
     planted[0] = dataclasses.replace(planted[0], text=planted[0].text + " This beats the paper by 3.2 points.")
-    with pytest.raises(TypedNumber, match=r"section 'Table 1: sex classification': typed number\(s\) \['3.2'\]"):
+    with pytest.raises(TypedNumber, match=r"Results page, section 'Table 1: sex classification': typed number\(s\) "
+                                          r"\['3.2'\]"):
         results_markdown(_layout(tmp_path), tmp_path / "src", tuple(planted))
+    title, introduction, sections = PAGES["book/data"]
+    with pytest.raises(TypedNumber, match=r"Data page, section 'introduction': typed number\(s\) \['1035'\]"):
+        page_markdown(_layout(tmp_path), tmp_path / "src", title, introduction + " All 1035 subjects.", sections)
+
+
+def test_an_empty_table_and_a_summary(tmp_path):
+    layout = _layout(tmp_path)
+    folder = layout.tables("01_preprocess")
+    folder.mkdir(parents=True)
+    (folder / "qc_exclusions.csv").write_text("cohort,subject,file,reason\n")
+    title, introduction, sections = PAGES["book/data"]
+    page = page_markdown(layout, tmp_path / "src", title, introduction, sections)
+    assert "No rows in this run ([01_preprocess](../notebooks/01_preprocess.ipynb), `qc_exclusions.csv`)" in page
+    pd.DataFrame({"cohort": ["a", "a", "b"], "subject": ["1", "2", "3"], "file": "f",
+                  "reason": ["no folder", "no folder", "no label"]}).to_csv(folder / "qc_exclusions.csv", index=False)
+    page = page_markdown(layout, tmp_path / "src", title, introduction, sections)
+    assert "3 subjects were left out, in 2 cohort(s)" in page
+    assert "| a | no folder | 2 |" in page and "| b | no label | 1 |" in page
