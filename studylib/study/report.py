@@ -41,6 +41,7 @@ class Section:
     facts: Callable[[pd.DataFrame], dict] | None = None
     figures: tuple[str, ...] = ()
     summarize: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+    absent: str = ""  # why a run may lack the table (said before "Not produced by this run")
 
 
 def _best(table: pd.DataFrame, column: str = "accuracy (%)") -> pd.Series:
@@ -222,11 +223,14 @@ METHOD_SECTIONS = (
     Section("Each subject's own map", "02_flatten", "subject_distortion.csv",
             ("cohort", "hemisphere", "measure", "subjects", "min", "median", "max"),
             "With flatten.mode per-subject, up to {subjects} subjects per hemisphere of {cohorts} were flattened; the "
-            "most flipped triangles in any map: {flipped}.", _subject_maps),
+            "most flipped triangles in any map: {flipped}.", _subject_maps,
+            absent="This run shares one map per template and hemisphere (flatten.mode: template)."),
     Section("Alignment of subjects' maps", "02_flatten", "centroid_spread.csv",
             ("cohort", "hemisphere", "own maps (px)", "own maps, max (px)", "template maps (px)"),
             "Spread of the regions' centroids across subjects: median {median} px, largest {largest} px (one shared "
-            "template map: none).", _spread, summarize=_spread_summary),
+            "template map: none).", _spread, summarize=_spread_summary,
+            absent="With one shared map per template (flatten.mode: template) every region sits on the same pixels "
+                   "in every subject's images."),
     Section("Images", "03_rasterize", "image_stores.csv",
             ("cohort", "subjects", "size", "method", "flat maps", "dtype", "maps"),
             "Every metric of every hemisphere rasterized through its flat map.", None, ("*_examples.png",)),
@@ -302,7 +306,8 @@ def page_markdown(layout: ResultsLayout, src: Path, title: str, introduction: st
         if section.table:
             path = layout.tables(section.stage) / section.table
             if not path.is_file():
-                parts.append(f"Not produced by this run ({link} wrote no `{section.table}`).\n")
+                why = f"{section.absent} " if section.absent else ""
+                parts.append(f"{why}Not produced by this run ({link} wrote no `{section.table}`).\n")
                 continue
             try:
                 table = pd.read_csv(path)
@@ -325,6 +330,8 @@ def page_markdown(layout: ResultsLayout, src: Path, title: str, introduction: st
             figures = sorted(layout.figures(section.stage).glob(pattern))
             if not figures:
                 parts.append(f"No figure matching `{pattern}` in this run.\n")
+            # the networks' figures; the linear reference's numbers are in the tables beside them
+            figures = [figure for figure in figures if "logistic regression" not in figure.name]
             for figure in figures[:6]:
                 name = re.sub(r"[^A-Za-z0-9_.-]", "_", figure.name)  # a markdown link target without spaces
                 target = src / "book" / "figures" / section.stage / name

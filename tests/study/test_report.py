@@ -66,3 +66,10 @@ def test_an_empty_table_and_a_summary(tmp_path):
     page = page_markdown(layout, tmp_path / "src", title, introduction, sections)
     assert "3 subjects were left out, in 2 cohort(s)" in page
     assert "| a | no folder | 2 |" in page and "| b | no label | 1 |" in page
+
+
+def test_a_template_mode_run_says_why_it_has_no_subject_maps(tmp_path):
+    title, introduction, sections = PAGES["book/method"]
+    page = page_markdown(_layout(tmp_path), tmp_path / "src", title, introduction, sections)
+    assert ("This run shares one map per template and hemisphere (flatten.mode: template). Not produced by this run "
+            "([02_flatten](../notebooks/02_flatten.ipynb) wrote no `subject_distortion.csv`)") in page
