@@ -91,8 +91,8 @@ def test_subject_surface_is_per_subject_and_per_source(tmp_path):
     assert not np.allclose(a, subject_surface(cohort, template, "right", "s0")[: len(a)])
     with pytest.raises(KeyError, match="subject 'nobody' is not in cohort 'toy'"):
         subject_surface(cohort, template, "left", "nobody")
-    real, _ = _cohort(tmp_path / "real", source="freesurfer")
-    with pytest.raises(ValueError, match=r"cohort 'toy' \(source 'freesurfer'\) has no individual surfaces"):
+    real, _ = _cohort(tmp_path / "real", source="semi-real")
+    with pytest.raises(ValueError, match=r"cohort 'toy' \(source 'semi-real'\) has no individual surfaces"):
         subject_surface(real, template, "left", "s0")
 
 

@@ -70,7 +70,7 @@ def _subject_files(spec: RealCohortParams, folder: Path) -> list[Path]:
         return [path for h in HEMISPHERES for m in spec.metrics for path in _hcp_candidates(maps, folder.name, h, m)] + \
             [path for h in HEMISPHERES for path in hcp_surface_files(folder, folder.name, h)]
     return [folder / sub / f"{_FS_HEMI[h]}.{name}" for h in HEMISPHERES
-            for sub, name in (("surf", "sphere.reg"), ("label", "cortex.label"),
+            for sub, name in (("surf", "sphere.reg"), ("label", "cortex.label"), ("surf", "white"), ("surf", "pial"),
                               *(("surf", _FS_NAMES[m]) for m in spec.metrics))] + [folder / "stats" / "aseg.stats"] + \
         [folder / "mri" / name for name in _FS_VOLUMES]  # read by 09's volume baselines
 
@@ -260,11 +260,18 @@ class SphereResampler:
 
 
 def _template_sphere(template: Template, hemisphere: str, spec: FreeSurferCohortParams) -> np.ndarray:
+    return template_sphere(template, hemisphere, spec.registration_sphere)
+
+
+def template_sphere(template: Template, hemisphere: str, registration_sphere: Path | None) -> np.ndarray:
+    """The template's vertices on FreeSurfer's fsaverage sphere (fs_LR: the HCP sphere in ``registration_sphere``)."""
     if template.name == "fsaverage5":
         from nilearn.datasets import load_fsaverage
 
         return np.asarray(load_fsaverage("fsaverage5")["sphere"].parts[hemisphere].coordinates, dtype=np.float64)
-    path = spec.registration_sphere / f"fs_LR-deformed_to-fsaverage.{_HCP_HEMI[hemisphere]}.sphere.32k_fs_LR.surf.gii"
+    if registration_sphere is None:
+        raise FileNotFoundError(f"{template.name}: the registration sphere folder is not set (registration_sphere)")
+    path = Path(registration_sphere) / f"fs_LR-deformed_to-fsaverage.{_HCP_HEMI[hemisphere]}.sphere.32k_fs_LR.surf.gii"
     if not path.is_file():
         raise FileNotFoundError(f"registration sphere not found: {path}")
     import nibabel as nib
@@ -318,6 +325,49 @@ def _freesurfer_subject(folder: Path, hemisphere: str, metrics: list[str], templ
             resampled = fill_missing(resampled, surface.faces, gaps)
         out[metric] = resampled
     return out
+
+
+def freesurfer_subject_folder(root: Path, subject: str) -> Path:
+    """The folder of ``subject`` under a FreeSurfer ``SUBJECTS_DIR``, by the reader's rule: the folder whose name ends
+    with the subject's number (``Caltech_0051456`` for 51456), else the folder of that name."""
+    root = Path(root)
+    folders = [p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")] if root.is_dir() else []
+    if str(subject).isdigit():
+        found = [p for p in folders if (m := re.search(r"(\d+)$", p.name)) and int(m.group(1)) == int(subject)]
+    else:
+        found = [p for p in folders if p.name == str(subject)]
+    if len(found) != 1:
+        raise FileNotFoundError(f"subject {subject}: {len(found)} matching folder(s) in {root}")
+    return found[0]
+
+
+def freesurfer_midthickness(folder: Path, hemisphere: str, template: Template,
+                            registration_sphere: Path | None) -> np.ndarray:
+    """A FreeSurfer subject's midthickness surface (mean of ``white`` and ``pial``) resampled through ``sphere.reg``
+    onto the template's vertices: (n_template_vertices, 3), the subject's own geometry on the template mesh."""
+    import nibabel.freesurfer as fs
+
+    hemi = _FS_HEMI[hemisphere]
+    surfaces = {}
+    for name in ("sphere.reg", "white", "pial"):
+        path = Path(folder) / "surf" / f"{hemi}.{name}"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: missing (per-subject flat maps need {hemi}.white, {hemi}.pial and "
+                                    f"{hemi}.sphere.reg)")
+        try:
+            coordinates, faces = fs.read_geometry(str(path))
+        except Exception as error:
+            raise ValueError(f"{path}: unreadable surface ({type(error).__name__}: {error})") from None
+        surfaces[name] = (np.asarray(coordinates, np.float64), np.asarray(faces, np.int64), path)
+    sphere, faces, _ = surfaces["sphere.reg"]
+    for name in ("white", "pial"):
+        coordinates, other, path = surfaces[name]
+        if coordinates.shape != sphere.shape or not np.array_equal(other, faces):
+            raise ValueError(f"{path}: {len(coordinates)} vertices / {len(other)} triangles, not the mesh of "
+                             f"{hemi}.sphere.reg ({len(sphere)} / {len(faces)})")
+    middle = 0.5 * (surfaces["white"][0] + surfaces["pial"][0])
+    resampler = SphereResampler.build(sphere, faces, template_sphere(template, hemisphere, registration_sphere))
+    return np.column_stack([resampler.apply(middle[:, axis]) for axis in range(3)])
 
 
 # --------------------------------------------------------------------------- cohort

@@ -169,6 +169,38 @@ def freesurfer_folder(tmp_path, shared_data):
     return root, phenotypes, template
 
 
+def test_freesurfer_subjects_own_midthickness_on_the_template_mesh(freesurfer_folder, tmp_path, write_params):
+    """Per-subject flat maps read each FreeSurfer subject's white and pial surfaces, resampled like its metrics."""
+    from studylib.data.surfaces import subject_surface
+
+    root, phenotypes, template = freesurfer_folder
+    middle = {}
+    for name in ("Caltech_0051456", "NYU_0050952"):
+        for hemi in ("lh", "rh"):
+            sphere, faces = fs.read_geometry(str(root / name / "surf" / f"{hemi}.sphere.reg"))
+            white = sphere * 0.9 + np.array([1.0, -2.0, 3.0])
+            pial = sphere * 0.95 + np.array([1.0, -2.0, 3.0])
+            fs.write_geometry(str(root / name / "surf" / f"{hemi}.white"), white, faces)
+            fs.write_geometry(str(root / name / "surf" / f"{hemi}.pial"), pial, faces)
+            middle[name, hemi] = (white + pial) / 2
+    params = _params(write_params, {"source": "freesurfer", "task": "autism", "template": "fsaverage5",
+                                    "metrics": ["thickness"], "path": str(root), "phenotypes": str(phenotypes)})
+    [result] = build_params_cohorts(params, tmp_path / "cohorts", progress=False, echo=lambda _: None)
+    cohort = result.cohort
+    from studylib.data.readers import input_files
+
+    assert {"Caltech_0051456/surf/lh.white", "NYU_0050952/surf/rh.pial"} <= set(input_files(params.cohorts["real"]))
+    # Caltech's sphere is the template's: each template vertex takes the subject's midthickness there
+    np.testing.assert_allclose(subject_surface(cohort, template, "left", "51456"), middle["Caltech_0051456", "lh"],
+                               atol=1e-4)
+    rotated = subject_surface(cohort, template, "right", "50952")  # a rotated sphere: interpolated, close
+    assert rotated.shape == (len(template.surfaces["right"].vertices), 3)
+    assert np.abs(rotated - middle["NYU_0050952", "rh"]).max() < 5.0
+    (root / "NYU_0050952" / "surf" / "lh.pial").unlink()
+    with pytest.raises(FileNotFoundError, match=r"lh.pial: missing"):
+        subject_surface(cohort, template, "left", "50952")
+
+
 def test_freesurfer_subjects_resampled_through_the_sphere(freesurfer_folder, tmp_path, write_params):
     root, phenotypes, template = freesurfer_folder
     params = _params(write_params, {"source": "freesurfer", "task": "autism", "template": "fsaverage5",
