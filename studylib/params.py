@@ -254,7 +254,7 @@ class FlattenParams(_Section):
     cohorts: list[str] | None = Field(
         default=None, description="per-subject mode: the cohorts whose subjects get their own maps (the others keep "
                                   "the template's); null: every cohort. Only sources with individual surfaces "
-                                  "(simulated, hcp, freesurfer) can be named.")
+                                  "(simulated, hcp, freesurfer, bids) can be named.")
 
 
 class RasterParams(_Section):

@@ -12,7 +12,8 @@ Per subject (the first session when there are several; a QC note says so), for e
        sub-<label>/anat/sub-<label>_hemi-{L,R}_{thickness,sulc,curv}.shape.gii
        sub-<label>/anat/sub-<label>_hemi-{L,R}_space-fsaverage_desc-reg_sphere.surf.gii
 
-   BIDS derivatives carry no cortex label: on fsnative the medial wall is where FreeSurfer's thickness is 0, so with
+   (with ``sub-<label>_hemi-{L,R}_midthickness.surf.gii``, the surface per-subject flat maps flatten:
+   :func:`bids_midthickness`). BIDS derivatives carry no cortex label: on fsnative the medial wall is where FreeSurfer's thickness is 0, so with
    a thickness file the other metrics are masked there too (without one, every vertex counts as cortex and the
    template's cortex mask is applied after resampling).
 
@@ -25,6 +26,7 @@ layout: read them with ``source: freesurfer``.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +39,7 @@ from .readers import (InputProblem, SphereResampler, _inside_cortex, _read_cifti
                       freesurfer_tiv, seeded_subset, write_subjects)
 from .templates import HEMISPHERES, load_template
 
-__all__ = ["BIDS_SUFFIX", "bids_layout", "input_files", "read_bids_cohort"]
+__all__ = ["BIDS_SUFFIX", "bids_layout", "bids_midthickness", "input_files", "read_bids_cohort"]
 
 #: BIDS suffix of each metric (FreeSurfer's file names, as sMRIPrep keeps them).
 BIDS_SUFFIX = {"thickness": "thickness", "sulc": "sulc", "curvature": "curv"}
@@ -83,7 +85,7 @@ def input_files(spec: BidsCohortParams) -> dict[str, Path]:
             if path.is_file():
                 files[f"registration_sphere/{path.name}"] = path
     layout = bids_layout(spec)
-    wanted = {BIDS_SUFFIX[m] for m in spec.metrics} | {"sphere"}
+    wanted = {BIDS_SUFFIX[m] for m in spec.metrics} | {"sphere", "midthickness"}  # surfaces: per-subject flat maps
     for item in layout.get(return_type="object"):
         if item.entities.get("suffix") in wanted:
             path = Path(item.path)
@@ -189,6 +191,53 @@ def _gifti_on_template(layout, subject: str, hemisphere: str, path: Path, spec: 
     if gaps.any():
         resampled = fill_missing(resampled, surface.faces, gaps)
     return resampled
+
+
+@lru_cache(maxsize=4)
+def _layout_of(path: str):
+    """One pybids layout per derivatives folder and process (a per-subject flat map would otherwise re-index)."""
+    from bids import BIDSLayout
+
+    if not (Path(path) / "dataset_description.json").is_file():
+        raise FileNotFoundError(f"{path}: no dataset_description.json (not a BIDS derivatives folder)")
+    return BIDSLayout(path, validate=False, config=["bids", "derivatives"])
+
+
+def bids_midthickness(path: Path, registration_sphere: Path | None, subject: str, hemisphere: str,
+                      template) -> np.ndarray:
+    """A subject's fsnative midthickness surface (``sub-<label>_hemi-{L,R}_midthickness.surf.gii``) resampled through
+    its registration sphere onto the template's vertices: (n_template_vertices, 3).
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the missing file.
+    ValueError
+        When the surface and the sphere do not share a mesh.
+    """
+    import nibabel as nib
+
+    from .readers import template_sphere
+
+    layout = _layout_of(str(path))
+    letter = _HEMI[hemisphere]
+    surface_path, _ = _first(layout, subject, suffix="midthickness", hemi=letter, extension=".surf.gii", space=None)
+    sphere_path, _ = _sphere_file(layout, subject, hemisphere)
+    for found, name in ((surface_path, f"sub-{subject}_hemi-{letter}_midthickness.surf.gii"),
+                        (sphere_path, f"sub-{subject}_hemi-{letter}_space-fsaverage_desc-reg_sphere.surf.gii")):
+        if found is None:
+            raise FileNotFoundError(f"{path}: no {name} (per-subject flat maps need the midthickness surface and the "
+                                    "registration sphere)")
+    surface, sphere = nib.load(str(surface_path)), nib.load(str(sphere_path))
+    points = np.asarray(surface.agg_data("NIFTI_INTENT_POINTSET"), np.float64)
+    faces = np.asarray(sphere.agg_data("NIFTI_INTENT_TRIANGLE"), np.int64)
+    on_sphere = np.asarray(sphere.agg_data("NIFTI_INTENT_POINTSET"), np.float64)
+    if points.shape != on_sphere.shape or not np.array_equal(
+            np.asarray(surface.agg_data("NIFTI_INTENT_TRIANGLE"), np.int64), faces):
+        raise ValueError(f"{surface_path}: {len(points)} vertices, not the mesh of {sphere_path.name} "
+                         f"({len(on_sphere)} vertices)")
+    resampler = SphereResampler.build(on_sphere, faces, template_sphere(template, hemisphere, registration_sphere))
+    return np.column_stack([resampler.apply(points[:, axis]) for axis in range(3)])
 
 
 def read_bids_cohort(out: Path, spec: BidsCohortParams, *, meta: dict, progress: bool = True) -> Cohort:

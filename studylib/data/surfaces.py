@@ -4,7 +4,9 @@ A subject's surface here has the template's vertices and triangles (the vertex c
 gives) and the subject's own geometry. HCP subjects bring theirs: ``{subject}.{L,R}.midthickness[_MSMAll].32k_fs_LR
 .surf.gii`` in ``MNINonLinear/fsaverage_LR32k`` (the fs_LR 32k mesh itself). FreeSurfer subjects: the mean of
 ``surf/{lh,rh}.white`` and ``pial`` resampled through ``sphere.reg`` onto the template's vertices, as their metrics
-are. BIDS derivatives' surfaces are not read yet.
+are. BIDS (fMRIPrep/sMRIPrep) subjects: ``sub-<label>_hemi-{L,R}_midthickness.surf.gii`` resampled through their
+``space-fsaverage_desc-reg_sphere``. Semi-real cohorts have no surfaces.
+
 Simulated cohorts have no scanned surfaces, so each subject gets a smooth, seeded warp of the template:
 a sum of random plane waves of displacement (wavelength ~ a lobe) scaled so that local area varies between subjects
 by about :data:`AREA_SD` (log scale), the order of the between-subject SD of regional surface area in FreeSurfer
@@ -29,7 +31,7 @@ __all__ = ["AREA_SD", "SURFACE_SOURCES", "hcp_surface_files", "subject_surface",
 AREA_SD = 0.10
 
 #: Cohort sources whose subjects have a surface here (the others raise in :func:`subject_surface`).
-SURFACE_SOURCES = ("simulated", "hcp", "freesurfer")
+SURFACE_SOURCES = ("simulated", "hcp", "freesurfer", "bids")
 
 _WAVELENGTH_MM = 80.0
 _WAVES = 12
@@ -77,9 +79,8 @@ def subject_surface(cohort: Cohort, template: Template, hemisphere: str, subject
     source = cohort.meta.get("source")
     if source not in SURFACE_SOURCES:
         raise ValueError(f"cohort {cohort.name!r} (source {source!r}) has no individual surfaces: per-subject flat "
-                         f"maps (flatten.mode: per-subject) run on sources {list(SURFACE_SOURCES)}; reading "
-                         "BIDS subjects' own surfaces is not built yet (issue 17). Leave this cohort out of "
-                         "flatten.cohorts")
+                         f"maps (flatten.mode: per-subject) run on sources {list(SURFACE_SOURCES)}. Leave this "
+                         "cohort out of flatten.cohorts")
     if cohort.template != template.name:
         raise ValueError(f"cohort {cohort.name!r} is on {cohort.template}, not on {template.name}")
     if str(subject) not in set(cohort.subjects["subject"].astype(str)):
@@ -93,6 +94,13 @@ def subject_surface(cohort: Cohort, template: Template, hemisphere: str, subject
         sphere = spec.get("registration_sphere")
         folder = freesurfer_subject_folder(Path(str(spec.get("path"))), str(subject))
         return freesurfer_midthickness(folder, hemisphere, template, Path(sphere) if sphere else None)
+    if source == "bids":
+        from .bids import bids_midthickness
+
+        spec = cohort.meta.get("spec", {})
+        sphere = spec.get("registration_sphere")
+        return bids_midthickness(Path(str(spec.get("path"))), Path(sphere) if sphere else None, str(subject),
+                                 hemisphere, template)
     rng = np.random.default_rng(_subject_seed(cohort, str(subject), hemisphere))
     surface = template.surfaces[hemisphere]
     return warp_surface(surface.vertices, surface.faces, rng)

@@ -142,3 +142,44 @@ def test_a_fastsurfer_subject_reads_through_the_freesurfer_reader(tmp_path, writ
                                "registration_sphere": str(tmp_path / "spheres")}),
         tmp_path / "cohorts-fastsurfer", progress=False, echo=lambda _: None)
     assert result.cohort.subjects["subject"].tolist() == ["50772"] and result.cohort.qc.empty
+
+
+def test_bids_subjects_own_midthickness_for_per_subject_maps(tmp_path, write_params):
+    """``sub-<label>_hemi-{L,R}_midthickness.surf.gii`` on fsnative, through the registration sphere, onto fsaverage5."""
+    from nilearn.datasets import load_fsaverage
+
+    from studylib.data.surfaces import subject_surface
+
+    template = load_template("fsaverage5")
+    meshes = load_fsaverage("fsaverage5")
+    derivatives = _derivatives(tmp_path)
+    anat = derivatives / "sub-01" / "anat"
+    anat.mkdir(parents=True)
+    middle = {}
+    for hemisphere, letter in (("left", "L"), ("right", "R")):
+        sphere = meshes["sphere"].parts[hemisphere]
+        coordinates = np.asarray(sphere.coordinates, np.float32)
+        faces = np.asarray(sphere.faces, np.int32)
+        for name, points in (("space-fsaverage_desc-reg_sphere", coordinates),
+                             ("midthickness", coordinates * 0.7 + np.float32(5.0))):
+            if letter == "R" and name == "midthickness":
+                continue  # the right hemisphere lacks it
+            nib.save(nib.gifti.GiftiImage(darrays=[
+                nib.gifti.GiftiDataArray(points, intent="NIFTI_INTENT_POINTSET"),
+                nib.gifti.GiftiDataArray(faces, intent="NIFTI_INTENT_TRIANGLE")]),
+                str(anat / f"sub-01_hemi-{letter}_{name}.surf.gii"))
+        middle[hemisphere] = coordinates * 0.7 + 5.0
+        _gifti(anat / f"sub-01_hemi-{letter}_thickness.shape.gii",
+               np.where(template.surfaces[hemisphere].cortex, 2.5, 0.0))
+    participants = _participants(tmp_path, [("sub-01", 30, "F", "-", "A")])
+    params = _params(write_params, {"source": "bids", "task": "sex", "template": "fsaverage5",
+                                    "metrics": ["thickness"], "path": str(derivatives),
+                                    "phenotypes": str(participants)})
+    [result] = build_params_cohorts(params, tmp_path / "cohorts", progress=False, echo=lambda _: None)
+    from studylib.data.bids import input_files
+
+    assert "sub-01/anat/sub-01_hemi-L_midthickness.surf.gii" in input_files(params.cohorts["real"])
+    got = subject_surface(result.cohort, template, "left", "01")
+    np.testing.assert_allclose(got, middle["left"], atol=1e-3)  # the same sphere: each vertex keeps its own
+    with pytest.raises(FileNotFoundError, match="no sub-01_hemi-R_midthickness.surf.gii"):
+        subject_surface(result.cohort, template, "right", "01")
