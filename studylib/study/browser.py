@@ -8,7 +8,8 @@
 - ``link``: an internal link to a file that is not in the book;
 - ``viewer``: an interactive surface viewer (plotly, inlined by nilearn's ``view_surf``) that did not draw;
 - ``layout``: a page wider than the window (the reader has to scroll sideways);
-- ``table``: on a narrative page (``book/``), a table wider than its box (columns hidden behind a scroll bar).
+- ``table``: on a narrative page (``book/``), a table wider than its box (columns hidden behind a scroll bar); on
+  any page, a sortable table (itables) that did not render.
 
 It saves a full-page screenshot of each page under ``screenshots/`` (the results pages are what a reviewer looks at).
 Chromium and its WebDriver come from the system (Debian: ``apt-get install chromium chromium-driver``); Selenium
@@ -89,7 +90,9 @@ const tables = Array.from(document.querySelectorAll('article table')).filter(
     t => (t.closest('section') && t.closest('section').querySelector('h1, h2, h3') ?
           t.closest('section').querySelector('h1, h2, h3').innerText : '?') +
          ' (' + Math.round(t.getBoundingClientRect().width) + ' px in ' + t.parentElement.clientWidth + ')');
-return {images: images, links: links, frames: frames, tables: tables,
+const sortable = {declared: document.querySelectorAll("table[id^='itables_']").length,
+                  drawn: document.querySelectorAll('.dt-container, .dataTables_wrapper').length};
+return {images: images, links: links, frames: frames, tables: tables, sortable: sortable,
         scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth,
         height: document.documentElement.scrollHeight};
 """
@@ -181,6 +184,10 @@ def check_book(html: str | Path, screenshots: str | Path | None = None, *, pages
             if page.startswith(narrative):
                 for table in state["tables"]:
                     report("table", f"columns hidden (sideways scrolling inside the table): {table}")
+            sortable = state["sortable"]
+            if sortable["drawn"] < sortable["declared"]:
+                report("table", f"{sortable['declared'] - sortable['drawn']} of {sortable['declared']} sortable "
+                                "tables (itables) did not render")
             if state["scrollWidth"] > state["innerWidth"] + 1:
                 report("layout", f"page is {state['scrollWidth']} px wide in a {state['innerWidth']} px window "
                                  "(sideways scrolling)")

@@ -129,6 +129,16 @@ class StageContext:
         return paths
 
 
+    def show_table(self, table: pd.DataFrame, *, caption: str | None = None) -> None:
+        """A long table as a sortable, searchable table (itables, with its JavaScript embedded in the page so that
+        the book works offline, without a CDN)."""
+        import itables
+
+        if not getattr(self, "_itables_ready", False):
+            itables.init_notebook_mode(all_interactive=False, connected=False)
+            object.__setattr__(self, "_itables_ready", True)  # once per notebook (the dataclass is frozen)
+        itables.show(table, caption=caption, pageLength=25, maxBytes=0)
+
     def show_notes(self, notes, *, empty: str = "") -> None:
         """Show notes as a bulleted list that wraps on the page (printed lines would scroll sideways in the book);
         ``empty`` is shown when there are none."""

@@ -94,7 +94,7 @@ SECTIONS = (
              "paper DenseNet-121 accuracy (%)", "paper ResNet-50 accuracy (%)"),
             "On cohort {cohort}, the best stacked network arm ({arm}, {stacking}) classified sex with {accuracy}% "
             "accuracy (95% CI {ci}); the paper reports {paper} with DenseNet-121, and the linear reference on the same "
-            "images and folds reached {linear}.", _headline),
+            "images and folds reached {linear}.", _headline, ("roc_sex_*.png",)),
     Section("Figure 3: accuracy of each image", "06_stack", None, (),
             "Per-image accuracies of the arms (each metric and hemisphere before stacking), as in the paper's "
             "Figure 3.", None, ("figure3_*.png",)),
@@ -103,7 +103,7 @@ SECTIONS = (
              "auc 95% CI", "paper DenseNet-121 accuracy (%)", "paper ResNet-50 accuracy (%)"),
             "On cohort {cohort}, the best stacked network arm ({arm}, {stacking}) classified autism with {accuracy}% "
             "accuracy (95% CI {ci}); the paper reports {paper} with DenseNet-121, and the linear reference reached "
-            "{linear}.", _headline),
+            "{linear}.", _headline, ("roc_autism_*.png",)),
     Section("Table 2: the baselines", "09_baselines", "table2_baselines_vs_paper.csv",
             ("cohort", "model", "backbone", "subjects", "accuracy (%)", "accuracy (%) 95% CI", "auc", "auc 95% CI",
              "paper accuracy (%)", "fraction of linear reference"),

@@ -39,6 +39,7 @@ def _site(root):
         "<div style='width: 3000px'>wide table</div>"
         "<script>undefinedFunction();</script>"
         "<iframe srcdoc=\"<div class='js-plotly-plot' style='width:300px;height:300px'></div>\"></iframe>"
+        "<table id='itables_0001'><tr><td>never made sortable</td></tr></table>"
         "</body></html>")
     (root / "book").mkdir()
     table = "<table style='width: 900px'><tr><th>cohort</th><th>paper</th></tr></table>"
@@ -60,6 +61,7 @@ def test_clean_page_passes_and_every_problem_is_named(chromium, tmp_path):
     assert "nowhere.html" in found["link"]
     assert "undefinedFunction" in found["javascript"]
     assert "sideways" in found["layout"]
+    assert "1 of 1 sortable tables (itables) did not render" in found["table"]
     assert "0 of 1 plots drawn (plotly loaded: False)" in found["viewer"]
     shots = sorted(p.name for p in (tmp_path / "shots").glob("*.png"))
     assert shots == ["book__results.png", "index.png", "pages__bad.png", "pages__wide_notebook.png"]
