@@ -59,6 +59,13 @@ def _headline(table: pd.DataFrame) -> dict:
             "linear": f"{linear.iloc[0]:.1f}%" if len(linear) else "not run"}
 
 
+def _site_out(table: pd.DataFrame) -> dict:
+    first = table.iloc[0]
+    rows = table[(table["cohort"] == first["cohort"]) & (table["arm"] == first["arm"])]
+    return {"cohort": first["cohort"], "arm": first["arm"], "sites": len(rows), "low": f"{rows['accuracy'].min():.2f}",
+            "high": f"{rows['accuracy'].max():.2f}", "median": f"{rows['accuracy'].median():.2f}"}
+
+
 def _baselines(table: pd.DataFrame) -> dict:
     best = _best(table.rename(columns={"model": "arm"}))
     return {"cohort": best["cohort"], "arm": best["arm"], "accuracy": f"{best['accuracy (%)']:.1f}",
@@ -104,6 +111,13 @@ SECTIONS = (
             "On cohort {cohort}, the best stacked network arm ({arm}, {stacking}) classified autism with {accuracy}% "
             "accuracy (95% CI {ci}); the paper reports {paper} with DenseNet-121, and the linear reference reached "
             "{linear}.", _headline, ("roc_autism_*.png",)),
+    Section("Leave-one-site-out", "06_stack", "site_out_per_site.csv",
+            ("cohort", "arm", "backbone", "site", "subjects", "label 1", "accuracy", "accuracy 95% low",
+             "accuracy 95% high"),
+            "Each left-out site of cohort {cohort} ({arm}): accuracy from {low} to {high} over {sites} sites (median "
+            "{median}); small sites have wide intervals. The pooled site-out rows, beside the paper's, are in Table "
+            "2 above.", _site_out,
+            absent="This run has no leave-one-site-out scheme (transfer.site_out_arms is empty; paper: on)."),
     Section("Table 2: the baselines", "09_baselines", "table2_baselines_vs_paper.csv",
             ("cohort", "model", "backbone", "subjects", "accuracy (%)", "accuracy (%) 95% CI", "auc", "auc 95% CI",
              "paper accuracy (%)", "fraction of linear reference"),
