@@ -30,8 +30,8 @@ from .geometry.flatten import FlatMap, cached_flat_map
 from .geometry.mesh import signed_areas, submesh
 from .raster import Rasterizer
 
-__all__ = ["SubjectRasterizers", "centroid_spread", "compare_flat_maps", "compare_images", "default_workers", "flatten_subjects",
-           "hcp_flat_map", "load_subject_maps"]
+__all__ = ["SubjectRasterizers", "centroid_spread", "compare_flat_maps", "compare_images", "default_workers",
+           "flatten_subjects", "hcp_flat_map", "load_subject_maps"]
 
 #: Where a subject's map is cached: ``(cohort, hemisphere, subject) -> path`` (the study's layout provides it).
 MapPath = Callable[[str, str, str], Path]
@@ -183,7 +183,8 @@ def centroid_spread(maps: Sequence[FlatMap], labels: np.ndarray, names: Mapping[
     distance = np.linalg.norm(centroids - np.nanmean(centroids, axis=0), axis=2)
     distance[distance < 1e-9] = 0.0  # roundoff of a mean of equal centroids (one shared map): no spread
     rows = [{"region": names[region], "subjects": int(np.isfinite(distance[:, k]).sum()),
-             "spread (px)": float(np.sqrt(np.nanmean(distance[:, k] ** 2))), "max (px)": float(np.nanmax(distance[:, k]))}
+             "spread (px)": float(np.sqrt(np.nanmean(distance[:, k] ** 2))),
+             "max (px)": float(np.nanmax(distance[:, k]))}
             for k, region in enumerate(regions) if np.isfinite(distance[:, k]).any()]
     return pd.DataFrame(rows)
 

@@ -254,7 +254,8 @@ METHOD_SECTIONS = (
 
 # Digits that are part of a name, not a number: "Table N", "Figures N and M", "DenseNet-121", "ResNet-50",
 # "HCP S1200", "3D", percentile names ("p5"), "95% CI", "p < 0.05" (the significance level the page states as a rule).
-_ALLOWED = re.compile(r"(Tables?|Figures?) \d+( and \d+)?|DenseNet-121|ResNet-50|HCP S1200|\b[23]D\b|\bp\d{1,2}\b|95% CI|p < 0\.05")
+_ALLOWED = re.compile(r"(Tables?|Figures?) \d+( and \d+)?|DenseNet-121|ResNet-50|HCP S1200|\b[23]D\b|\bp\d{1,2}\b"
+                      r"|95% CI|p < 0\.05")
 _NUMBER = re.compile(r"\d+(\.\d+)?")
 
 
@@ -275,8 +276,12 @@ def _cell(value) -> str:
 
 def _markdown_table(table: pd.DataFrame, columns: tuple[str, ...], rows: int = 20) -> str:
     """The chosen columns (a name ending in ``*`` takes every column that starts with the rest) as a markdown table."""
-    columns = [name for c in columns
-               for name in ([n for n in table if n.startswith(c[:-1])] if c.endswith("*") else [c] if c in table else [])]
+    def matching(column: str) -> list[str]:
+        if column.endswith("*"):
+            return [name for name in table if name.startswith(column[:-1])]
+        return [column] if column in table else []
+
+    columns = [name for column in columns for name in matching(column)]
     shown = table[columns].head(rows)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in shown.itertuples(index=False)]
