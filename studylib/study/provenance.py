@@ -243,6 +243,21 @@ make setup
 | Python | {record['platform']['python']} on {record['platform']['system']} ({record['platform']['machine']}) |
 | device | {device_text} |
 
+## Re-running one notebook, and running on your own data
+
+One notebook, through the runner (it records provenance and skips what is unchanged), or with papermill directly:
+
+```bash
+.venv/bin/studylib run --params params/{record['params_name']}.yaml --only 06_stack --force
+.venv/bin/papermill notebooks/06_stack.ipynb out.ipynb -p params_file params/{record['params_name']}.yaml \\
+    -p results_dir results/{record['params_name']}
+```
+
+Real data replaces a cohort's `source` in a parameter set (see the README, "Cohorts and real data"): `hcp` (HCP
+S1200 subject folders and the behavioural CSV), `freesurfer` (a FreeSurfer or FastSurfer `SUBJECTS_DIR` and the
+ABIDE phenotype file), `bids` (fMRIPrep/sMRIPrep derivatives and `participants.tsv`). `flatten.mode: per-subject`
+flattens each subject's own surface from those folders.
+
 ## Cohorts
 
 {cohorts_markdown(record, cohorts)}
