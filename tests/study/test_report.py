@@ -73,3 +73,17 @@ def test_a_template_mode_run_says_why_it_has_no_subject_maps(tmp_path):
     page = page_markdown(_layout(tmp_path), tmp_path / "src", title, introduction, sections)
     assert ("This run shares one map per template and hemisphere (flatten.mode: template). Not produced by this run "
             "([02_flatten](../notebooks/02_flatten.ipynb) wrote no `subject_distortion.csv`)") in page
+
+
+def test_table3_puts_the_papers_gains_beside_ours(tmp_path):
+    layout = _layout(tmp_path)
+    folder = layout.tables("07_ablation")
+    folder.mkdir(parents=True)
+    pd.DataFrame({"module": ["stacking", "mix-up"], "setting": ["mix-up on", "xgboost"], "cohort": "abide",
+                  "arm": "2-stage", "first": ["xgboost", "on"], "second": ["mean", "off"],
+                  "accuracy difference": [0.02, -0.01], "mcnemar p (Holm)": [0.5, 0.01], "auc difference": 0.0,
+                  "delong p (Holm)": 1.0}).to_csv(folder / "ablation_gains.csv", index=False)
+    page = results_markdown(layout, tmp_path / "src")
+    assert "Of 2 ablation comparisons, 1 differ at p < 0.05" in page
+    assert "| stacking | mix-up on | abide | 2-stage | xgboost | mean | 2 | 1.5 |" in page
+    assert "| mix-up | xgboost | abide | 2-stage | on | off | -1 | 0.7 |" in page
