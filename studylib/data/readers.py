@@ -38,7 +38,6 @@ from ..params import FreeSurferCohortParams, HcpCohortParams
 from ..progress import progress_bar
 from .abide import read_abide_phenotypes
 from .cohort import Cohort, CohortWriter
-from .surfaces import hcp_surface_files
 from .templates import HEMISPHERES, Template, load_template
 
 __all__ = ["SphereResampler", "input_files", "read_hcp_maps", "read_real_cohort", "seeded_subset", "subject_folders",
@@ -73,6 +72,13 @@ def _subject_files(spec: RealCohortParams, folder: Path) -> list[Path]:
             for sub, name in (("surf", "sphere.reg"), ("label", "cortex.label"), ("surf", "white"), ("surf", "pial"),
                               *(("surf", _FS_NAMES[m]) for m in spec.metrics))] + [folder / "stats" / "aseg.stats"] + \
         [folder / "mri" / name for name in _FS_VOLUMES]  # read by 09's volume baselines
+
+
+def hcp_surface_files(folder: Path, subject: str, hemisphere: str) -> list[Path]:
+    """Where an HCP subject's midthickness surface may be, in order of preference."""
+    hemi = "L" if hemisphere == "left" else "R"
+    maps = Path(folder) / "MNINonLinear" / "fsaverage_LR32k"
+    return [maps / f"{subject}.{hemi}.midthickness{msm}.32k_fs_LR.surf.gii" for msm in ("", "_MSMAll")]
 
 
 def input_files(spec: RealCohortParams) -> dict[str, Path]:

@@ -25,7 +25,7 @@ from ..geometry.mesh import triangle_areas
 from .cohort import Cohort
 from .templates import Template
 
-__all__ = ["AREA_SD", "SURFACE_SOURCES", "hcp_surface_files", "subject_surface", "warp_surface"]
+__all__ = ["AREA_SD", "SURFACE_SOURCES", "subject_surface", "warp_surface"]
 
 #: Target SD of log vertex-area ratios (warped / template) over the vertices of one warped hemisphere.
 AREA_SD = 0.10
@@ -106,18 +106,12 @@ def subject_surface(cohort: Cohort, template: Template, hemisphere: str, subject
     return warp_surface(surface.vertices, surface.faces, rng)
 
 
-def hcp_surface_files(folder: Path, subject: str, hemisphere: str) -> list[Path]:
-    """Where an HCP subject's midthickness surface may be, in order of preference."""
-    hemi = "L" if hemisphere == "left" else "R"
-    maps = Path(folder) / "MNINonLinear" / "fsaverage_LR32k"
-    return [maps / f"{subject}.{hemi}.midthickness{msm}.32k_fs_LR.surf.gii" for msm in ("", "_MSMAll")]
-
-
 def _hcp_surface(cohort: Cohort, template: Template, hemisphere: str, subject: str) -> np.ndarray:
     from ..geometry.flatten import load_surface
+    from .readers import hcp_surface_files
 
     root = cohort.meta.get("spec", {}).get("path")
-    candidates = hcp_surface_files(Path(str(root)) / subject, subject, hemisphere)
+    candidates = hcp_surface_files(Path(str(root)) / subject, subject, hemisphere)  # the HCP reader's naming
     path = next((candidate for candidate in candidates if candidate.is_file()), None)
     if path is None:
         raise FileNotFoundError(f"cohort {cohort.name!r}, subject {subject}: no {hemisphere} midthickness surface "
