@@ -14,7 +14,6 @@ parcellations of :mod:`studylib.data`.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -30,8 +29,8 @@ from .geometry.flatten import FlatMap, cached_flat_map
 from .geometry.mesh import signed_areas, submesh
 from .raster import Rasterizer
 
-__all__ = ["SubjectRasterizers", "centroid_spread", "compare_flat_maps", "compare_images", "default_workers",
-           "flatten_subjects", "hcp_flat_map", "load_subject_maps"]
+__all__ = ["SubjectRasterizers", "centroid_spread", "compare_flat_maps", "compare_images", "flatten_subjects",
+           "hcp_flat_map", "load_subject_maps", "spread_summary"]
 
 #: Where a subject's map is cached: ``(cohort, hemisphere, subject) -> path`` (the study's layout provides it).
 MapPath = Callable[[str, str, str], Path]
@@ -189,6 +188,15 @@ def centroid_spread(maps: Sequence[FlatMap], labels: np.ndarray, names: Mapping[
     return pd.DataFrame(rows)
 
 
+def spread_summary(spread: pd.DataFrame) -> pd.DataFrame:
+    """Per cohort and hemisphere, from :func:`centroid_spread` rows (with a ``template maps (px)`` column beside):
+    the median region's spread of the subjects' own maps, the largest distance of any region, and the template's."""
+    grouped = spread.groupby(["cohort", "hemisphere"], sort=False)
+    return pd.DataFrame({"own maps, median region (px)": grouped["own maps (px)"].median(),
+                         "own maps, largest (px)": grouped["own maps, max (px)"].max(),
+                         "template maps (px)": grouped["template maps (px)"].max()}).reset_index()
+
+
 class SubjectRasterizers:
     """Each subject's rasterizer for maps in the cohort's row order (built on first use, the last few kept)."""
 
@@ -248,7 +256,3 @@ def compare_images(cohort: Cohort, template_maps: Mapping[str, FlatMap], path_of
                              "mean |difference| (SD)": float(np.abs(a - b).mean() / (a.std() or 1.0))})
     return pd.DataFrame(rows)
 
-
-def default_workers() -> int:
-    """The CPUs this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

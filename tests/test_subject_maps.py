@@ -214,3 +214,14 @@ def test_hcp_subjects_bring_their_own_midthickness_surfaces(tmp_path, write_para
     (root / "100001" / "MNINonLinear" / "fsaverage_LR32k" / "100001.R.midthickness_MSMAll.32k_fs_LR.surf.gii").unlink()
     with pytest.raises(FileNotFoundError, match=r"subject 100001: no right midthickness surface"):
         subject_surface(cohort, fslr, "right", "100001")
+
+
+def test_spread_summary_per_cohort_and_hemisphere():
+    from studylib.flatmaps import spread_summary
+
+    spread = pd.DataFrame({"cohort": "hcp", "hemisphere": ["left", "left", "left", "right"],
+                           "own maps (px)": [0.2, 0.4, 0.9, 0.3], "own maps, max (px)": [0.5, 0.6, 2.0, 0.4],
+                           "template maps (px)": 0.0})
+    summary = spread_summary(spread).set_index("hemisphere")
+    assert summary.loc["left", "own maps, median region (px)"] == pytest.approx(0.4)
+    assert summary.loc["left", "own maps, largest (px)"] == 2.0 and summary.loc["right", "template maps (px)"] == 0

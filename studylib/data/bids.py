@@ -36,7 +36,7 @@ from ..geometry.mesh import fill_missing
 from ..params import BidsCohortParams
 from .cohort import Cohort
 from .readers import (InputProblem, SphereResampler, _inside_cortex, _read_cifti_hemisphere, _read_gifti,
-                      freesurfer_tiv, seeded_subset, write_subjects)
+                      freesurfer_tiv, seeded_subset, template_sphere, write_subjects)
 from .templates import HEMISPHERES, load_template
 
 __all__ = ["BIDS_SUFFIX", "bids_layout", "bids_midthickness", "input_files", "read_bids_cohort"]
@@ -48,11 +48,15 @@ _HEMI = {"left": "L", "right": "R"}
 
 def bids_layout(spec: BidsCohortParams):
     """A pybids layout of the derivatives folder (not validated: derivatives need not pass the raw-data validator)."""
+    return _new_layout(str(spec.path))
+
+
+def _new_layout(path: str):
     from bids import BIDSLayout
 
-    if not (spec.path / "dataset_description.json").is_file():
-        raise FileNotFoundError(f"{spec.path}: no dataset_description.json (not a BIDS derivatives folder)")
-    return BIDSLayout(str(spec.path), validate=False, config=["bids", "derivatives"])
+    if not (Path(path) / "dataset_description.json").is_file():
+        raise FileNotFoundError(f"{path}: no dataset_description.json (not a BIDS derivatives folder)")
+    return BIDSLayout(path, validate=False, config=["bids", "derivatives"])
 
 
 def _first(layout, subject: str, **entities) -> tuple[Path | None, list[str]]:
@@ -121,18 +125,9 @@ def _participants(spec: BidsCohortParams) -> tuple[pd.DataFrame, list[dict]]:
 
 
 def _template_sphere(template, hemisphere: str, spec: BidsCohortParams) -> np.ndarray:
-    if template.name == "fsaverage5":
-        from nilearn.datasets import load_fsaverage
-
-        return np.asarray(load_fsaverage("fsaverage5")["sphere"].parts[hemisphere].coordinates, dtype=np.float64)
-    if spec.registration_sphere is None:
+    if template.name != "fsaverage5" and spec.registration_sphere is None:
         raise InputProblem(spec.path, "fsnative GIFTI onto fs_LR_32k needs registration_sphere (or CIFTI files)")
-    path = spec.registration_sphere / f"fs_LR-deformed_to-fsaverage.{_HEMI[hemisphere]}.sphere.32k_fs_LR.surf.gii"
-    if not path.is_file():
-        raise FileNotFoundError(f"registration sphere not found: {path}")
-    import nibabel as nib
-
-    return np.asarray(nib.load(str(path)).darrays[0].data, dtype=np.float64)
+    return template_sphere(template, hemisphere, spec.registration_sphere)
 
 
 def _subject_maps(layout, subject: str, spec: BidsCohortParams, template, notes: list[str]) -> dict:
@@ -193,14 +188,9 @@ def _gifti_on_template(layout, subject: str, hemisphere: str, path: Path, spec: 
     return resampled
 
 
-@lru_cache(maxsize=4)
-def _layout_of(path: str):
-    """One pybids layout per derivatives folder and process (a per-subject flat map would otherwise re-index)."""
-    from bids import BIDSLayout
-
-    if not (Path(path) / "dataset_description.json").is_file():
-        raise FileNotFoundError(f"{path}: no dataset_description.json (not a BIDS derivatives folder)")
-    return BIDSLayout(path, validate=False, config=["bids", "derivatives"])
+#: One pybids layout per derivatives folder and process, for per-subject flat maps (a layout indexes the whole folder;
+#: 02's worker processes are fresh each run, so files written since are seen; the cohort reader never caches).
+_layout_of = lru_cache(maxsize=4)(_new_layout)
 
 
 def bids_midthickness(path: Path, registration_sphere: Path | None, subject: str, hemisphere: str,
@@ -216,8 +206,6 @@ def bids_midthickness(path: Path, registration_sphere: Path | None, subject: str
         When the surface and the sphere do not share a mesh.
     """
     import nibabel as nib
-
-    from .readers import template_sphere
 
     layout = _layout_of(str(path))
     letter = _HEMI[hemisphere]
@@ -237,7 +225,7 @@ def bids_midthickness(path: Path, registration_sphere: Path | None, subject: str
         raise ValueError(f"{surface_path}: {len(points)} vertices, not the mesh of {sphere_path.name} "
                          f"({len(on_sphere)} vertices)")
     resampler = SphereResampler.build(on_sphere, faces, template_sphere(template, hemisphere, registration_sphere))
-    return np.column_stack([resampler.apply(points[:, axis]) for axis in range(3)])
+    return resampler.apply_points(points)
 
 
 def read_bids_cohort(out: Path, spec: BidsCohortParams, *, meta: dict, progress: bool = True) -> Cohort:

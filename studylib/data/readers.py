@@ -253,6 +253,10 @@ class SphereResampler:
         weights /= weights.sum(axis=1, keepdims=True)
         return cls(subject_faces[best_face], weights)
 
+    def apply_points(self, points: np.ndarray) -> np.ndarray:
+        """Interpolate subject vertex positions ``(n, 3)`` (e.g. a midthickness surface) to the template's vertices."""
+        return np.column_stack([self.apply(points[:, axis]) for axis in range(points.shape[1])])
+
     def apply(self, values: np.ndarray) -> np.ndarray:
         """Interpolate subject ``values``; NaN (outside the subject's cortex) corners are left out."""
         corner_values = values[self.faces]
@@ -263,10 +267,6 @@ class SphereResampler:
             out = (np.where(known, corner_values, 0.0) * weights).sum(axis=1) / total
         out[total <= 1e-12] = np.nan
         return out
-
-
-def _template_sphere(template: Template, hemisphere: str, spec: FreeSurferCohortParams) -> np.ndarray:
-    return template_sphere(template, hemisphere, spec.registration_sphere)
 
 
 def template_sphere(template: Template, hemisphere: str, registration_sphere: Path | None) -> np.ndarray:
@@ -286,7 +286,7 @@ def template_sphere(template: Template, hemisphere: str, registration_sphere: Pa
 
 
 def _freesurfer_subject(folder: Path, hemisphere: str, metrics: list[str], template: Template,
-                        template_sphere: np.ndarray) -> dict[str, np.ndarray]:
+                        sphere_on_template: np.ndarray) -> dict[str, np.ndarray]:
     import nibabel.freesurfer as fs
 
     hemi = _FS_HEMI[hemisphere]
@@ -307,7 +307,8 @@ def _freesurfer_subject(folder: Path, hemisphere: str, metrics: list[str], templ
         raise InputProblem(label_path, f"vertex {cortex_vertices.max()} beyond the {len(sphere)} of {sphere_path.name}")
     cortex = np.zeros(len(sphere), dtype=bool)
     cortex[cortex_vertices] = True
-    resampler = SphereResampler.build(np.asarray(sphere, np.float64), np.asarray(faces, np.int64), template_sphere)
+    resampler = SphereResampler.build(np.asarray(sphere, np.float64), np.asarray(faces, np.int64),
+                                      sphere_on_template)
     surface = template.surfaces[hemisphere]
     out = {}
     for metric in metrics:
@@ -373,7 +374,7 @@ def freesurfer_midthickness(folder: Path, hemisphere: str, template: Template,
                              f"{hemi}.sphere.reg ({len(sphere)} / {len(faces)})")
     middle = 0.5 * (surfaces["white"][0] + surfaces["pial"][0])
     resampler = SphereResampler.build(sphere, faces, template_sphere(template, hemisphere, registration_sphere))
-    return np.column_stack([resampler.apply(middle[:, axis]) for axis in range(3)])
+    return resampler.apply_points(middle)
 
 
 # --------------------------------------------------------------------------- cohort
@@ -439,7 +440,8 @@ def read_real_cohort(out: Path, spec: RealCohortParams, *, data_dir: Path | None
     if not rows:
         reasons = "; ".join(f"{q['subject']}: {q['reason']}" for q in qc[:5])
         raise ValueError(f"no subject in {root} has both a folder and a label ({len(qc)} QC rows, e.g. {reasons})")
-    spheres = {h: _template_sphere(template, h, spec) for h in HEMISPHERES} if spec.source == "freesurfer" else {}
+    spheres = ({h: template_sphere(template, h, spec.registration_sphere) for h in HEMISPHERES}
+               if spec.source == "freesurfer" else {})
     def read(row: dict) -> dict:
         if spec.source == "hcp":
             return {(h, m): read_hcp_maps(row["folder"], row["subject"], h, m, template.surfaces[h].cortex)

@@ -14,7 +14,8 @@ import pandas as pd
 from ..data.cohort import Cohort, open_cohorts
 from ..data.surfaces import SURFACE_SOURCES
 from ..data.templates import load_parcellation
-from ..flatmaps import centroid_spread, compare_images, default_workers, flatten_subjects, load_subject_maps
+from ..flatmaps import centroid_spread, compare_images, flatten_subjects, load_subject_maps
+from ..train.engine import available_cpus
 from ..geometry.flatten import FlatMap
 from .notebook import StageContext
 
@@ -33,7 +34,7 @@ def _workers(params) -> int:
     executor = params.executor
     if executor.kind == "serial":
         return 1
-    return executor.workers or default_workers()
+    return executor.workers or available_cpus()  # one single-threaded flattening per CPU
 
 
 @dataclass

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..flatmaps import spread_summary
 from .layout import ResultsLayout
 
 __all__ = ["DATA_SECTIONS", "METHOD_SECTIONS", "PAGES", "SECTIONS", "Section", "TypedNumber", "page_markdown",
@@ -194,11 +195,6 @@ def _subject_maps(table: pd.DataFrame) -> dict:
             "flipped": int(flipped["max"].max()) if len(flipped) else "not measured"}
 
 
-def _spread_summary(table: pd.DataFrame) -> pd.DataFrame:
-    columns = ["own maps (px)", "own maps, max (px)", "template maps (px)"]
-    return table.groupby(["cohort", "hemisphere"])[columns].median().reset_index()
-
-
 def _spread(table: pd.DataFrame) -> dict:
     return {"median": f"{table['own maps (px)'].median():.2f}", "largest": f"{table['own maps, max (px)'].max():.2f}"}
 
@@ -248,9 +244,9 @@ METHOD_SECTIONS = (
             "most flipped triangles in any map: {flipped}.", _subject_maps,
             absent="This run shares one map per template and hemisphere (flatten.mode: template)."),
     Section("Alignment of subjects' maps", "02_flatten", "centroid_spread.csv",
-            ("cohort", "hemisphere", "own maps (px)", "own maps, max (px)", "template maps (px)"),
+            ("cohort", "hemisphere", "own maps, median region (px)", "own maps, largest (px)", "template maps (px)"),
             "Spread of the regions' centroids across subjects: median {median} px, largest {largest} px (one shared "
-            "template map: none).", _spread, summarize=_spread_summary,
+            "template map: none).", _spread, summarize=spread_summary,
             absent="With one shared map per template (flatten.mode: template) every region sits on the same pixels "
                    "in every subject's images."),
     Section("Images", "03_rasterize", "image_stores.csv",
