@@ -88,23 +88,23 @@ def test_power_cells_reports_hidden_points():
     assert cells.hessian[-1].nnz == 0 or abs(cells.hessian[-1].toarray()).max() == 0
 
 
-def test_power_cells_widen_a_too_narrow_margin():
+def test_power_cells_mirror_more_points_when_a_margin_is_too_narrow():
     rng = np.random.default_rng(3)
     points = rng.uniform(0.02, 0.98, (400, 2))
     weights = np.zeros(400)
     weights[np.argmin(((points - 0.5) ** 2).sum(axis=1))] = 0.05  # one big cell reaching the sides
     narrow = power_cells(points, weights, margin=0.005)
     everything = power_cells(points, weights, margin=1.0)
-    assert narrow.margin > 0.005
+    assert narrow.attempts > 1  # the first diagram had a cell leaving the square
     assert abs(narrow.areas.sum() - 1) < 1e-10
     np.testing.assert_allclose(narrow.areas, everything.areas, atol=1e-14)
     np.testing.assert_allclose(narrow.centroids, everything.centroids, atol=1e-12)
     assert abs(narrow.hessian - everything.hessian).max() < 1e-9
 
 
-def test_power_cells_widen_when_a_cell_crosses_a_side():
+def test_power_cells_mirror_a_cell_that_crosses_a_side():
     # Points hugging the sides are mirrored with a narrow margin, the heavy centre point is not, yet its
-    # cell reaches the sides between them: the crossing must be detected and the margin widened.
+    # cell reaches the sides between them: the crossing must be detected and that point mirrored too.
     t = (np.arange(40) + 0.5) / 40
     near = 0.003
     layer = np.r_[np.c_[t, np.full(40, near)], np.c_[t, np.full(40, 1 - near)],
@@ -115,7 +115,8 @@ def test_power_cells_widen_when_a_cell_crosses_a_side():
     weights[-1] = 0.3
     narrow = power_cells(points, weights, margin=0.005)
     everything = power_cells(points, weights, margin=1.0)
-    assert narrow.margin > 0.4
+    assert narrow.attempts > 1
+    assert all(len(points) - 1 in side for side in narrow.near_sides)  # its cell touches every side
     assert abs(narrow.areas.sum() - 1) < 1e-10 and narrow.areas[-1] > 0.5
     np.testing.assert_allclose(narrow.areas, everything.areas, atol=1e-14)
     np.testing.assert_array_equal(narrow.empty, everything.empty)
@@ -128,6 +129,25 @@ def test_power_cells_unbounded_cells_are_never_accepted():
     narrow = power_cells(points, np.zeros(200), margin=0.01)
     assert narrow.margin == 1.0 and abs(narrow.areas.sum() - 1) < 1e-10
     np.testing.assert_allclose(narrow.areas, power_cells(points, np.zeros(200), margin=1.0).areas, atol=1e-15)
+
+
+def test_power_cells_reuse_the_sides_of_a_nearby_diagram():
+    # A Newton step changes the weights a little: the points whose cells touched a side last time (and their
+    # neighbours) are all the mirror copies needed, whatever the margin; a big change is still exact.
+    rng = np.random.default_rng(8)
+    points = rng.uniform(0.01, 0.99, (3000, 2))
+    weights = rng.normal(0, 1e-4, 3000)
+    before = power_cells(points, weights)
+    assert all(len(side) < 600 for side in before.near_sides)  # a boundary layer, not everything
+    for change, attempts in ((rng.normal(0, 2e-5, 3000), 1), (rng.normal(0, 3e-3, 3000), None)):
+        after = power_cells(points, weights + change, near_sides=before.near_sides)
+        everything = power_cells(points, weights + change, margin=1.0)
+        assert attempts is None or after.attempts == attempts
+        np.testing.assert_allclose(after.areas, everything.areas, atol=1e-14)
+        np.testing.assert_allclose(after.centroids, everything.centroids, atol=1e-12)
+        np.testing.assert_array_equal(after.empty, everything.empty)
+    with pytest.raises(ValueError, match="one index array per side"):
+        power_cells(points, weights, near_sides=before.near_sides[:2])
 
 
 def test_power_cells_rejects_points_on_a_side():
