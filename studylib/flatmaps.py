@@ -13,9 +13,8 @@ parcellations of :mod:`studylib.data`.
 
 from __future__ import annotations
 
-import multiprocessing
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +28,8 @@ from .geometry.flatten import FlatMap, cached_flat_map
 from .geometry.mesh import signed_areas, submesh
 from .raster import Rasterizer
 
-__all__ = ["SubjectRasterizers", "centroid_spread", "compare_flat_maps", "compare_images", "flatten_subjects",
-           "hcp_flat_map", "load_subject_maps", "spread_summary"]
+__all__ = ["SubjectMapTask", "SubjectRasterizers", "centroid_spread", "compare_flat_maps", "compare_images",
+           "flatten_subject", "flatten_subjects", "hcp_flat_map", "image_differences", "load_subject_maps", "paired_images", "spread_summary"]
 
 #: Where a subject's map is cached: ``(cohort, hemisphere, subject) -> path`` (the study's layout provides it).
 MapPath = Callable[[str, str, str], Path]
@@ -83,52 +82,73 @@ def compare_flat_maps(template: Template, hemisphere: str, flat: FlatMap,
 # per-subject maps
 
 
-def _flatten_subject(task: tuple) -> dict:
-    """Flatten (or read from its cache) one subject's hemisphere; runs in a worker process."""
-    cohort_folder, hemisphere, subject, corners, path, options, labels = task
-    cohort = Cohort(Path(cohort_folder))
+@dataclass(frozen=True, eq=False)
+class SubjectMapTask:
+    """One subject's hemisphere to flatten: small and picklable (paths, not surfaces), for an executor's workers."""
+
+    cohort_folder: Path
+    hemisphere: str
+    subject: str
+    corners: np.ndarray  # template-mesh vertices on the square's corners, in loop order
+    path: Path  # the map's cache file
+    options: dict
+    labels: np.ndarray | None  # D-K labels per template vertex, for the parcel area ratios
+
+    @property
+    def name(self) -> str:
+        return f"flat map {self.cohort_folder.name}/{self.hemisphere}/{self.subject}"
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+
+def flatten_subject(task: SubjectMapTask) -> dict:
+    """Flatten (or read from its cache) one subject's hemisphere; the flattening report and distortion summary."""
+    cohort = Cohort(task.cohort_folder)
     template = load_template(cohort.template)
-    surface = template.surfaces[hemisphere]
-    vertices = subject_surface(cohort, template, hemisphere, subject)
-    flat = cached_flat_map(vertices, surface.faces, surface.cortex, path, name=template.name, corners=corners,
-                           **options)
+    surface = template.surfaces[task.hemisphere]
+    vertices = subject_surface(cohort, template, task.hemisphere, task.subject)
+    flat = cached_flat_map(vertices, surface.faces, surface.cortex, task.path, name=template.name,
+                           corners=task.corners, **task.options)
     kept = vertices[flat.vertex_index]
-    parcels = {"DK": np.asarray(labels)[flat.vertex_index]} if labels is not None else {}
-    return {"cohort": cohort.name, "hemisphere": hemisphere, "subject": subject,
+    parcels = {"DK": np.asarray(task.labels)[flat.vertex_index]} if task.labels is not None else {}
+    return {"cohort": cohort.name, "hemisphere": task.hemisphere, "subject": task.subject,
             **flat.report.summary(), **distortion_summary(kept, flat.faces, flat.uv, parcels)}
 
 
 def flatten_subjects(cohort: Cohort, template_maps: Mapping[str, FlatMap], path_of: MapPath, *,
-                     workers: int = 1, labels: Mapping[str, np.ndarray] | None = None,
+                     executor=None, labels: Mapping[str, np.ndarray] | None = None,
                      progress: bool = True, **options) -> pd.DataFrame:
     """Each subject's own flat map of each hemisphere, with the template map's corner vertices as its corners.
 
-    Maps are cached at ``path_of(cohort, hemisphere, subject)`` (reused when surface, code and options match) and
-    computed by ``workers`` processes. Returns one row per (hemisphere, subject): the flattening report (times,
-    iterations) and the distortion summary (flipped triangles, triangle and D-K parcel area ratios when ``labels``,
-    the D-K labels per template vertex of each hemisphere, are given). ``options`` go to
+    Maps are cached at ``path_of(cohort, hemisphere, subject)`` (reused when surface, code and options match). They
+    are computed here one after another, or by ``executor`` (a :class:`studylib.train.executors.Executor`: worker
+    processes or Ray tasks, one :class:`SubjectMapTask` each). Returns one row per (hemisphere, subject): the
+    flattening report (times, iterations) and the distortion summary (flipped triangles, triangle and D-K parcel
+    area ratios when ``labels``, the D-K labels per template vertex of each hemisphere, are given). ``options`` go to
     :func:`~studylib.geometry.flatten.flatten` (``tolerance``, ``max_iterations``).
     """
     from .progress import progress_bar
 
-    tasks = [(str(cohort.path), hemisphere, str(subject),
-              template_maps[hemisphere].vertex_index[template_maps[hemisphere].corners],
-              path_of(cohort.name, hemisphere, str(subject)), options,
-              None if labels is None else np.asarray(labels[hemisphere]))
+    tasks = [SubjectMapTask(Path(cohort.path), hemisphere, subject,
+                            template_maps[hemisphere].vertex_index[template_maps[hemisphere].corners],
+                            path_of(cohort.name, hemisphere, subject), dict(options),
+                            None if labels is None else np.asarray(labels[hemisphere]))
              for hemisphere in cohort.hemispheres for subject in cohort.subjects["subject"].astype(str)]
     bar = progress_bar(total=len(tasks), desc=f"flattening {cohort.name}'s subjects", unit="map", disable=not progress)
-    rows = []
+    rows: list[dict | None] = [None] * len(tasks)
+
+    def done(index: int, row: dict) -> None:
+        rows[index] = row
+        bar.update()
+
     try:
-        if workers <= 1:
-            for task in tasks:
-                rows.append(_flatten_subject(task))
-                bar.update()
+        if executor is None:
+            for index, task in enumerate(tasks):
+                done(index, flatten_subject(task))
         else:
-            # spawn: no fork of a process that may hold library threads
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                for row in pool.map(_flatten_subject, tasks):
-                    rows.append(row)
-                    bar.update()
+            executor.run(tasks, done, work=flatten_subject, cpus=1)
     finally:
         bar.close()
     return pd.DataFrame(rows)
@@ -232,6 +252,24 @@ class SubjectRasterizers:
         return out
 
 
+def paired_images(cohort: Cohort, template_maps: Mapping[str, FlatMap], path_of: MapPath, size: int, *,
+                  method: str = "barycentric") -> Iterator[tuple[str, str, np.ndarray, np.ndarray]]:
+    """Each subject's images through the template map and through its own map.
+
+    Yields ``(hemisphere, metric, template_images, own_images)``, both of shape (subjects, size, size), subjects in
+    the cohort's order.
+    """
+    for hemisphere in cohort.hemispheres:
+        own = SubjectRasterizers(load_subject_maps(cohort, hemisphere, path_of), size, method)
+        flat = template_maps[hemisphere]
+        shared = Rasterizer(flat.uv, flat.faces, size, method=method)
+        for metric in cohort.metrics:
+            maps = np.asarray(cohort.maps(hemisphere, metric), dtype=np.float32)
+            reference = shared.to_image(maps[:, flat.vertex_index])
+            images = np.stack([own.to_image([row], maps[row: row + 1])[0] for row in range(len(maps))])
+            yield hemisphere, metric, reference, images
+
+
 def compare_images(cohort: Cohort, template_maps: Mapping[str, FlatMap], path_of: MapPath, size: int, *,
                    method: str = "barycentric") -> pd.DataFrame:
     """Pixel-wise correlation between each subject's image through the template map and through its own map.
@@ -240,19 +278,21 @@ def compare_images(cohort: Cohort, template_maps: Mapping[str, FlatMap], path_of
     difference in units of the template images' pixel SD.
     """
     rows = []
-    for hemisphere in cohort.hemispheres:
-        own = SubjectRasterizers(load_subject_maps(cohort, hemisphere, path_of), size, method)
-        flat = template_maps[hemisphere]
-        shared = Rasterizer(flat.uv, flat.faces, size, method=method)
-        subjects = cohort.subjects["subject"].astype(str).to_numpy()
-        for metric in cohort.metrics:
-            maps = np.asarray(cohort.maps(hemisphere, metric), dtype=np.float32)
-            reference = shared.to_image(maps[:, flat.vertex_index])
-            for row in range(len(subjects)):
-                image = own.to_image([row], maps[row: row + 1])[0]
-                a, b = reference[row].ravel(), image.ravel()
-                rows.append({"hemisphere": hemisphere, "metric": metric, "subject": subjects[row],
-                             "correlation": float(np.corrcoef(a, b)[0, 1]),
-                             "mean |difference| (SD)": float(np.abs(a - b).mean() / (a.std() or 1.0))})
-    return pd.DataFrame(rows)
+    subjects = cohort.subjects["subject"].astype(str).to_numpy()
+    for hemisphere, metric, reference, images in paired_images(cohort, template_maps, path_of, size, method=method):
+        rows += image_differences(reference, images, subjects).assign(hemisphere=hemisphere, metric=metric) \
+            .to_dict("records")
+    columns = ["hemisphere", "metric", "subject", "correlation", "mean |difference| (SD)"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def image_differences(reference: np.ndarray, images: np.ndarray, subjects: np.ndarray) -> pd.DataFrame:
+    """Per subject: Pearson correlation of the pixels of two images, and their mean |difference| in units of the
+    reference image's pixel SD."""
+    a = reference.reshape(len(reference), -1).astype(np.float64)
+    b = images.reshape(len(images), -1).astype(np.float64)
+    correlation = [float(np.corrcoef(x, y)[0, 1]) for x, y in zip(a, b)]
+    spread = a.std(axis=1)
+    return pd.DataFrame({"subject": subjects, "correlation": correlation,
+                         "mean |difference| (SD)": np.abs(a - b).mean(axis=1) / np.where(spread > 0, spread, 1.0)})
 

@@ -16,6 +16,7 @@ from studylib.geometry.distortion import distortion_summary
 from studylib.geometry.flatten import cached_flat_map, flatten
 from studylib.geometry.mesh import triangle_areas
 from studylib.images import build_image_store
+from studylib.train.executors import LocalExecutor
 
 from tests.support import icosphere
 
@@ -106,10 +107,12 @@ def test_per_subject_pipeline_on_fsaverage5(tmp_path):
     runs = flatten_subjects(cohort, flats, path_of, labels=atlas.labels, progress=False)
     assert len(runs) == 4 and (runs["flipped"] == 0).all()
     assert (runs["DK_ratio_p5"] > 0.98).all() and (runs["DK_ratio_p95"] < 1.02).all()
-    # cached: a second call reads the maps (same keys) instead of flattening again
+    # cached: a second call, through the study's executor (worker processes), reads the maps instead of flattening
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "maps").rglob("*.npz")}
-    flatten_subjects(cohort, flats, path_of, progress=False)
+    again = flatten_subjects(cohort, flats, path_of, labels=atlas.labels, progress=False,
+                             executor=LocalExecutor(workers=2, retries=0))
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    pd.testing.assert_frame_equal(again, runs)
     own = {h: load_subject_maps(cohort, h, path_of) for h in ("left", "right")}
     for h in ("left", "right"):
         for flat in own[h]:
@@ -225,3 +228,25 @@ def test_spread_summary_per_cohort_and_hemisphere():
     summary = spread_summary(spread).set_index("hemisphere")
     assert summary.loc["left", "own maps, median region (px)"] == pytest.approx(0.4)
     assert summary.loc["left", "own maps, largest (px)"] == 2.0 and summary.loc["right", "template maps (px)"] == 0
+
+
+def test_map_accuracy_compares_one_arm_on_both_kinds_of_image_in_the_same_folds():
+    from studylib.study.flatten_run import map_accuracy
+
+    rng = np.random.default_rng(3)
+    labels = np.repeat([0, 1], 30)
+    noise = rng.normal(size=(60, 8, 8))
+    same = map_accuracy(noise, noise.copy(), labels, repeats=1, n_bootstrap=200)
+    assert same["difference (points)"] == 0 and same["difference 95% CI"] == "0.0 to 0.0"
+    assert same["template map accuracy (%)"] == same["own maps accuracy (%)"]  # identical folds, identical fits
+
+    signal = noise.copy()
+    signal[:, 2:6, 2:6] += 1.5 * (labels[:, None, None] - 0.5)  # only the own-map images carry the label
+    better = map_accuracy(noise, signal, labels, repeats=3, n_bootstrap=200)
+    assert better["own maps accuracy (%)"] > 85 and better["template map accuracy (%)"] < 75
+    low, high = (float(x) for x in better["difference 95% CI"].split(" to "))
+    assert 0 < low < better["difference (points)"] < high
+    with pytest.raises(ValueError, match="shapes"):
+        map_accuracy(noise, signal[:, :4], labels)
+    with pytest.raises(ValueError, match="a class has 1 subject"):
+        map_accuracy(noise, signal, np.r_[np.zeros(59, int), 1])

@@ -30,6 +30,7 @@ class LinearReference:
     per_repeat: pd.DataFrame  # repeat, accuracy, auc
     probability: np.ndarray  # out-of-fold probability of label 1, averaged over repeats
     summary: dict
+    repeat_probability: np.ndarray | None = None  # (repeats, subjects): each repeat's out-of-fold probabilities
 
 
 def linear_reference(features: np.ndarray, labels: np.ndarray, *, folds: int | np.ndarray = 10, repeats: int = 5,
@@ -110,7 +111,7 @@ def linear_reference(features: np.ndarray, labels: np.ndarray, *, folds: int | n
                "auc_low": float(np.nanquantile(auc, 0.025)) if n_bootstrap else np.nan,
                "auc_high": float(np.nanquantile(auc, 0.975)) if n_bootstrap else np.nan,
                "majority_class": float(max(y.mean(), 1 - y.mean()))}
-    return LinearReference(per_repeat, average, summary)
+    return LinearReference(per_repeat, average, summary, probability)
 
 
 #: Fields of the linear reference's rows in the networks' prediction tables.

@@ -1,4 +1,5 @@
-"""Run many training jobs: one after another in this process, in worker processes on this machine, or as Ray tasks.
+"""Run many training jobs (or other tasks): one after another in this process, in worker processes on this machine,
+or as Ray tasks.
 
 A job is idempotent (:mod:`studylib.train.jobs`): its folder says whether it is finished for its key, a
 half-trained job resumes from its last epoch, and every file appears whole or not at all. So an executor only
@@ -15,6 +16,8 @@ when it failed or its worker died; a finished job is never trained twice.
   cluster); nothing large goes through Ray's object store.
 - **Faults**: a job that raises, or whose worker dies, runs again up to ``retries`` times (it resumes from its
   checkpoint); then the run stops with :class:`JobFailed` naming the job and the tail of its traceback.
+- **Other work**: ``run(tasks, on_done, work=...)`` runs any picklable tasks that have a ``name`` and a ``folder``
+  through a module-level function (per-subject flat maps do, one CPU each); they have no dependencies.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import multiprocessing
 import os
 import traceback
 from collections.abc import Callable, Sequence
+from typing import Any
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -36,10 +40,11 @@ from .engine import available_cpus
 from .jobs import Job, run_job
 
 __all__ = ["Executor", "JobFailed", "JobTask", "LocalExecutor", "RayExecutor", "SerialExecutor", "job_dependencies",
-           "make_executor", "run_task"]
+           "make_executor", "run_task", "run_work"]
 
-#: Called with a task's index and the epochs it trained (0: it was already finished).
-OnDone = Callable[[int, int], None]
+#: Called with a task's index and what its work returned (for training jobs: the epochs trained, 0 when already
+#: finished).
+OnDone = Callable[[int, Any], None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,6 +57,10 @@ class JobTask:
     train: TrainParams
     folder: Path
     device: str
+
+    @property
+    def name(self) -> str:
+        return self.job.name
 
 
 class JobError(RuntimeError):
@@ -90,13 +99,24 @@ def run_task(task: JobTask) -> int:
         raise JobError(task.job.name, "\n".join(traceback.format_exc().splitlines()[-20:])) from None
 
 
-def job_dependencies(tasks: Sequence[JobTask]) -> list[set[int]]:
-    """For each task, the tasks whose model it starts from (a ``checkpoint`` initialisation)."""
+def run_work(work: Callable[[Any], Any], task: Any) -> Any:
+    """``work(task)``, with any exception turned into a picklable :class:`JobError` naming the task."""
+    try:
+        return work(task)
+    except JobError:
+        raise
+    except Exception:
+        raise JobError(task.name, "\n".join(traceback.format_exc().splitlines()[-20:])) from None
+
+
+def job_dependencies(tasks: Sequence[Any]) -> list[set[int]]:
+    """For each task, the tasks whose model it starts from (a training job's ``checkpoint`` initialisation)."""
     by_model = {task.folder / "model.pt": index for index, task in enumerate(tasks)}
     needs = []
     for task in tasks:
-        init = task.job.init
-        needs.append({by_model[init.path]} if init.kind == "checkpoint" and init.path in by_model else set())
+        init = task.job.init if isinstance(task, JobTask) else None
+        needs.append({by_model[init.path]} if init is not None and init.kind == "checkpoint"
+                     and init.path in by_model else set())
     return needs
 
 
@@ -109,15 +129,20 @@ class Executor:
 
     retries: int = 0
 
-    def run(self, tasks: Sequence[JobTask], on_done: OnDone) -> None:
+    def run(self, tasks: Sequence[Any], on_done: OnDone, *, work: Callable[[Any], Any] = run_task,
+            cpus: int | None = None) -> None:
+        """Run ``work(task)`` for every task once its dependencies are done, calling ``on_done(index, result)``.
+
+        ``cpus`` is what one task uses (Ray's ``num_cpus``; default ``train.threads``).
+        """
         raise NotImplementedError
 
     def describe(self) -> dict:
         """What ran the jobs, for provenance."""
         raise NotImplementedError
 
-    def _failed(self, task: JobTask, attempts: int, reason: str) -> JobFailed:
-        return JobFailed(f"job {task.job.name} failed {attempts} time(s) (retries: {self.retries}); the last "
+    def _failed(self, task: Any, attempts: int, reason: str) -> JobFailed:
+        return JobFailed(f"job {task.name} failed {attempts} time(s) (retries: {self.retries}); the last "
                          f"attempt: {reason}\nIts folder: {task.folder}")
 
 
@@ -130,7 +155,8 @@ class SerialExecutor(Executor):
     def describe(self) -> dict:
         return {"executor": "serial", "workers": 1}
 
-    def run(self, tasks: Sequence[JobTask], on_done: OnDone) -> None:
+    def run(self, tasks: Sequence[Any], on_done: OnDone, *, work: Callable[[Any], Any] = run_task,
+            cpus: int | None = None) -> None:
         needs = job_dependencies(tasks)
         pending, finished = set(range(len(tasks))), set()
         while pending:
@@ -140,7 +166,7 @@ class SerialExecutor(Executor):
             index = ready[0]
             for attempt in range(1, self.retries + 2):
                 try:
-                    epochs = run_task(tasks[index])
+                    epochs = run_work(work, tasks[index])
                     break
                 except JobError as error:
                     if attempt > self.retries:
@@ -180,7 +206,8 @@ class LocalExecutor(Executor):
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_init_worker,
                                    initargs=(queue,))
 
-    def run(self, tasks: Sequence[JobTask], on_done: OnDone) -> None:
+    def run(self, tasks: Sequence[Any], on_done: OnDone, *, work: Callable[[Any], Any] = run_task,
+            cpus: int | None = None) -> None:
         needs = job_dependencies(tasks)
         pending, finished = set(range(len(tasks))), set()
         attempts = [0] * len(tasks)
@@ -197,7 +224,7 @@ class LocalExecutor(Executor):
             while pending or running:
                 for index in _ready(pending, needs, finished)[: self.workers - len(running)]:
                     pending.discard(index)
-                    running[pool.submit(run_task, tasks[index])] = index
+                    running[pool.submit(run_work, work, tasks[index])] = index
                 if not running:
                     raise RuntimeError("jobs depend on each other in a cycle")
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -240,7 +267,8 @@ class RayExecutor(Executor):
         return {"executor": "ray", "workers": self.workers, "address": self.address or "local instance",
                 "gpus_per_job": self.gpus_per_job}
 
-    def run(self, tasks: Sequence[JobTask], on_done: OnDone) -> None:
+    def run(self, tasks: Sequence[Any], on_done: OnDone, *, work: Callable[[Any], Any] = run_task,
+            cpus: int | None = None) -> None:
         try:
             import ray
         except ImportError:  # pragma: no cover - ray is a dependency
@@ -249,8 +277,9 @@ class RayExecutor(Executor):
         if started:
             options = {"address": self.address} if self.address else {"num_cpus": self.workers * self.threads}
             ray.init(**options, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        remote = ray.remote(num_cpus=self.threads, num_gpus=self.gpus_per_job, max_retries=self.retries,
-                            retry_exceptions=True)(run_task)
+        gpus = self.gpus_per_job if work is run_task else 0
+        remote = ray.remote(num_cpus=cpus or self.threads, num_gpus=gpus, max_retries=self.retries,
+                            retry_exceptions=True)(run_work)
         needs = job_dependencies(tasks)
         pending, finished = set(range(len(tasks))), set()
         running: dict = {}
@@ -258,7 +287,7 @@ class RayExecutor(Executor):
             while pending or running:
                 for index in _ready(pending, needs, finished):
                     pending.discard(index)
-                    running[remote.remote(tasks[index])] = index
+                    running[remote.remote(work, tasks[index])] = index
                 if not running:
                     raise RuntimeError("jobs depend on each other in a cycle")
                 [ref], _ = ray.wait(list(running), num_returns=1)
@@ -275,8 +304,9 @@ class RayExecutor(Executor):
                 ray.shutdown()
 
 
-def make_executor(params: ExecutorParams, train: TrainParams, device: str) -> Executor:
-    """The executor the parameters ask for, sized from this machine where ``workers`` is null."""
+def make_executor(params: ExecutorParams, threads: int, device: str) -> Executor:
+    """The executor the parameters ask for, for tasks of ``threads`` CPU threads each (``train.threads`` for training
+    jobs), sized from this machine where ``workers`` is null."""
     if params.kind == "serial":
         return SerialExecutor(params.retries)
     gpus = 0
@@ -284,7 +314,7 @@ def make_executor(params: ExecutorParams, train: TrainParams, device: str) -> Ex
         import torch
 
         gpus = torch.cuda.device_count()
-    workers = params.workers or (gpus if gpus else max(1, available_cpus() // train.threads))
+    workers = params.workers or (gpus if gpus else max(1, available_cpus() // threads))
     if params.kind == "local":
         return LocalExecutor(workers, params.retries, gpus=list(range(min(gpus, workers))) if gpus else ())
-    return RayExecutor(workers, train.threads, params.retries, params.address, gpus_per_job=1 if gpus else 0)
+    return RayExecutor(workers, threads, params.retries, params.address, gpus_per_job=1 if gpus else 0)

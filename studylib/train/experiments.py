@@ -115,7 +115,7 @@ class Experiment:
         self.train = train
         self.seed = seed
         self.device = resolve_device(device)
-        self.executor: Executor = make_executor(executor or ExecutorParams(), train, self.device)
+        self.executor: Executor = make_executor(executor or ExecutorParams(), train.threads, self.device)
         self.epochs_trained = 0
         self.jobs: list[Job] = []
         self._planned: set[Job] = set()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from pathlib import Path
 import multiprocessing
 import os
 import signal
@@ -13,7 +15,7 @@ import pandas as pd
 import pytest
 
 from studylib.params import ExecutorParams
-from studylib.train.executors import JobFailed, LocalExecutor, SerialExecutor, job_dependencies
+from studylib.train.executors import JobFailed, LocalExecutor, SerialExecutor, job_dependencies, make_executor
 from studylib.train.experiments import Experiment, plan_autism, plan_sex
 from tests.support import make_store, small_params
 
@@ -96,3 +98,32 @@ def test_executors_describe_themselves():
     assert SerialExecutor().describe() == {"executor": "serial", "workers": 1}
     assert LocalExecutor(3).describe() == {"executor": "local", "workers": 3, "gpus": []}
     assert LocalExecutor(3, gpus=[0, 1]).describe()["workers"] == 2  # one worker per GPU
+
+
+@dataclass(frozen=True)
+class _Square:
+    """A task that is not a training job: a name, a folder and a value."""
+
+    value: int
+    folder: Path
+
+    @property
+    def name(self) -> str:
+        return f"square {self.value}"
+
+
+def _square(task: _Square) -> int:
+    if task.value < 0:
+        raise ValueError(f"negative {task.value}")
+    return task.value**2
+
+
+@pytest.mark.parametrize("kind", ["serial", "local", "ray"])
+def test_executors_run_other_work_and_name_a_failing_task(tmp_path, kind):
+    executor = make_executor(ExecutorParams(kind=kind, workers=2, retries=1), 1, "cpu")
+    results = {}
+    executor.run([_Square(value, tmp_path) for value in range(5)], results.__setitem__, work=_square, cpus=1)
+    assert results == {value: value**2 for value in range(5)}
+    with pytest.raises(JobFailed, match="square -3 failed 2 time") as failure:
+        executor.run([_Square(-3, tmp_path)], results.__setitem__, work=_square, cpus=1)
+    assert "negative -3" in str(failure.value)
