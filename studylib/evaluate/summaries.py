@@ -128,8 +128,9 @@ def stacked_vs_paper(per_stack: pd.DataFrame, task: str, method: str) -> pd.Data
 
     ``per_stack`` is :func:`studylib.evaluate.uncertainty.metric_intervals` of the stacked predictions (columns
     ``task``, ``cohort``, ``scheme``, ``arm``, ``backbone``, ``stacking``). Ours: accuracy, sensitivity and
-    specificity (%) and AUC with their 95% intervals; the paper's: the same four for each of its backbones, matched
-    on (scheme, arm); the paper's stacking is XGBoost.
+    specificity (%) and AUC with their 95% intervals, and the cohort's Bayes-optimal accuracy (%) where
+    ``per_stack`` has it (simulated cohorts); the paper's: the same four for each of its backbones, matched on
+    (scheme, arm); the paper's stacking is XGBoost.
     """
     reported = paper.results_table("sex" if task == "sex" else "asd")
     reported = reported[reported["arm"] != "baseline"].assign(
@@ -148,6 +149,8 @@ def stacked_vs_paper(per_stack: pd.DataFrame, task: str, method: str) -> pd.Data
             entry[name] = row[metric] * scale
             entry[f"{name} 95% CI"] = f"{row[f'{metric} low'] * scale:.{3 if metric == 'auc' else 1}f}–" \
                                       f"{row[f'{metric} high'] * scale:.{3 if metric == 'auc' else 1}f}"
+        if "Bayes-optimal accuracy" in row:  # simulated cohorts: the ceiling any classifier can reach (else NaN)
+            entry["Bayes-optimal accuracy (%)"] = row["Bayes-optimal accuracy"] * 100
         rows.append(entry)
     table = pd.DataFrame(rows)
     if table.empty:

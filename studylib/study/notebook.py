@@ -16,6 +16,7 @@ write under ``results/<name>/tables|figures/<stage>/``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,6 +70,14 @@ class StageParams:
     def __repr__(self) -> str:
         shown = ", ".join(f"{key}={getattr(self._params, key)!r}" for key in self._stage.params)
         return f"StageParams({self._stage.name}: {shown})"
+
+
+@functools.cache
+def _itables_offline() -> None:
+    """Embed itables' JavaScript in the notebook, once per kernel (the book then works without a CDN)."""
+    import itables
+
+    itables.init_notebook_mode(all_interactive=False, connected=False)
 
 
 @dataclass(frozen=True)
@@ -134,9 +143,7 @@ class StageContext:
         the book works offline, without a CDN)."""
         import itables
 
-        if not getattr(self, "_itables_ready", False):
-            itables.init_notebook_mode(all_interactive=False, connected=False)
-            object.__setattr__(self, "_itables_ready", True)  # once per notebook (the dataclass is frozen)
+        _itables_offline()
         itables.show(table, caption=caption, pageLength=25, maxBytes=0)
 
     def show_notes(self, notes, *, empty: str = "") -> None:

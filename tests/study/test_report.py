@@ -87,3 +87,18 @@ def test_table3_puts_the_papers_gains_beside_ours(tmp_path):
     assert "Of 2 ablation comparisons, 1 differ at p < 0.05" in page
     assert "| stacking | mix-up on | abide | 2-stage | xgboost | mean | 2 | 1.5 |" in page
     assert "| mix-up | xgboost | abide | 2-stage | on | off | -1 | 0.7 |" in page
+
+
+def test_table_headlines_name_the_same_cohorts_linear_reference_and_its_bayes_ceiling():
+    section = next(s for s in SECTIONS if s.title.startswith("Table 2: autism"))
+    table = pd.DataFrame({
+        "cohort": ["sim", "sim", "real", "real"], "scheme": ["kfold"] * 4,
+        "arm": ["imagenet", "linear reference", "imagenet", "linear reference"], "stacking": ["xgboost"] * 4,
+        "accuracy (%)": [70.0, 68.0, 60.0, 58.0], "accuracy (%) 95% CI": ["60–80", "58–78", "50–70", "48–68"],
+        "Bayes-optimal accuracy (%)": [81.5, 81.5, float("nan"), float("nan")],
+        "paper DenseNet-121 accuracy (%)": [67.85] * 4})
+    facts = section.facts(table)
+    assert facts["cohort"] == "sim" and facts["linear"] == "68.0%" and facts["ceiling"] == "81.5%"
+    facts = section.facts(table[table["cohort"] == "real"])
+    assert facts["linear"] == "58.0%" and facts["ceiling"] == "unknown (real subjects)"
+    assert section.facts(table.drop(columns="Bayes-optimal accuracy (%)"))["ceiling"] == "unknown (real subjects)"
