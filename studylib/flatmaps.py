@@ -29,7 +29,8 @@ from .geometry.mesh import signed_areas, submesh
 from .raster import Rasterizer
 
 __all__ = ["SubjectMapTask", "SubjectRasterizers", "centroid_spread", "compare_flat_maps", "compare_images",
-           "flatten_subject", "flatten_subjects", "hcp_flat_map", "image_differences", "load_subject_maps", "paired_images", "spread_summary"]
+           "flatten_subject", "flatten_subjects", "hcp_flat_map", "image_differences", "load_subject_maps",
+           "paired_images", "spread_summary"]
 
 #: Where a subject's map is cached: ``(cohort, hemisphere, subject) -> path`` (the study's layout provides it).
 MapPath = Callable[[str, str, str], Path]

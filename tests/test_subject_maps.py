@@ -250,3 +250,5 @@ def test_map_accuracy_compares_one_arm_on_both_kinds_of_image_in_the_same_folds(
         map_accuracy(noise, signal[:, :4], labels)
     with pytest.raises(ValueError, match="a class has 1 subject"):
         map_accuracy(noise, signal, np.r_[np.zeros(59, int), 1])
+    with pytest.raises(ValueError, match="n_bootstrap"):
+        map_accuracy(noise, signal, labels, n_bootstrap=0)

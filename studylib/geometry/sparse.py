@@ -80,7 +80,7 @@ def nested_dissection(graph: sp.spmatrix, *, leaf: int = 64) -> np.ndarray:
             continue
         peripheral = int(np.argmax(dijkstra(sub, unweighted=True, indices=0)))
         level = dijkstra(sub, unweighted=True, indices=peripheral)
-        middle = np.median(level)
+        middle = np.floor(np.median(level))  # a level that exists: its vertices separate the two sides
         first, second, separator = level < middle, level > middle, level == middle
         if not first.any() or not second.any():
             order[start:start + len(vertices)] = vertices
@@ -114,8 +114,11 @@ class SymmetricFactor:
     def __init__(self, matrix: sp.spmatrix, order: np.ndarray) -> None:
         matrix = sp.csr_matrix(matrix)
         self.order = np.asarray(order, dtype=np.int64)
-        if self.order.shape != (matrix.shape[0],):
+        n = matrix.shape[0]
+        if self.order.shape != (n,):
             raise ValueError(f"order has {self.order.shape} entries for a matrix of shape {matrix.shape}")
+        if self.order.min() < 0 or self.order.max() >= n or np.bincount(self.order, minlength=n).max() != 1:
+            raise ValueError("order must be a permutation of the matrix's rows")
         self._lu = splu(matrix[self.order][:, self.order].tocsc(), permc_spec="NATURAL", diag_pivot_thresh=0.0,
                         options={"SymmetricMode": True})
 

@@ -98,7 +98,7 @@ class PowerCells(NamedTuple):
     hessian: sp.csr_matrix | None
     empty: np.ndarray
     margin: float
-    near_sides: tuple = ()
+    near_sides: tuple | None = None
     attempts: int = 1
 
 
@@ -219,7 +219,7 @@ def power_cells(points: np.ndarray, weights: np.ndarray, *, margin: float | None
         Power weights (a larger weight gives a larger cell; adding a constant changes nothing).
     margin : float, optional
         Points closer than this to a side are mirrored across it. Default ``4 / sqrt(n)``, or 0 when
-        ``near_sides`` is given.
+        ``near_sides`` is given; with 64 points or fewer every point is mirrored.
     near_sides : tuple of 4 ndarrays, optional
         Further points to mirror across each side: the ``near_sides`` of a diagram with similar weights.
         Whatever is mirrored, a cell that would leave the square is detected, its point and that point's
@@ -260,7 +260,7 @@ def power_cells(points: np.ndarray, weights: np.ndarray, *, margin: float | None
         cells, leaving = _power_cells_once(points, weights, mirrored, hessian)
         if cells is not None:
             return cells._replace(margin=margin, attempts=attempt)
-        if leaving is None:  # an unbounded cell: a side's mirror copies are missing altogether
+        if leaving is None or not (leaving & ~mirrored).any():  # unbounded, or nothing new to mirror
             break
         mirrored |= leaving
     # Rare: cells kept leaving. Mirror everything (always correct).

@@ -158,6 +158,8 @@ def map_accuracy(template_images: np.ndarray, own_images: np.ndarray, labels: np
     if template_images.shape != own_images.shape or len(template_images) != len(labels):
         raise ValueError(f"image sets of shapes {template_images.shape} and {own_images.shape} for {len(labels)} "
                          "labels")
+    if n_bootstrap < 1:
+        raise ValueError(f"n_bootstrap must be at least 1, got {n_bootstrap}")
     labels = np.asarray(labels).astype(int)
     smaller = int(np.bincount(labels, minlength=2).min())
     if smaller < 2:
@@ -173,7 +175,8 @@ def map_accuracy(template_images: np.ndarray, own_images: np.ndarray, labels: np
     differences = 100 * (correct["own"][rows].mean(axis=1) - correct["template"][rows].mean(axis=1))
     template, own = results["template"].summary, results["own"].summary
     return {"subjects": len(labels), "folds": folds, "repeats": repeats,
-            "majority class (%)": 100 * template["majority_class"], "template map accuracy (%)": 100 * template["accuracy"], "own maps accuracy (%)": 100 * own["accuracy"],
+            "majority class (%)": 100 * template["majority_class"],
+            "template map accuracy (%)": 100 * template["accuracy"], "own maps accuracy (%)": 100 * own["accuracy"],
             "difference (points)": 100 * (own["accuracy"] - template["accuracy"]),
             "difference 95% CI": f"{np.quantile(differences, 0.025):.1f} to {np.quantile(differences, 0.975):.1f}",
             "template map AUC": template["auc"], "own maps AUC": own["auc"]}
@@ -219,9 +222,11 @@ def image_agreement(stage: StageContext, cohorts: Mapping[str, Cohort], *, folds
                                           "difference_median": "mean |difference| (SD), median"}))
     agreement.accuracy = pd.DataFrame(accuracy)
     if len(agreement.accuracy):
+        folds_used = "/".join(str(k) for k in sorted(agreement.accuracy["folds"].unique()))
         agreement.notes.append(
-            f"One arm, the linear reference, on both kinds of image in the same {folds}-fold splits ({repeats} "
-            f"repeats, {int(agreement.accuracy['subjects'].max())} subjects at most); the difference's 95% CI is a "
-            "paired bootstrap over subjects. For the comparison at scale, set flatten.cohorts to a larger cohort.")
+            f"One arm, the linear reference, on both kinds of image in the same splits ({folds_used}-fold, "
+            f"{repeats} repeats, {int(agreement.accuracy['subjects'].max())} subjects at most); the difference's 95% "
+            "CI is a paired bootstrap over subjects. For the comparison at scale, set flatten.cohorts to a larger "
+            "cohort.")
     return agreement
 

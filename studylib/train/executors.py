@@ -26,11 +26,11 @@ import multiprocessing
 import os
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -133,7 +133,8 @@ class Executor:
             cpus: int | None = None) -> None:
         """Run ``work(task)`` for every task once its dependencies are done, calling ``on_done(index, result)``.
 
-        ``cpus`` is what one task uses (Ray's ``num_cpus``; default ``train.threads``).
+        ``cpus`` is what one task uses, for Ray's ``num_cpus`` (default: the executor's thread count); local workers
+        are sized when the executor is made (:func:`make_executor`).
         """
         raise NotImplementedError
 
@@ -252,8 +253,8 @@ class LocalExecutor(Executor):
 
 
 class RayExecutor(Executor):
-    """Ray tasks with ``num_cpus=train.threads`` (and one GPU each on a GPU run) on a running cluster
-    (``address``) or on a local Ray instance started for the run and stopped after it."""
+    """Ray tasks with ``num_cpus=threads`` (or the ``cpus`` of a run; one GPU each for training jobs on a GPU run) on a
+    running cluster (``address``) or on a local Ray instance started for the run and stopped after it."""
 
     def __init__(self, workers: int, threads: int, retries: int = 2, address: str | None = None,
                  gpus_per_job: int = 0):
