@@ -111,7 +111,7 @@ def _head_size(table: pd.DataFrame) -> dict:
 #: The Results page, in the paper's order. Templates name their numbers ({...}); digits in the prose are refused.
 SECTIONS = (
     Section("Table 1: sex classification", "06_stack", "table1_sex_vs_paper.csv",
-            ("cohort", "arm", "stacking", "subjects", "accuracy (%)", "accuracy (%) 95% CI", "auc", "auc 95% CI",
+            ("cohort", "arm", "subjects", "accuracy (%)", "accuracy (%) 95% CI", "auc", "auc 95% CI",
              "Bayes-optimal accuracy (%)", "paper DenseNet-121 accuracy (%)", "paper ResNet-50 accuracy (%)"),
             "On cohort {cohort}, the best stacked network arm ({arm}, {stacking}) classified sex with {accuracy}% "
             "accuracy (95% CI {ci}); the paper reports {paper} with DenseNet-121, the linear reference on the same "
@@ -121,9 +121,8 @@ SECTIONS = (
             "Per-image accuracies of the arms (each metric and hemisphere before stacking), as in the paper's "
             "Figure 3.", None, ("figure3_*.png",)),
     Section("Table 2: autism classification", "06_stack", "table2_autism_vs_paper.csv",
-            ("cohort", "scheme", "arm", "stacking", "subjects", "accuracy (%)", "accuracy (%) 95% CI", "auc",
-             "auc 95% CI", "Bayes-optimal accuracy (%)", "paper DenseNet-121 accuracy (%)",
-             "paper ResNet-50 accuracy (%)"),
+            ("cohort", "scheme", "arm", "subjects", "accuracy (%)", "accuracy (%) 95% CI", "auc", "auc 95% CI",
+             "Bayes-optimal accuracy (%)", "paper DenseNet-121 accuracy (%)", "paper ResNet-50 accuracy (%)"),
             "On cohort {cohort}, the best stacked network arm ({arm}, {stacking}) classified autism with {accuracy}% "
             "accuracy (95% CI {ci}); the paper reports {paper} with DenseNet-121, the linear reference reached "
             "{linear}, and the cohort's Bayes-optimal ceiling is {ceiling}.", _headline, ("roc_autism_*.png",)),
@@ -264,7 +263,7 @@ METHOD_SECTIONS = (
                    "in every subject's images."),
     Section("One arm on template-map and own-map images", "03_rasterize", "template_vs_own_maps_accuracy.csv",
             ("cohort", "hemisphere", "metric", "subjects", "majority class (%)", "template map accuracy (%)",
-             "own maps accuracy (%)", "difference (points)", "difference 95% CI", "template map AUC", "own maps AUC"),
+             "own maps accuracy (%)", "difference (points)", "difference 95% CI"),
             "The linear reference on each subject's images through its own map and through the template map, in the "
             "same folds: accuracy differences (own minus template) from {low} to {high} points over {sets} image "
             "sets of up to {subjects} subjects.", _map_accuracy,
