@@ -28,9 +28,9 @@ from .geometry.flatten import FlatMap, cached_flat_map
 from .geometry.mesh import signed_areas, submesh
 from .raster import Rasterizer
 
-__all__ = ["SubjectMapTask", "SubjectRasterizers", "centroid_spread", "compare_flat_maps", "compare_images",
-           "flatten_subject", "flatten_subjects", "hcp_flat_map", "image_differences", "load_subject_maps",
-           "paired_images", "spread_summary"]
+__all__ = ["SubjectMapTask", "SubjectRasterizers", "centroid_spread", "compare_flat_maps", "flatten_subject",
+           "flatten_subjects", "hcp_flat_map", "image_differences", "load_subject_maps", "paired_images",
+           "spread_summary"]
 
 #: Where a subject's map is cached: ``(cohort, hemisphere, subject) -> path`` (the study's layout provides it).
 MapPath = Callable[[str, str, str], Path]
@@ -269,22 +269,6 @@ def paired_images(cohort: Cohort, template_maps: Mapping[str, FlatMap], path_of:
             reference = shared.to_image(maps[:, flat.vertex_index])
             images = np.stack([own.to_image([row], maps[row: row + 1])[0] for row in range(len(maps))])
             yield hemisphere, metric, reference, images
-
-
-def compare_images(cohort: Cohort, template_maps: Mapping[str, FlatMap], path_of: MapPath, size: int, *,
-                   method: str = "barycentric") -> pd.DataFrame:
-    """Pixel-wise correlation between each subject's image through the template map and through its own map.
-
-    One row per (hemisphere, metric, subject): Pearson correlation over the pixels, and the mean absolute
-    difference in units of the template images' pixel SD.
-    """
-    rows = []
-    subjects = cohort.subjects["subject"].astype(str).to_numpy()
-    for hemisphere, metric, reference, images in paired_images(cohort, template_maps, path_of, size, method=method):
-        rows += image_differences(reference, images, subjects).assign(hemisphere=hemisphere, metric=metric) \
-            .to_dict("records")
-    columns = ["hemisphere", "metric", "subject", "correlation", "mean |difference| (SD)"]
-    return pd.DataFrame(rows, columns=columns)
 
 
 def image_differences(reference: np.ndarray, images: np.ndarray, subjects: np.ndarray) -> pd.DataFrame:

@@ -10,8 +10,8 @@ import pytest
 from studylib.data.cohort import CohortWriter
 from studylib.data.surfaces import AREA_SD, subject_surface, warp_surface
 from studylib.data.templates import load_parcellation, load_template
-from studylib.flatmaps import (SubjectRasterizers, centroid_spread, compare_images, flatten_subjects,
-                               load_subject_maps)
+from studylib.flatmaps import (SubjectRasterizers, centroid_spread, flatten_subjects, image_differences,
+                               load_subject_maps, paired_images)
 from studylib.geometry.distortion import distortion_summary
 from studylib.geometry.flatten import cached_flat_map, flatten
 from studylib.geometry.mesh import triangle_areas
@@ -135,8 +135,11 @@ def test_per_subject_pipeline_on_fsaverage5(tmp_path):
             np.asarray(cohort.maps("left", "thickness"))[row, own["left"][row].vertex_index])
         np.testing.assert_allclose(images[row], expected, rtol=1e-6)
         assert np.corrcoef(images[row].ravel(), reference[row].ravel())[0, 1] > 0.9
-    agreement = compare_images(cohort, flats, path_of, 32)
-    assert len(agreement) == 4 and (agreement["correlation"] > 0.9).all()
+    pairs = list(paired_images(cohort, flats, path_of, 32))
+    assert [(h, m) for h, m, _, _ in pairs] == [(h, m) for h in ("left", "right") for m in cohort.metrics]
+    np.testing.assert_allclose(pairs[0][3], images, rtol=1e-6)  # the store's own-map images
+    agreement = image_differences(pairs[0][2], pairs[0][3], np.array(["s0", "s1"]))
+    assert len(agreement) == 2 and (agreement["correlation"] > 0.9).all()
 
     # occlusion maps go back through each subject's own map: a subject's image maps back to its vertex values
     rasterizers = SubjectRasterizers(own["left"], 64)

@@ -27,17 +27,22 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.sparse.linalg import splu
 
-__all__ = ["SymmetricFactor", "mesh_graph", "nested_dissection", "restrict_order"]
+__all__ = ["SymmetricFactor", "edge_graph", "mesh_graph", "nested_dissection", "restrict_order"]
+
+
+def edge_graph(edges: np.ndarray, n: int) -> sp.csr_matrix:
+    """0/1 symmetric adjacency of ``n`` vertices joined by ``edges`` (pairs; repeats allowed)."""
+    edges = np.asarray(edges)
+    graph = sp.csr_matrix((np.ones(2 * len(edges), dtype=np.int8), (np.r_[edges[:, 0], edges[:, 1]],
+                                                                    np.r_[edges[:, 1], edges[:, 0]])), shape=(n, n))
+    graph.data[:] = 1  # repeated edges were summed
+    return graph
 
 
 def mesh_graph(faces: np.ndarray, n: int) -> sp.csr_matrix:
     """0/1 vertex adjacency of a triangle mesh."""
     faces = np.asarray(faces)
-    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    graph = sp.csr_matrix((np.ones(2 * len(edges), dtype=np.int8), (np.r_[edges[:, 0], edges[:, 1]],
-                                                                    np.r_[edges[:, 1], edges[:, 0]])), shape=(n, n))
-    graph.data[:] = 1
-    return graph
+    return edge_graph(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), n)
 
 
 def nested_dissection(graph: sp.spmatrix, *, leaf: int = 64) -> np.ndarray:

@@ -51,6 +51,7 @@ from scipy.sparse.linalg import splu
 from scipy.spatial import ConvexHull
 
 from .mesh import signed_areas
+from .sparse import edge_graph, mesh_graph
 
 __all__ = [
     "AreaPreservingMap",
@@ -271,13 +272,6 @@ def power_cells(points: np.ndarray, weights: np.ndarray, *, margin: float | None
     return cells._replace(margin=1.0, attempts=attempt + 1)
 
 
-def _neighbours(edges: np.ndarray, n: int) -> sp.csr_matrix:
-    """0/1 adjacency of the points ``0..n-1`` joined by ``edges`` (pairs with both ends below n)."""
-    edges = edges[(edges < n).all(axis=1)]
-    ones = np.ones(2 * len(edges), dtype=np.int8)
-    return sp.csr_matrix((ones, (np.r_[edges[:, 0], edges[:, 1]], np.r_[edges[:, 1], edges[:, 0]])), shape=(n, n))
-
-
 def _grow(chosen: np.ndarray, adjacency: sp.csr_matrix) -> np.ndarray:
     """Boolean (n, k) sets grown by one ring of neighbours."""
     return chosen | ((adjacency @ chosen.astype(np.int32)) > 0)  # int32: a point may have hundreds of neighbours
@@ -340,7 +334,7 @@ def _power_cells_once(points: np.ndarray, weights: np.ndarray, mirrored: np.ndar
         centre[degenerate] = from_plane - position[tri[degenerate, 0]]
 
     edges = np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]])
-    adjacency = _neighbours(edges, n)
+    adjacency = edge_graph(edges[(edges < n).all(axis=1)], n)  # among the original points
     # every cell of an original point must stay inside the square
     absolute = centre + position[tri[:, 0]] + 0.5
     outside = (absolute < -_OUTSIDE_TOLERANCE) | (absolute > 1 + _OUTSIDE_TOLERANCE)  # (t, 2)
@@ -563,10 +557,7 @@ def _repair_flips(uv: np.ndarray, faces: np.ndarray, interior: np.ndarray, orien
                   max_rounds: int) -> tuple[np.ndarray, int]:
     """Local Laplacian smoothing of the interior vertices of flipped triangles (growing the region)."""
     n = len(uv)
-    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    adjacency = sp.csr_matrix((np.ones(2 * len(edges)), (np.r_[edges[:, 0], edges[:, 1]],
-                                                         np.r_[edges[:, 1], edges[:, 0]])), shape=(n, n))
-    adjacency.data[:] = 1.0  # duplicates summed: back to 0/1
+    adjacency = mesh_graph(faces, n).astype(np.float64)
     degree = np.asarray(adjacency.sum(axis=1)).ravel()
     uv = uv.copy()
     flipped = orientation * signed_areas(uv, faces) <= 0

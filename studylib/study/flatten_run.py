@@ -20,6 +20,7 @@ from ..flatmaps import centroid_spread, flatten_subjects, image_differences, loa
 from ..train.executors import make_executor
 from ..geometry.flatten import FlatMap
 from .notebook import StageContext
+from .steps import bayes_ceilings
 
 __all__ = ["ImageAgreement", "SubjectMapsRun", "flatten_per_subject", "image_agreement", "map_accuracy",
            "per_subject_cohorts", "store_flat_maps"]
@@ -221,6 +222,9 @@ def image_agreement(stage: StageContext, cohorts: Mapping[str, Cohort], *, folds
                                           "correlation_min": "pixel correlation, min",
                                           "difference_median": "mean |difference| (SD), median"}))
     agreement.accuracy = pd.DataFrame(accuracy)
+    if len(agreement.accuracy):  # beside the ceiling any classifier can reach (simulated cohorts; else NaN)
+        ceilings = bayes_ceilings(stage.layout, set(agreement.accuracy["cohort"]))
+        agreement.accuracy["Bayes-optimal accuracy (%)"] = 100 * agreement.accuracy["cohort"].map(ceilings)
     if len(agreement.accuracy):
         folds_used = "/".join(str(k) for k in sorted(agreement.accuracy["folds"].unique()))
         agreement.notes.append(

@@ -203,8 +203,10 @@ def _subject_maps(table: pd.DataFrame) -> dict:
 
 def _map_accuracy(table: pd.DataFrame) -> dict:
     difference = table["difference (points)"]
+    ceiling = table["Bayes-optimal accuracy (%)"].dropna() if "Bayes-optimal accuracy (%)" in table else []
     return {"low": f"{difference.min():+.1f}", "high": f"{difference.max():+.1f}", "sets": len(table),
-            "subjects": int(table["subjects"].max())}
+            "subjects": int(table["subjects"].max()),
+            "ceiling": ", ".join(f"{value:.1f}%" for value in sorted(set(ceiling))) or "unknown (real subjects)"}
 
 
 def _spread(table: pd.DataFrame) -> dict:
@@ -266,7 +268,7 @@ METHOD_SECTIONS = (
              "own maps accuracy (%)", "difference (points)", "difference 95% CI"),
             "The linear reference on each subject's images through its own map and through the template map, in the "
             "same folds: accuracy differences (own minus template) from {low} to {high} points over {sets} image "
-            "sets of up to {subjects} subjects.", _map_accuracy,
+            "sets of up to {subjects} subjects. Bayes-optimal ceiling of the cohort: {ceiling}.", _map_accuracy,
             absent="This run shares one map per template and hemisphere (flatten.mode: template)."),
     Section("Images", "03_rasterize", "image_stores.csv",
             ("cohort", "subjects", "size", "method", "flat maps", "dtype", "maps"),

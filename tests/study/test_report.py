@@ -104,3 +104,15 @@ def test_table_headlines_name_the_same_cohorts_linear_reference_and_its_bayes_ce
     facts = section.facts(table[table["cohort"] == "real"])
     assert facts["linear"] == "58.0%" and facts["ceiling"] == "unknown (real subjects)"
     assert section.facts(table.drop(columns="Bayes-optimal accuracy (%)"))["ceiling"] == "unknown (real subjects)"
+
+
+def test_map_accuracy_section_states_the_differences_and_the_ceiling():
+    from studylib.study.report import METHOD_SECTIONS
+
+    section = next(s for s in METHOD_SECTIONS if s.title.startswith("One arm on template-map"))
+    table = pd.DataFrame({"subjects": [24, 24], "difference (points)": [-2.1, 1.5],
+                          "Bayes-optimal accuracy (%)": [97.0, 97.0]})
+    facts = section.facts(table)
+    assert (facts["low"], facts["high"], facts["sets"], facts["ceiling"]) == ("-2.1", "+1.5", 2, "97.0%")
+    assert section.facts(table.assign(**{"Bayes-optimal accuracy (%)": float("nan")}))["ceiling"] == \
+        "unknown (real subjects)"
