@@ -1,6 +1,7 @@
 """Flattening the fs_LR 32k and fsaverage5 template hemispheres: time per stage and the distortion targets of issue #4;
 then the sizes of issue 17: fs_LR 32k left against the same surface subdivided 1:4 (~120k vertices kept, the size of a
-native FreeSurfer hemisphere) with the growth exponent, and one per-subject map (a warped subject, template corners).
+native FreeSurfer hemisphere) with each power-diagram backend (qhull, geogram) and the growth exponents, and one
+per-subject map (a warped subject, template corners).
 
 Targets: <= 15 s per 30k-vertex hemisphere on 2 cores (aim <= 5 s); 0 flipped triangles; triangle area ratio
 p5-p95 within [0.9, 1.1]; MMP parcel ratio p5-p95 within [0.98, 1.02]; conformal mean |mu| <= 0.03. Issue 17's aims
@@ -19,6 +20,7 @@ from studylib.data.surfaces import warp_surface
 from studylib.data.templates import load_parcellation, load_template
 from studylib.geometry.distortion import distortion_summary
 from studylib.geometry.flatten import flatten
+from studylib.geometry.transport import POWER_DIAGRAMS
 
 
 def main() -> None:
@@ -60,30 +62,40 @@ def subdivide(vertices: np.ndarray, faces: np.ndarray, labels: np.ndarray) -> tu
 
 
 def sizes() -> None:
+    """fs_LR 32k left and its 1:4 subdivision with both power-diagram backends, run side by side."""
     surface = load_template("fs_LR_32k").surfaces["left"]
     parcels = load_parcellation("dk", "fs_LR_32k").labels["left"]
+    meshes = {"32k": (surface.vertices, surface.faces, surface.cortex),
+              "130k": subdivide(surface.vertices, surface.faces, surface.cortex)}
+    aims = {"32k": 3.0, "130k": 15.0}
     runs = {}
-    small = flatten(surface.vertices, surface.faces, surface.cortex)
-    runs["32k"] = (small.report.vertices, small.report.seconds)
-    vertices, faces, keep = subdivide(surface.vertices, surface.faces, surface.cortex)
-    big = flatten(vertices, faces, keep)
-    runs["130k"] = (big.report.vertices, big.report.seconds)
-    exponent = np.log(runs["130k"][1] / runs["32k"][1]) / np.log(runs["130k"][0] / runs["32k"][0])
-    for name, flat, surface_vertices, aim in (("32k", small, surface.vertices, 3.0), ("130k", big, vertices, 15.0)):
-        labels = {"DK": parcels[flat.vertex_index]} if name == "32k" else {}  # subdivision has no atlas
-        summary = distortion_summary(surface_vertices[flat.vertex_index], flat.faces, flat.uv, labels)
-        s = flat.report.summary()
-        print(f"fs_LR {name} left: {s['vertices']} vertices, {s['seconds']:.1f} s (aim <= {aim:.0f} s: "
-              f"{s['seconds'] / aim:.1f}x the aim; conformal {s['conformal_seconds']:.1f} s, transport "
-              f"{s['transport_seconds']:.1f} s / {s['transport_iterations']} iterations); flipped {summary['flipped']}"
-              + (f"; D-K parcel ratio p5-p95 {summary['DK_ratio_p5']:.4f}-{summary['DK_ratio_p95']:.4f}"
-                 if name == "32k" else ""))
-    print(f"growth exponent (time ~ n^k): k = {exponent:.2f}")
+    for name, (vertices, faces, keep) in meshes.items():
+        for backend in POWER_DIAGRAMS:
+            flat = flatten(vertices, faces, keep, power_diagram=backend)
+            runs[name, backend] = flat
+            labels = {"DK": parcels[flat.vertex_index]} if name == "32k" else {}  # subdivision has no atlas
+            summary = distortion_summary(vertices[flat.vertex_index], flat.faces, flat.uv, labels)
+            s = flat.report.summary()
+            print(f"fs_LR {name} left, power diagrams by {backend}: {s['vertices']} vertices, {s['seconds']:.1f} s "
+                  f"({s['seconds'] / aims[name]:.1f}x the aim of {aims[name]:.0f} s; conformal "
+                  f"{s['conformal_seconds']:.1f} s, transport {s['transport_seconds']:.1f} s / "
+                  f"{s['transport_iterations']} iterations); flipped {summary['flipped']}"
+                  + (f"; D-K parcel ratio p5-p95 {summary['DK_ratio_p5']:.4f}-{summary['DK_ratio_p95']:.4f}"
+                     if name == "32k" else ""))
+    for backend in POWER_DIAGRAMS:
+        small, big = runs["32k", backend].report, runs["130k", backend].report
+        exponent = np.log(big.seconds / small.seconds) / np.log(big.vertices / small.vertices)
+        print(f"{backend}: growth exponent (time ~ n^k) k = {exponent:.2f}")
+    for name in meshes:
+        qhull, geogram = runs[name, "qhull"], runs[name, "geogram"]
+        print(f"{name}: geogram / qhull time {geogram.report.seconds / qhull.report.seconds:.2f}; largest vertex "
+              f"distance between their maps {np.abs(geogram.uv - qhull.uv).max():.1e}")
+    small = runs["32k", "qhull"]
     warped = warp_surface(surface.vertices, surface.faces, np.random.default_rng(0))
     tick = time.perf_counter()
     own = flatten(warped, surface.faces, surface.cortex, corners=small.vertex_index[small.corners])
-    print(f"per-subject map (warped fs_LR 32k left, template corners): {time.perf_counter() - tick:.1f} s, flipped "
-          f"{own.report.flipped}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(f"per-subject map (warped fs_LR 32k left, template corners, qhull): {time.perf_counter() - tick:.1f} s, "
+          f"flipped {own.report.flipped}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

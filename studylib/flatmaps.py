@@ -128,7 +128,7 @@ def flatten_subjects(cohort: Cohort, template_maps: Mapping[str, FlatMap], path_
     processes or Ray tasks, one :class:`SubjectMapTask` each). Returns one row per (hemisphere, subject): the
     flattening report (times, iterations) and the distortion summary (flipped triangles, triangle and D-K parcel
     area ratios when ``labels``, the D-K labels per template vertex of each hemisphere, are given). ``options`` go to
-    :func:`~studylib.geometry.flatten.flatten` (``tolerance``, ``max_iterations``).
+    :func:`~studylib.geometry.flatten.flatten` (``tolerance``, ``max_iterations``, ``power_diagram``).
     """
     from .progress import progress_bar
 

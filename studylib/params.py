@@ -247,6 +247,9 @@ class FlattenParams(_Section):
 
     tolerance: float = Field(default=1e-9, gt=0, lt=1e-2, description="Newton residual at which solves stop.")
     max_iterations: PositiveInt = 100
+    power_diagram: Literal["qhull", "geogram"] = Field(
+        default="qhull", description="The transport's power diagrams: qhull (deterministic) or geogram (about twice "
+                                     "as fast per map, not bit-reproducible between runs).")
     mode: Literal["template", "per-subject"] = Field(
         default="template", description="template: one map per template and hemisphere; per-subject: each subject's "
                                         "own surface flattened (cached per subject, in parallel by the executor's "
@@ -255,6 +258,12 @@ class FlattenParams(_Section):
         default=None, description="per-subject mode: the cohorts whose subjects get their own maps (the others keep "
                                   "the template's); null: every cohort. Only sources with individual surfaces "
                                   "(simulated, hcp, freesurfer, bids) can be named.")
+
+    def solver_options(self) -> dict:
+        """The keyword options of :func:`studylib.geometry.flatten.flatten` these params set (part of a map's cache
+        key)."""
+        return {"tolerance": self.tolerance, "max_iterations": self.max_iterations,
+                "power_diagram": self.power_diagram}
 
 
 class RasterParams(_Section):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -105,6 +106,14 @@ def test_flatten_command(tmp_path):
     with np.load(out) as stored:
         assert {"uv", "faces", "vertex_index", "corners"} <= set(stored.files)
         assert stored["uv"].shape == (len(stored["vertex_index"]), 2)
+        uv = stored["uv"]
+    if importlib.util.find_spec("geogram") is not None:  # the other power-diagram backend: the same map
+        fast = subprocess.run([sys.executable, "-m", "studylib.study.cli", "flatten", str(surface), "--cortex-mask",
+                               str(mask), "--out", str(tmp_path / "fast.npz"), "--power-diagram", "geogram"],
+                              capture_output=True, text=True, timeout=120)
+        assert fast.returncode == 0, fast.stderr
+        with np.load(tmp_path / "fast.npz") as stored:
+            np.testing.assert_allclose(stored["uv"], uv, atol=1e-8)
     closed = tmp_path / "closed.txt"
     np.savetxt(closed, np.ones(len(vertices), dtype=int), fmt="%d")
     failed = subprocess.run([sys.executable, "-m", "studylib.study.cli", "flatten", str(surface), "--cortex-mask",

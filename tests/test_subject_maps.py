@@ -176,6 +176,13 @@ def test_flatten_params(write_params):
     data["flatten"]["cohorts"] = ["nobody"]
     with pytest.raises(ParamsError, match="flatten.cohorts: no cohort 'nobody'"):
         load_params(write_params(data, name="unknown"))
+    # the solver's options, passed as they are to flatten() (and so part of every map's cache key)
+    assert smoke.flatten.solver_options() == {"tolerance": 1e-9, "max_iterations": 100, "power_diagram": "qhull"}
+    data["flatten"] = {"power_diagram": "geogram"}
+    assert load_params(write_params(data, name="fast")).flatten.solver_options()["power_diagram"] == "geogram"
+    data["flatten"] = {"power_diagram": "voro++"}
+    with pytest.raises(ParamsError, match="power_diagram"):
+        load_params(write_params(data, name="unknown_backend"))
 
 
 def test_hcp_subjects_bring_their_own_midthickness_surfaces(tmp_path, write_params):

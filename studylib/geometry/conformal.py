@@ -31,7 +31,8 @@ from scipy.sparse.csgraph import dijkstra
 
 from .disk import Disk
 from .laplacian import cotangent_matrix
-from .sparse import SymmetricFactor, mesh_graph, nested_dissection, restrict_order
+from .mesh import contains, distinct
+from .sparse import Cholesky
 
 __all__ = ["ConformalMap", "choose_corners", "conformal_square"]
 
@@ -106,16 +107,10 @@ def _angle_sums(faces: np.ndarray, angles: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(faces.ravel(), weights=angles.ravel(), minlength=n)
 
 
-def choose_corners(disk: Disk, order: np.ndarray | None = None) -> np.ndarray:
-    """Four boundary vertices (indices into ``disk.vertices``) in loop order; see the module docstring.
-
-    ``order`` is a fill-reducing order of the mesh's vertices (:func:`~studylib.geometry.sparse.nested_dissection`
-    of its graph, computed when not given).
-    """
+def choose_corners(disk: Disk) -> np.ndarray:
+    """Four boundary vertices (indices into ``disk.vertices``) in loop order; see the module docstring."""
     vertices, faces, loop = disk.vertices, disk.faces, disk.boundary
     n = len(vertices)
-    if order is None:
-        order = nested_dissection(mesh_graph(faces, n))
     lengths = _edge_lengths(vertices, faces)
     angles = _angles(lengths)
     stiffness = _cotan_matrix(faces, angles, n)
@@ -132,7 +127,7 @@ def choose_corners(disk: Disk, order: np.ndarray | None = None) -> np.ndarray:
     rhs = np.zeros(len(inner))
     rhs[np.searchsorted(inner, centre)] = 1.0
     green = np.zeros(n)
-    green[inner] = SymmetricFactor(stiffness[inner][:, inner], restrict_order(order, inner)).solve(rhs)
+    green[inner] = Cholesky(stiffness[inner][:, inner]).solve(rhs)  # P1 stiffness, boundary fixed: positive definite
     flux = -(stiffness[loop] @ green)
     measure = np.clip(flux, 0, None)
     measure /= measure.sum()
@@ -175,15 +170,11 @@ def conformal_square(disk: Disk, corners: np.ndarray | None = None, *, tolerance
     tick = time.perf_counter()
     vertices, faces, loop = disk.vertices, disk.faces, disk.boundary
     n = len(vertices)
-    log_base = np.log(_edge_lengths(vertices, faces))
-    # One fill-reducing order serves every solve. It is taken from the intrinsic Delaunay triangulation of the
-    # input metric: on fs_LR 32k that flips ~7 % of the mesh's edges, and the Newton steps then change < 0.3 %.
-    intrinsic, log_base, _ = _delaunay(faces, log_base, np.zeros(n), n)
-    order = nested_dissection(mesh_graph(intrinsic, n))
-    corners = choose_corners(disk, order) if corners is None else np.asarray(corners, dtype=np.int64)
+    corners = choose_corners(disk) if corners is None else np.asarray(corners, dtype=np.int64)
     target = np.full(n, 2 * np.pi)
     target[loop] = np.pi
     target[corners] = np.pi / 2
+    log_base = np.log(_edge_lengths(vertices, faces))
 
     def state(u: np.ndarray, faces: np.ndarray, log_base: np.ndarray) -> tuple:
         faces, log_base, lengths = _delaunay(faces, log_base, u, n)
@@ -191,10 +182,9 @@ def conformal_square(disk: Disk, corners: np.ndarray | None = None, *, tolerance
         return faces, log_base, angles, _angle_sums(faces, angles, n) - target
 
     u = np.zeros(n)
-    intrinsic, log_base, angles, error = state(u, intrinsic, log_base)
+    intrinsic, log_base, angles, error = state(u, faces, log_base)
     residuals = [float(np.abs(error).max())]
     keep = np.arange(1, n)  # the solution is defined up to a constant: pin u[0]
-    keep_order = restrict_order(order, keep)
     for _ in range(max_iterations):
         if residuals[-1] < tolerance:
             break
@@ -202,7 +192,7 @@ def conformal_square(disk: Disk, corners: np.ndarray | None = None, *, tolerance
         step = np.zeros(n)
         # -jacobian is a cotangent Laplacian on an intrinsic Delaunay mesh (non-negative weights), positive definite
         # with one vertex pinned
-        step[keep] = SymmetricFactor(-jacobian[keep][:, keep], keep_order).solve(error[keep])
+        step[keep] = Cholesky(-jacobian[keep][:, keep]).solve(error[keep])
         scale = 1.0
         while True:  # damped: the error must decrease
             trial = state(u + scale * step, intrinsic, log_base)
@@ -215,8 +205,9 @@ def conformal_square(disk: Disk, corners: np.ndarray | None = None, *, tolerance
     if residuals[-1] >= tolerance:
         raise RuntimeError(f"conformal map did not converge: max angle error per iteration {residuals}")
     lengths = _scaled_lengths(intrinsic, log_base, u)
-    uv, aspect = _layout(intrinsic, lengths, _angles(lengths), loop, corners, n, order)
-    flips = int(len(np.setdiff1d(_edge_codes(intrinsic, n), _edge_codes(faces, n))))
+    uv, aspect = _layout(intrinsic, lengths, _angles(lengths), loop, corners, n)
+    intrinsic_edges = distinct(_edge_codes(intrinsic, n))
+    flips = int((~contains(distinct(_edge_codes(faces, n)), intrinsic_edges)).sum())
     return ConformalMap(uv, corners, residuals, aspect, time.perf_counter() - tick, flips)
 
 
@@ -272,7 +263,7 @@ def _delaunay(faces: np.ndarray, log_base: np.ndarray, u: np.ndarray, n: int,
 
 
 def _layout(faces: np.ndarray, lengths: np.ndarray, angles: np.ndarray, loop: np.ndarray, corners: np.ndarray,
-            n: int, order: np.ndarray) -> tuple[np.ndarray, float]:
+            n: int) -> tuple[np.ndarray, float]:
     """Boundary on the rectangle's sides by arc length; interior harmonic in the flat metric; scaled to [0,1]²."""
     edge_length = {}
     for k in range(3):
@@ -296,8 +287,7 @@ def _layout(faces: np.ndarray, lengths: np.ndarray, angles: np.ndarray, loop: np
     interior = np.ones(n, dtype=bool)
     interior[loop] = False
     inner, outer = np.flatnonzero(interior), loop
-    system = laplacian[inner][:, inner].tocsc()
     rhs = -(laplacian[inner][:, outer] @ uv[outer])
-    # the Laplacian with the boundary fixed is negative definite: factor -system once (as in the Newton steps)
-    uv[inner] = SymmetricFactor(-system, restrict_order(order, inner)).solve(-np.ascontiguousarray(rhs))
+    # the cotangent Laplacian (positive diagonal) with the boundary fixed is positive definite
+    uv[inner] = Cholesky(laplacian[inner][:, inner]).solve(rhs)
     return uv, aspect

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from .mesh import mesh_topology, submesh
+from .mesh import contains, mesh_topology, submesh
 
 __all__ = ["Disk", "DiskError", "boundary_loop", "prepare_disk"]
 
@@ -54,7 +54,7 @@ def _boundary_half_edges(faces: np.ndarray) -> np.ndarray:
     n = int(faces.max()) + 1
     codes = half[:, 0] * n + half[:, 1]
     reverse = half[:, 1] * n + half[:, 0]
-    return half[~np.isin(codes, reverse)]
+    return half[~contains(np.sort(reverse), codes)]
 
 
 def boundary_loop(faces: np.ndarray) -> np.ndarray:

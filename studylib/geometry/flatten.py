@@ -167,7 +167,7 @@ REFINE_BAND = (0.95, 1.05)
 
 def flatten(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray | None = None, *,
             area_preserving: bool = True, tolerance: float = 1e-9, max_iterations: int = 100,
-            refine: bool | None = None, corners: np.ndarray | None = None) -> FlatMap:
+            refine: bool | None = None, corners: np.ndarray | None = None, power_diagram: str = "qhull") -> FlatMap:
     """Map a hemisphere (without its medial wall) onto the unit square.
 
     Parameters
@@ -188,6 +188,9 @@ def flatten(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray | None = N
         Input-mesh indices of the vertices to put on the corners (0, 0), (1, 0), (1, 1), (0, 1), in boundary-loop
         order; chosen from the boundary's shape by default. A template map's ``vertex_index[corners]`` puts the
         same anatomical points on the corners of every surface that shares the template's mesh.
+    power_diagram : {"qhull", "geogram"}
+        The transport's power-diagram backend (:func:`~studylib.geometry.transport.power_cells`): qhull is
+        deterministic; geogram is about twice as fast per map but not bit-reproducible between runs.
 
     Raises
     ------
@@ -207,7 +210,7 @@ def flatten(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray | None = N
 
         _, vertex_areas = cotangent_laplacian(disk.vertices, disk.faces)
         result = area_preserving_map(conformal.uv, disk.faces, vertex_areas, disk.boundary, conformal.corners,
-                                     tol=tolerance, max_iterations=max_iterations)
+                                     tol=tolerance, max_iterations=max_iterations, power_diagram=power_diagram)
         if not result.converged:
             raise RuntimeError(f"optimal transport did not converge: relative cell-area error per iteration "
                                f"{[float(r) for r in result.residuals]}")

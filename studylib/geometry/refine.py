@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .mesh import signed_areas
-from .sparse import SymmetricFactor, nested_dissection
+from .sparse import Cholesky
 
 __all__ = ["RefineResult", "refine_triangle_areas"]
 
@@ -64,7 +64,6 @@ def refine_triangle_areas(uv: np.ndarray, faces: np.ndarray, target: np.ndarray,
     unknowns = int(free_x.sum() + free_y.sum())
     rows = np.repeat(np.arange(len(faces)), 3)
     residuals = []
-    order = None  # the normal equations keep their pattern: one fill-reducing order for every iteration
     for _ in range(iterations):
         areas = signed_areas(uv, faces)
         error = areas / target - 1.0
@@ -80,9 +79,7 @@ def refine_triangle_areas(uv: np.ndarray, faces: np.ndarray, target: np.ndarray,
                                  shape=(len(faces), unknowns))
         normal = (jacobian.T @ jacobian).tocsc()
         normal = normal + sp.diags(np.full(unknowns, damping * normal.diagonal().mean()))
-        if order is None:
-            order = nested_dissection(normal)
-        step = -SymmetricFactor(normal, order).solve(jacobian.T @ error)
+        step = -Cholesky(normal).solve(jacobian.T @ error)
         move = np.zeros_like(uv)
         move[free_x, 0] = step[column_x[free_x]]
         move[free_y, 1] = step[column_y[free_y]]

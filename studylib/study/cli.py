@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
                       help=".npy/.txt/.csv of 0/1 per vertex, or a FreeSurfer .label of cortex vertices")
     flat.add_argument("--out", required=True, metavar="MAP.npz", help="where to write uv, faces, vertex_index, corners")
     flat.add_argument("--conformal-only", action="store_true", help="stop after the conformal square map")
+    flat.add_argument("--power-diagram", choices=("qhull", "geogram"), default="qhull",
+                      help="the transport's power diagrams: qhull (deterministic, default) or geogram (about twice "
+                           "as fast, not bit-reproducible)")
     flat.add_argument("--json", action="store_true", help="print the distortion figures as JSON")
 
     fetch = commands.add_parser("fetch", help="download reference data (checksum-verified) into the data directory")
@@ -136,7 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             vertices, faces = load_surface(args.surface)
             mask = load_mask(args.cortex_mask, len(vertices))
             try:
-                flat = flatten(vertices, faces, mask, area_preserving=not args.conformal_only)
+                flat = flatten(vertices, faces, mask, area_preserving=not args.conformal_only,
+                               power_diagram=args.power_diagram)
             except DiskError as error:
                 print(f"error: {args.surface} with mask {args.cortex_mask}: {error}", file=sys.stderr)
                 return 1

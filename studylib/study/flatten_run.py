@@ -100,8 +100,7 @@ def flatten_per_subject(stage: StageContext, template_maps: Mapping[tuple[str, s
         atlas = load_parcellation("dk", cohort.template)
         flats = {h: template_maps[(cohort.template, h)] for h in cohort.hemispheres}
         runs.append(flatten_subjects(cohort, flats, layout.subject_flat_map, executor=executor,
-                                     labels=atlas.labels, progress=progress, tolerance=params.flatten.tolerance,
-                                     max_iterations=params.flatten.max_iterations))
+                                     labels=atlas.labels, progress=progress, **params.flatten.solver_options()))
         cortical = {k: v for k, v in atlas.names.items() if not v.endswith(("corpuscallosum", "unknown", "???"))}
         for hemisphere in cohort.hemispheres:
             own = centroid_spread(load_subject_maps(cohort, hemisphere, layout.subject_flat_map),

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from studylib.geometry.mesh import mesh_topology, submesh
+from studylib.geometry.mesh import contains, distinct, mesh_topology, submesh
 from tests.support import grid
 
 
@@ -75,3 +75,14 @@ def test_submesh_reindexes_and_keeps_original_indices():
 def test_bad_arrays_are_rejected(vertices, faces, message):
     with pytest.raises(ValueError, match=message):
         mesh_topology(vertices, faces)
+
+
+def test_distinct_and_contains_agree_with_numpy():
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 10**12, 5000)
+    values[::7] = values[0]  # repeats
+    np.testing.assert_array_equal(distinct(values), np.unique(values))
+    assert distinct(np.array([], dtype=np.int64)).size == 0
+    queries = np.r_[values[:100], rng.integers(0, 10**12, 100), [-1, 10**13]]
+    np.testing.assert_array_equal(contains(distinct(values), queries), np.isin(queries, values))
+    assert not contains(np.array([], dtype=np.int64), queries).any()

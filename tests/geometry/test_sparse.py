@@ -1,13 +1,13 @@
-"""Nested-dissection ordering and the symmetric factorisation of the conformal map's Newton steps."""
+"""Mesh graphs and the sparse Cholesky factorisation of the flattening's Newton steps."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from scipy.sparse.linalg import spsolve, splu
+from scipy.sparse.linalg import spsolve
 
-from studylib.geometry.sparse import SymmetricFactor, mesh_graph, nested_dissection, restrict_order
+from studylib.geometry.sparse import Cholesky, edge_graph, mesh_graph
 
 
 def _grid(side: int) -> tuple[np.ndarray, sp.csr_matrix]:
@@ -20,39 +20,34 @@ def _grid(side: int) -> tuple[np.ndarray, sp.csr_matrix]:
     return faces, laplacian.tocsr()
 
 
-def test_nested_dissection_is_a_permutation_that_fills_less_than_the_natural_order():
-    faces, laplacian = _grid(60)
-    order = nested_dissection(mesh_graph(faces, 3600))
-    np.testing.assert_array_equal(np.sort(order), np.arange(3600))
-    natural = splu(laplacian.tocsc(), permc_spec="NATURAL", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
-    factor = SymmetricFactor(laplacian, order)
-    assert factor._lu.L.nnz < 0.5 * natural.L.nnz  # a banded grid fills its whole band; dissection does not
+def test_mesh_graph_is_a_symmetric_0_1_adjacency_without_self_loops():
+    faces, _ = _grid(4)
+    graph = mesh_graph(faces, 16)
+    assert (graph != graph.T).nnz == 0 and set(np.unique(graph.data)) == {1}
+    assert graph.diagonal().sum() == 0
+    assert graph.nnz == 2 * (12 + 12 + 9)  # horizontal, vertical and diagonal edges, each in both directions
+    np.testing.assert_array_equal(edge_graph(np.array([[0, 1], [1, 0], [0, 1]]), 3).toarray(),
+                                  [[0, 1, 0], [1, 0, 0], [0, 0, 0]])  # repeated edges count once
 
 
-def test_nested_dissection_handles_several_components_and_ignores_the_diagonal():
-    faces, _ = _grid(12)
-    two = np.r_[faces, faces + 144]  # two separate grids
-    graph = mesh_graph(two, 288) + sp.identity(288, dtype=np.int8)
-    order = nested_dissection(graph, leaf=8)
-    np.testing.assert_array_equal(np.sort(order), np.arange(288))
-    with pytest.raises(ValueError, match="square"):
-        nested_dissection(sp.csr_matrix((3, 4)))
-
-
-def test_symmetric_factor_solves_like_spsolve_also_on_a_restricted_order():
-    faces, laplacian = _grid(30)
+def test_cholesky_solves_like_spsolve_for_vectors_and_blocks():
+    _, laplacian = _grid(30)
     rng = np.random.default_rng(0)
-    order = nested_dissection(mesh_graph(faces, 900))
-    rhs = rng.normal(size=(900, 2))
-    np.testing.assert_allclose(SymmetricFactor(laplacian, order).solve(rhs), spsolve(laplacian.tocsc(), rhs),
-                               rtol=1e-9, atol=1e-9)
-    inner = np.sort(rng.choice(900, 700, replace=False))  # e.g. interior vertices, or all but a pinned one
-    sub = laplacian[inner][:, inner]
-    restricted = restrict_order(order, inner)
-    np.testing.assert_array_equal(inner[restricted], order[np.isin(order, inner)])  # same relative order
-    np.testing.assert_allclose(SymmetricFactor(sub, restricted).solve(rhs[inner, 0]),
-                               spsolve(sub.tocsc(), rhs[inner, 0]), rtol=1e-9, atol=1e-9)
-    with pytest.raises(ValueError, match="order has"):
-        SymmetricFactor(laplacian, order[:-1])
-    with pytest.raises(ValueError, match="permutation"):
-        SymmetricFactor(laplacian, np.r_[order[:-1], order[0]])
+    rhs = rng.normal(size=(900, 3))
+    factor = Cholesky(laplacian)
+    np.testing.assert_allclose(factor.solve(rhs), spsolve(laplacian.tocsc(), rhs), rtol=1e-9, atol=1e-9)
+    solution = factor.solve(rhs[:, 0])
+    assert solution.shape == (900,)
+    np.testing.assert_allclose(laplacian @ solution, rhs[:, 0], atol=1e-9)
+    # only the lower triangle is read: the upper one may be anything (e.g. missing)
+    np.testing.assert_allclose(Cholesky(sp.tril(laplacian)).solve(rhs[:, 0]), solution, rtol=1e-12)
+
+
+def test_cholesky_rejects_matrices_it_cannot_factor():
+    _, laplacian = _grid(10)
+    with pytest.raises(ValueError, match="not positive definite"):
+        Cholesky(-laplacian)
+    with pytest.raises(ValueError, match="square"):
+        Cholesky(sp.csr_matrix((3, 4)))
+    with pytest.raises(ValueError, match="rhs must have shape"):
+        Cholesky(laplacian).solve(np.ones(99))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -155,6 +157,99 @@ def test_power_cells_rejects_points_on_a_side():
         power_cells(np.array([[0.0, 0.5], [0.5, 0.5]]), np.zeros(2))
 
 
+# ---- the geogram backend: the same cells as Qhull's
+
+
+@pytest.fixture
+def needs_geogram():
+    pytest.importorskip("geogram")
+
+
+def test_geogram_cells_match_brute_force_and_qhull(needs_geogram):
+    rng = np.random.default_rng(0)
+    points = rng.uniform(0.01, 0.99, (30, 2))
+    weights = rng.normal(0, 0.003, 30)
+    cells = power_cells(points, weights, backend="geogram")
+    reference = power_cells(points, weights)
+    assert abs(cells.areas.sum() - 1) < 1e-12
+    areas, _, counts = brute_force_cells(points, weights)
+    np.testing.assert_allclose(cells.areas, areas, atol=0.2 / GRID)
+    np.testing.assert_array_equal(cells.empty, counts == 0)
+    np.testing.assert_allclose(cells.areas, reference.areas, atol=1e-10)  # the shift of _geogram_cells: ~1e-11
+    np.testing.assert_allclose(cells.centroids, reference.centroids, atol=1e-9)
+    assert abs(cells.hessian - reference.hessian).max() < 1e-8
+
+
+def test_geogram_cells_clip_a_cell_that_reaches_every_side_and_report_hidden_points(needs_geogram):
+    t = (np.arange(12) + 0.5) / 12
+    near = 0.003
+    layer = np.r_[np.c_[t, np.full(12, near)], np.c_[t, np.full(12, 1 - near)],
+                  np.c_[np.full(12, near), t], np.c_[np.full(12, 1 - near), t]]
+    rng = np.random.default_rng(5)
+    points = np.r_[layer, rng.uniform(0.1, 0.9, (10, 2)), [[0.5, 0.5]], [[0.52, 0.5]]]
+    weights = np.zeros(len(points))
+    weights[-2] = 0.3  # one big cell reaching the four sides
+    weights[-1] = -0.5  # hidden
+    cells = power_cells(points, weights, backend="geogram")
+    reference = power_cells(points, weights)
+    assert cells.empty[-1] and cells.areas[-1] == 0 and cells.areas[-2] > 0.5
+    np.testing.assert_array_equal(cells.empty, reference.empty)
+    np.testing.assert_allclose(cells.areas, reference.areas, atol=1e-10)
+
+
+@pytest.mark.parametrize("k", [9, 30])
+def test_geogram_cells_survive_a_regular_grid_at_equal_weights(needs_geogram, k):
+    # cocircular points with equal weights crash geogram 0.0.7's triangulation unless the weights are shifted
+    centres = (np.arange(k) + 0.5) / k
+    points = np.stack(np.meshgrid(centres, centres), axis=-1).reshape(-1, 2)
+    for weights in (np.zeros(len(points)), np.full(len(points), 0.123)):
+        cells = power_cells(points, weights, backend="geogram")
+        np.testing.assert_allclose(cells.areas, 1 / k**2, rtol=1e-6)
+        np.testing.assert_allclose(cells.centroids, points, atol=1e-6)
+
+
+def test_geogram_cells_that_do_not_tile_the_square_are_recomputed_by_qhull(needs_geogram, monkeypatch):
+    import geogram
+
+    real = geogram.Voronoi
+    calls = []
+
+    class Incomplete:  # a diagram with some cells' pieces missing
+        def __init__(self, *args, **kwargs):
+            calls.append(1)
+            diagram = real(*args, **kwargs)
+            keep = slice(0, len(np.asarray(diagram.t)) - 10)
+            self.q, self.t = diagram.q, np.asarray(diagram.t)[keep]
+            self.tseed, self.tadj = np.asarray(diagram.tseed)[keep], np.asarray(diagram.tadj)[keep]
+
+    rng = np.random.default_rng(9)
+    points = rng.uniform(0.01, 0.99, (200, 2))
+    weights = rng.normal(0, 1e-4, 200)
+    monkeypatch.setattr(geogram, "Voronoi", Incomplete)
+    with pytest.warns(RuntimeWarning, match="do not tile the square, twice"):
+        cells = power_cells(points, weights, backend="geogram")
+    assert len(calls) == 2
+    reference = power_cells(points, weights)
+    np.testing.assert_array_equal(cells.areas, reference.areas)
+
+
+def test_geogram_backend_without_geogram_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "geogram", None)  # as if not installed
+    points = np.random.default_rng(1).uniform(0.1, 0.9, (10, 2))
+    with pytest.raises(ImportError, match="pip install geogram"):
+        power_cells(points, np.zeros(10), backend="geogram")
+    assert power_cells(points, np.zeros(10)).areas.sum() == pytest.approx(1)  # the default needs nothing more
+
+
+def test_geogram_cells_reject_what_it_cannot_triangulate(needs_geogram):
+    with pytest.raises(ValueError, match="at least 3"):
+        power_cells(np.array([[0.2, 0.5], [0.5, 0.5]]), np.zeros(2), backend="geogram")
+    with pytest.raises(ValueError, match="collinear"):
+        power_cells(np.array([[0.1, 0.1], [0.5, 0.5], [0.9, 0.9]]), np.zeros(3), backend="geogram")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        power_cells(np.array([[0.1, 0.1], [0.5, 0.5], [0.9, 0.2]]), np.zeros(3), backend="cgal")
+
+
 def test_solve_transport_random_targets():
     rng = np.random.default_rng(4)
     n = 2000
@@ -229,6 +324,21 @@ def test_area_preserving_map_on_a_distorted_grid():
 
     again = area_preserving_map(conformal, faces, targets, boundary, corners)
     np.testing.assert_array_equal(result.uv, again.uv)
+
+
+def test_area_preserving_map_with_geogram_matches_qhull(needs_geogram):
+    # a regular grid: cocircular sites at equal (zero) weights at the start, the case geogram cannot take unshifted
+    grid, faces, boundary, corners = grid_disk(30)
+    conformal = distort(grid)
+    targets = vertex_areas(grid, faces)
+    fast = area_preserving_map(conformal, faces, targets, boundary, corners, power_diagram="geogram")
+    reference = area_preserving_map(conformal, faces, targets, boundary, corners)
+    assert fast.converged and fast.flipped == 0
+    shares = targets / targets.sum()
+    assert abs(fast.areas - shares).max() / shares.min() < 1e-6
+    np.testing.assert_allclose(fast.uv, reference.uv, atol=1e-8)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        area_preserving_map(conformal, faces, targets, boundary, corners, power_diagram="voro++")
 
 
 def test_area_preserving_map_keeps_clockwise_orientation_and_checks_corners():
