@@ -265,11 +265,14 @@ def _delaunay(faces: np.ndarray, log_base: np.ndarray, u: np.ndarray, n: int,
 def _layout(faces: np.ndarray, lengths: np.ndarray, angles: np.ndarray, loop: np.ndarray, corners: np.ndarray,
             n: int) -> tuple[np.ndarray, float]:
     """Boundary on the rectangle's sides by arc length; interior harmonic in the flat metric; scaled to [0,1]²."""
-    edge_length = {}
-    for k in range(3):
-        i, j = faces[:, (k + 1) % 3], faces[:, (k + 2) % 3]
-        edge_length.update(zip(zip(i.tolist(), j.tolist()), lengths[:, k].tolist()))
-    steps = np.array([edge_length[(int(a), int(b))] for a, b in zip(loop, np.roll(loop, -1))])
+    # the length of each boundary edge (a, next a): the face side from corner k + 1 to corner k + 2 (opposite k)
+    directed = np.concatenate([faces[:, (k + 1) % 3] * n + faces[:, (k + 2) % 3] for k in range(3)])
+    order = np.argsort(directed)
+    wanted = loop * n + np.roll(loop, -1)
+    position = np.searchsorted(directed[order], wanted).clip(max=len(directed) - 1)
+    if (directed[order][position] != wanted).any():
+        raise ValueError("the boundary loop does not follow the faces' orientation")
+    steps = lengths.T.ravel()[order][position]
     start = int(np.flatnonzero(loop == corners[0])[0])
     loop = np.roll(loop, -start)
     steps = np.roll(steps, -start)

@@ -34,10 +34,12 @@ points; the two agree to roundoff (areas within 3e-10 of the smallest cell, Hess
 Solver. ``G(w) = areas`` is solved for ``G(w) = ν`` with the damped Newton method of Kitagawa, Mérigot
 and Thibert (2019, "Convergence of a Newton algorithm for semi-discrete optimal transport", JEMS 21(9)):
 the step ``H dw = ν - G(w)`` (``H`` singular with the constants in its kernel; one weight is pinned) is
-halved until no cell is smaller than ``ε0`` (half of the smallest initial cell or target, whichever is smaller) and
-the residual ``|G - ν|`` decreases by the factor ``1 - τ/2`` (the first trial step is twice the last accepted one,
-at most 1). Convergence is global and, near the solution, quadratic. (A stricter floor used here before, half of each
-cell's own target or current area, rejected more trial steps: 19 diagrams against 17 at 118,530 points.)
+shortened until no cell is smaller than ``ε0`` (half of the smallest initial cell or target, whichever is smaller)
+and the residual ``|G - ν|`` decreases by the factor ``1 - τ/2`` (the first trial step is twice the last accepted one,
+at most 1; a rejected one is halved, or cut further when the cells' areas, taken as linear in the step, say it must
+be: :func:`_next_trial`). Convergence is global and, near the solution, quadratic. (A stricter floor used here
+before, half of each cell's own target or current area, rejected more trial steps: 19 diagrams against 17 at
+118,530 points.)
 
 Final layout. Boundary vertices (whose cells line the sides) are snapped onto the side given by the
 corners that surround them in loop order, keeping their order along the side; triangles that come out
@@ -512,6 +514,23 @@ def _relative_error(areas: np.ndarray, target: np.ndarray) -> float:
     return float(np.max(np.abs(areas - target) / target))
 
 
+def _next_trial(tau: float, areas: np.ndarray, trial: np.ndarray, floor: float) -> float:
+    """The damping factor to try after ``tau`` was rejected: half of it, or less when cells fell below the floor.
+
+    Then each cell's area is taken as linear in the step (the secant through the current and the rejected trial's
+    area) and the next trial is half the largest step at which no secant has reached the floor (less than tau/2, as a
+    cell is below the floor at tau), but at least tau/8.
+    Measured on nine transport problems (fs_LR 32k and fsaverage5 hemispheres, warped subjects, 118,530 vertices,
+    random targets): 86-100 % of the power diagrams of plain halving, 90 % on average.
+    """
+    change = trial - areas
+    falling = change < 0
+    if trial.min() >= floor or not falling.any():  # rejected for too small a decrease: halve
+        return tau / 2
+    reach = float(np.min((floor - areas[falling]) / change[falling])) * tau  # < tau: a cell is below the floor there
+    return max(tau / 8, 0.5 * reach)
+
+
 def solve_transport(points: np.ndarray, target: np.ndarray, tol: float = 1e-9, max_iterations: int = 100,
                     weights: np.ndarray | None = None, *, min_step: float = 2.0**-20,
                     power_diagram: str = "qhull") -> TransportResult:
@@ -583,7 +602,8 @@ def solve_transport(points: np.ndarray, target: np.ndarray, tol: float = 1e-9, m
         norm = np.linalg.norm(rhs)
         # First trial: twice the last accepted step (1 at the start and once full steps are accepted).
         # KMT halve from 1 every time; starting lower only skips trials that were rejected one iteration
-        # earlier, and the accepted steps stay bounded below, which is what their convergence proof needs.
+        # earlier, and the accepted steps stay bounded below (each retry at least an eighth of the last), which is
+        # what their convergence proof needs.
         tau = min(1.0, 2.0 * steps[-1]) if steps else 1.0
         while True:
             tick = time.perf_counter()
@@ -592,7 +612,7 @@ def solve_transport(points: np.ndarray, target: np.ndarray, tol: float = 1e-9, m
             evaluations += 1
             if trial.areas.min() >= floor and np.linalg.norm(target - trial.areas) <= (1 - tau / 2) * norm:
                 break
-            tau /= 2
+            tau = _next_trial(tau, cells.areas, trial.areas, floor)
             if tau < min_step or residuals[-1] < _ROUNDOFF:  # stuck, or at the roundoff floor already
                 trial = None
                 break

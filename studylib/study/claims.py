@@ -11,21 +11,25 @@ The rules (accuracy, as the paper reports it):
   accuracy difference at this n is no larger than the paper's reported difference);
 - **inconclusive**: not significant, and the paper's effect is below what this n can detect.
 
-Occlusion regions: reproduced when our top regions overlap the paper's more than chance (hypergeometric p < 0.05).
+Occlusion regions: reproduced when our top regions overlap the paper's more than chance (hypergeometric p < 0.05,
+Holm-adjusted across the run's overlap claims).
 No age interaction: reproduced when the interaction is equivalent to zero within the stated margin (TOST p < 0.05),
-contradicted when it is significant, else inconclusive.
+contradicted when it is significant (p < 0.05), else inconclusive; both p's Holm-adjusted across the cohorts' age
+claims.
 
-Column ``p``: the Holm-adjusted McNemar p of accuracy claims, the hypergeometric p of region overlaps, the
-interaction's p of the age analysis.
+Column ``p``: Holm-adjusted within its family: the McNemar p of accuracy claims (a notebook's comparisons), the
+hypergeometric p of region overlaps, the interaction's p of the age analysis.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .. import paper
+from ..evaluate.stats import holm
 
 __all__ = ["CLAIMS_COLUMNS", "claims_markdown", "claims_table", "verdict"]
 
@@ -62,6 +66,15 @@ def _accuracy_rows(table: pd.DataFrame, claim: str, paper_effect: float, paper_t
                      "MDE (points)": round(100 * float(row["accuracy MDE"]), 1),
                      "verdict": verdict(difference, row["mcnemar p (Holm)"], row["accuracy MDE"], paper_effect)})
     return rows
+
+
+def _holm(p_values: pd.Series) -> np.ndarray:
+    """Holm-adjusted p-values of one family of claims; a missing p (no test) stays missing and is not counted."""
+    p = p_values.to_numpy(dtype=float)
+    adjusted = np.full(len(p), np.nan)
+    tested = ~np.isnan(p)
+    adjusted[tested] = holm(p[tested])
+    return adjusted
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -102,24 +115,30 @@ def claims_table(layout, primary: str = "xgboost") -> pd.DataFrame:
                                    f"{best:.2f}% vs {float(reported.loc[name, 'accuracy']):.2f}% "
                                    f"({100 * effect:+.2f} points, Table 2)")
     overlap = _read(layout.tables("08_occlusion") / "paper_overlap.csv")
+    if not overlap.empty:
+        overlap["p (Holm)"] = _holm(overlap["p (hypergeometric)"])
     for row in overlap.to_dict("records"):
         regions = row["paper's regions"]
         rows.append({"claim": f"{row['task']}: occlusion regions ({row['arm']})", "cohort": row["cohort"],
                      "paper": regions,
                      "ours": f"top {row['top']}: {row['our top regions']}; overlap {row['overlap']} "
                              f"(chance {row['expected by chance']:.1f})",
-                     "subjects": None, "p": round(float(row["p (hypergeometric)"]), 4), "MDE (points)": None,
-                     "verdict": "reproduced" if row["p (hypergeometric)"] < 0.05 else "inconclusive"})
+                     "subjects": None, "p": round(float(row["p (Holm)"]), 4), "MDE (points)": None,
+                     "verdict": "reproduced" if row["p (Holm)"] < 0.05 else "inconclusive"})
     age = _read(layout.tables("06_stack") / "age_analysis.csv")
     if not age.empty:
-        for row in age[age["group"].str.startswith("interaction")].to_dict("records"):
-            equivalent = pd.notna(row.get("tost p")) and row["tost p"] < 0.05
+        age = age[age["group"].str.startswith("interaction")].copy()
+        age["p (Holm)"] = _holm(age["p"])
+        age["tost p (Holm)"] = _holm(age["tost p"]) if "tost p" in age else np.nan
+        for row in age.to_dict("records"):
+            equivalent = row["tost p (Holm)"] < 0.05  # False for NaN (no margin, no test)
             rows.append({"claim": "autism: no age interaction of the 2-stage gain", "cohort": row["cohort"],
                          "paper": "no significant difference inside vs outside the HCP ages",
                          "ours": f"interaction {100 * row['gain']:+.1f} points [{100 * row['low']:.1f}, "
                                  f"{100 * row['high']:.1f}], equivalence margin ±{100 * row['margin']:.0f}",
-                         "subjects": int(row["subjects"]), "p": round(float(row["p"]), 4), "MDE (points)": None,
-                         "verdict": "reproduced" if equivalent else "contradicted" if row["p"] < 0.05
+                         "subjects": int(row["subjects"]), "p": round(float(row["p (Holm)"]), 4),
+                         "MDE (points)": None,
+                         "verdict": "reproduced" if equivalent else "contradicted" if row["p (Holm)"] < 0.05
                          else "inconclusive"})
     return pd.DataFrame(rows, columns=CLAIMS_COLUMNS)
 

@@ -250,6 +250,18 @@ def test_geogram_cells_reject_what_it_cannot_triangulate(needs_geogram):
         power_cells(np.array([[0.1, 0.1], [0.5, 0.5], [0.9, 0.2]]), np.zeros(3), backend="cgal")
 
 
+def test_next_trial_step_halves_or_follows_the_secant_of_the_falling_cells():
+    from studylib.geometry.transport import _next_trial
+
+    areas = np.array([0.4, 0.4, 0.2])
+    assert _next_trial(1.0, areas, np.array([0.41, 0.39, 0.2]), floor=0.1) == 0.5  # only the decrease failed
+    # cell 2 fell from 0.2 to 0.0 at tau = 1: its secant reaches the floor 0.1 at tau = 0.5; half of that is tried
+    assert _next_trial(1.0, areas, np.array([0.5, 0.5, 0.0]), floor=0.1) == pytest.approx(0.25)
+    assert _next_trial(1.0, areas, np.array([0.45, 0.5, 0.05]), floor=0.1) == pytest.approx(1 / 3)
+    # never less than an eighth of the rejected step
+    assert _next_trial(0.8, areas, np.array([0.5, 0.5, -10.0]), floor=0.1) == pytest.approx(0.1)
+
+
 def test_solve_transport_random_targets():
     rng = np.random.default_rng(4)
     n = 2000

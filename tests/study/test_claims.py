@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from studylib.study.claims import claims_markdown, claims_table, verdict
 from studylib.study.layout import ResultsLayout
@@ -49,3 +51,27 @@ def test_claims_come_from_the_run_tables(tmp_path):
     assert "+3.37 points" in claims.loc["sex: imagenet > scratch", "paper"]  # studylib.paper's Table 1, not typed
     page = claims_markdown(layout)
     assert "4 claims judged" in page and "| sex: imagenet > scratch | hcp (b) |" in page
+
+
+def test_age_and_overlap_claims_are_holm_adjusted_within_their_family(tmp_path):
+    layout = ResultsLayout(tmp_path / "results")
+    interaction = {"group": "interaction (inside - outside)", "subjects": 300, "gain": 0.05, "low": 0.0,
+                   "high": 0.1, "margin": 0.05}
+    age = pd.DataFrame([interaction | {"cohort": "abide", "p": 0.03, "tost p": 0.6},  # alone: significant
+                        interaction | {"cohort": "simulated", "p": 0.04, "tost p": 0.02},  # alone: equivalent
+                        interaction | {"cohort": "semi-real", "p": np.nan, "tost p": np.nan},  # no test
+                        {"group": "inside", "subjects": 150, "cohort": "abide", "p": 0.001}])  # not a claim
+    overlap = pd.DataFrame([{"task": "autism", "arm": "2-stage", "cohort": c, "paper's regions": "a, b",
+                             "top": 5, "our top regions": "a", "overlap": 1, "expected by chance": 0.2,
+                             "p (hypergeometric)": p} for c, p in (("abide", 0.02), ("simulated", 0.04))])
+    for stage, name, table in (("06_stack", "age_analysis", age), ("08_occlusion", "paper_overlap", overlap)):
+        layout.tables(stage).mkdir(parents=True, exist_ok=True)
+        table.to_csv(layout.tables(stage) / f"{name}.csv", index=False)
+    claims = claims_table(layout)
+    ages = claims[claims["claim"].str.contains("age interaction")].set_index("cohort")
+    assert ages.loc["abide", "p"] == pytest.approx(0.06) and ages.loc["abide", "verdict"] == "inconclusive"
+    assert ages.loc["simulated", "verdict"] == "reproduced"  # equivalent: TOST p 0.02 -> 0.04 after Holm
+    assert ages.loc["semi-real", "verdict"] == "inconclusive" and np.isnan(ages.loc["semi-real", "p"])
+    regions = claims[claims["claim"].str.contains("occlusion")].set_index("cohort")
+    assert regions.loc["abide", "p"] == pytest.approx(0.04) and regions.loc["abide", "verdict"] == "reproduced"
+    assert regions.loc["simulated", "p"] == pytest.approx(0.04) and regions.loc["simulated", "verdict"] == "reproduced"
