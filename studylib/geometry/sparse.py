@@ -6,14 +6,14 @@ equations: all symmetric positive definite. SciPy has no sparse Cholesky; CHOLMO
 wheels, which bundle it) factors them with its own fill-reducing ordering. Measured side by side on a 2-core machine,
 one factorisation and solve:
 
-===============================================  ===============================  =================
-system                                           SciPy SuperLU, no pivoting       CHOLMOD
-===============================================  ===============================  =================
-cotangent Laplacian, fs_LR 32k (32,492)          0.10 s + 0.19 s nested dissection  0.04 s
-the same mesh subdivided 1:4 (129,962)           0.56 s + 0.93 s nested dissection  0.24 s
-transport Hessian, fs_LR 32k (29,688)            0.23 s (minimum degree)            0.06 s
-transport Hessian, 118,530 vertices              1.1-1.5 s (minimum degree)         0.20-0.24 s
-===============================================  ===============================  =================
+=========================================  ==================================  ===========
+system                                     SciPy SuperLU, no pivoting          CHOLMOD
+=========================================  ==================================  ===========
+cotangent Laplacian, fs_LR 32k (32,492)    0.10 s + 0.19 s nested dissection   0.04 s
+the same mesh subdivided 1:4 (129,962)     0.56 s + 0.93 s nested dissection   0.24 s
+transport Hessian, fs_LR 32k (29,688)      0.23 s (minimum degree)             0.06 s
+transport Hessian, 118,530 vertices        1.1-1.5 s (minimum degree)          0.20-0.24 s
+=========================================  ==================================  ===========
 
 (The nested-dissection order that SuperLU needed on large meshes, computed here before, is no longer needed.)
 """
