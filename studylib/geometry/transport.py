@@ -439,14 +439,18 @@ def _geogram_cells(points: np.ndarray, weights: np.ndarray, with_hessian: bool) 
     neighbour across each edge. Areas and centroids are sums over a cell's triangles, and the Hessian a sum over the
     triangle edges between two cells (pieces of their common facet), without a loop over points.
 
-    Two caveats of geogram 0.0.7, measured here. Points on one circle with equal weights (a regular grid at zero
-    weights) make its triangulation crash the process: the weights are shifted by ``_GEOGRAM_JITTER / n`` times a
-    fixed pattern in [0, 1), which broke every such configuration tried (in the tests). The transport absorbs the
-    shift: its weights solve the shifted problem exactly, and the cells and centroids are those of the shifted
-    weights. And the parallel triangulation computes cell corners in a run-dependent order: areas vary in the last
-    bits between runs. Rarely (once in ~100 runs of a regular grid) its cells missed a piece of the square: a
-    diagram whose cells do not tile the square is not returned (``None``; :func:`power_cells` retries once, then
-    falls back to Qhull).
+    Caveats of geogram 0.0.7, measured here:
+
+    - Points on one circle with equal weights (a regular grid at zero weights), coincident points, fewer than three
+      points or collinear ones crash the process. The last two are refused (``ValueError``); of coincident points
+      only the heaviest is passed on (the others are hidden anyway); and the weights are shifted by
+      ``_GEOGRAM_JITTER / n`` times a fixed pattern in [0, 1), which broke every cocircular configuration tried (in
+      the tests). The transport absorbs the shift: its weights solve the shifted problem exactly, and the cells and
+      centroids are those of the shifted weights.
+    - The parallel triangulation computes cell corners in a run-dependent order: areas vary in the last bits
+      between runs.
+    - Rarely (once in ~100 runs of a regular grid) its cells missed a piece of the square: a diagram whose cells do
+      not tile the square is not returned (``None``; :func:`power_cells` retries once, then falls back to Qhull).
     """
     try:
         import geogram
@@ -521,7 +525,7 @@ def _next_trial(tau: float, areas: np.ndarray, trial: np.ndarray, floor: float) 
     area) and the next trial is half the largest step at which no secant has reached the floor (less than tau/2, as a
     cell is below the floor at tau), but at least tau/8.
     Measured on nine transport problems (fs_LR 32k and fsaverage5 hemispheres, warped subjects, 118,530 vertices,
-    random targets): 86-100 % of the power diagrams of plain halving, 90 % on average.
+    random targets): 80-100 % of the power diagrams of plain halving, 90 % on average.
     """
     change = trial - areas
     falling = change < 0
