@@ -38,6 +38,7 @@ __all__ = [
     "SimulatedCohortParams",
     "FlattenParams",
     "OcclusionParams",
+    "PowerDiagram",
     "ParamsError",
     "RasterParams",
     "StackingParams",
@@ -240,6 +241,11 @@ COHORT_SCHEMAS: dict[str, type[_CohortSection]] = {
 }
 
 
+#: The transport's power-diagram backends, as ``studylib.geometry.transport.POWER_DIAGRAMS`` names them (a test keeps
+#: the two equal; the schema does not import the geometry).
+PowerDiagram = Literal["qhull", "geogram"]
+
+
 class FlattenParams(_Section):
     """The flat maps: one per template and hemisphere shared by its subjects (``template``), or each subject's own
     surface mapped with its corners on the template map's corner vertices (``per-subject``, the paper's way); any
@@ -247,7 +253,7 @@ class FlattenParams(_Section):
 
     tolerance: float = Field(default=1e-9, gt=0, lt=1e-2, description="Newton residual at which solves stop.")
     max_iterations: PositiveInt = 100
-    power_diagram: Literal["qhull", "geogram"] = Field(
+    power_diagram: PowerDiagram = Field(
         default="qhull", description="The transport's power diagrams: qhull (deterministic) or geogram (1.25-1.7x as "
                                      "fast per map, not bit-reproducible between runs).")
     mode: Literal["template", "per-subject"] = Field(

@@ -180,6 +180,16 @@ def test_flatten_params(write_params):
     assert smoke.flatten.solver_options() == {"tolerance": 1e-9, "max_iterations": 100, "power_diagram": "qhull"}
     data["flatten"] = {"power_diagram": "geogram"}
     assert load_params(write_params(data, name="fast")).flatten.solver_options()["power_diagram"] == "geogram"
+    # one list of backends: the schema's, the command line's and the transport's
+    from typing import get_args
+
+    from studylib.geometry.transport import POWER_DIAGRAMS
+    from studylib.params import PowerDiagram
+    from studylib.study.cli import _parser
+
+    assert get_args(PowerDiagram) == POWER_DIAGRAMS
+    flatten_command = _parser()._subparsers._group_actions[0].choices["flatten"]
+    assert next(a for a in flatten_command._actions if a.dest == "power_diagram").choices == POWER_DIAGRAMS
     data["flatten"] = {"power_diagram": "voro++"}
     with pytest.raises(ParamsError, match="power_diagram"):
         load_params(write_params(data, name="unknown_backend"))

@@ -13,6 +13,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+from .sparse import mesh_graph
+
 __all__ = ["MeshTopology", "contains", "distinct", "fill_missing", "mesh_topology", "signed_areas", "submesh",
            "triangle_areas", "vertex_adjacency"]
 
@@ -140,13 +142,8 @@ def submesh(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray) -> tuple[
 
 
 def vertex_adjacency(n_vertices: int, faces: np.ndarray) -> sp.csr_matrix:
-    """Symmetric 0/1 sparse matrix of the mesh's edges."""
-    faces = np.asarray(faces, dtype=np.int64)
-    i = faces[:, [0, 1, 2, 1, 2, 0]].ravel()
-    j = faces[:, [1, 2, 0, 0, 1, 2]].ravel()
-    adjacency = sp.coo_matrix((np.ones(len(i)), (i, j)), shape=(n_vertices, n_vertices)).tocsr()
-    adjacency.data[:] = 1.0
-    return adjacency
+    """Symmetric 0/1 sparse matrix (float64) of the mesh's edges."""
+    return mesh_graph(np.asarray(faces, dtype=np.int64), n_vertices).astype(np.float64)
 
 
 def fill_missing(values: np.ndarray, faces: np.ndarray, missing: np.ndarray, max_rounds: int = 1000) -> np.ndarray:

@@ -65,13 +65,13 @@ class Cholesky:
             raise ValueError(f"matrix must be square, got {lower.shape}")
         self.n = n
         # CVXOPT's index type is the platform's C long: let it convert Python-side integers of any width
-        self._matrix = cvxopt.spmatrix(cvxopt.matrix(lower.data.astype(np.float64)),
-                                       cvxopt.matrix(lower.row.astype(np.int64)),
-                                       cvxopt.matrix(lower.col.astype(np.int64)), (n, n))
+        matrix = cvxopt.spmatrix(cvxopt.matrix(lower.data.astype(np.float64)),
+                                 cvxopt.matrix(lower.row.astype(np.int64)),
+                                 cvxopt.matrix(lower.col.astype(np.int64)), (n, n))
         self._cholmod = cvxopt.cholmod
-        self._factor = cvxopt.cholmod.symbolic(self._matrix, uplo="L")
+        self._factor = cvxopt.cholmod.symbolic(matrix, uplo="L")
         try:
-            cvxopt.cholmod.numeric(self._matrix, self._factor)
+            cvxopt.cholmod.numeric(matrix, self._factor)
         except ArithmeticError as error:
             raise ValueError(f"the {n} x {n} matrix is not positive definite (CHOLMOD: {error})") from None
 

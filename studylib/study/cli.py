@@ -10,8 +10,9 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from typing import get_args
 
-from ..params import ParamsError
+from ..params import ParamsError, PowerDiagram
 from .config import load_params
 
 __all__ = ["main"]
@@ -54,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
                       help=".npy/.txt/.csv of 0/1 per vertex, or a FreeSurfer .label of cortex vertices")
     flat.add_argument("--out", required=True, metavar="MAP.npz", help="where to write uv, faces, vertex_index, corners")
     flat.add_argument("--conformal-only", action="store_true", help="stop after the conformal square map")
-    flat.add_argument("--power-diagram", choices=("qhull", "geogram"), default="qhull",
+    flat.add_argument("--power-diagram", choices=get_args(PowerDiagram), default="qhull",
                       help="the transport's power diagrams: qhull (deterministic, default) or geogram (1.25-1.7x as "
                            "fast, not bit-reproducible)")
     flat.add_argument("--json", action="store_true", help="print the distortion figures as JSON")
