@@ -41,8 +41,12 @@ ISSUE_BASELINE = ("f99a3b8", {"32k": 8.0, "130k": 52.0})
 # Times one flatten() of the mesh in an .npz with the studylib found first on sys.path (argv: root, mesh file).
 _TIME_FLATTEN = """
 import sys, time, json
+from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 import numpy as np
+import studylib
+if not Path(studylib.__file__).resolve().is_relative_to(Path(sys.argv[1]).resolve()):
+    sys.exit(f"studylib imported from {studylib.__file__}, not from {sys.argv[1]}")
 from studylib.geometry.flatten import flatten
 mesh = np.load(sys.argv[2])
 tick = time.perf_counter()
@@ -100,9 +104,10 @@ def sizes() -> None:
     runs, baseline = {}, {}
     with baseline_worktree(ISSUE_BASELINE[0]) as baseline_root:
         for name, (vertices, faces, keep) in meshes.items():
-            if baseline_root is not None:
-                baseline[name] = baseline_seconds(baseline_root, vertices, faces, keep)
-                print(f"fs_LR {name} left, the issue's code ({ISSUE_BASELINE[0]}): {baseline[name]:.1f} s", flush=True)
+            seconds = baseline_seconds(baseline_root, vertices, faces, keep) if baseline_root is not None else None
+            if seconds is not None:
+                baseline[name] = seconds
+                print(f"fs_LR {name} left, the issue's code ({ISSUE_BASELINE[0]}): {seconds:.1f} s", flush=True)
             for backend in POWER_DIAGRAMS:
                 flat = flatten(vertices, faces, keep, power_diagram=backend)
                 runs[name, backend] = flat
@@ -145,30 +150,37 @@ def sizes() -> None:
 def baseline_worktree(commit: str) -> Iterator[Path | None]:
     """A temporary git worktree of ``commit``: its root, or None (with a note) without git or that commit."""
     repository = Path(__file__).resolve().parents[1]
+    git = ["git", "-C", str(repository)]
     try:
-        subprocess.run(["git", "-C", str(repository), "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}"],
-                       check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError):
+        found = subprocess.run([*git, "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}"],
+                               capture_output=True).returncode == 0
+    except OSError:
+        found = False
+    if not found:
         print(f"the issue's baseline code is not timed: no git, or no commit {commit} in this checkout")
         yield None
         return
     with tempfile.TemporaryDirectory(prefix="bench_flatten_") as folder:
         root = Path(folder) / "baseline"
-        subprocess.run(["git", "-C", str(repository), "worktree", "add", "--detach", "--quiet", str(root), commit],
-                       check=True)
+        subprocess.run([*git, "worktree", "add", "--detach", "--quiet", str(root), commit], check=True)
         try:
             yield root
         finally:
-            subprocess.run(["git", "-C", str(repository), "worktree", "remove", "--force", str(root)], check=False)
+            subprocess.run([*git, "worktree", "remove", "--force", str(root)], check=False)
+            subprocess.run([*git, "worktree", "prune"], check=False)
 
 
-def baseline_seconds(root: Path, vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray) -> float:
-    """Seconds of one flatten() of this mesh by the studylib under ``root``, in a subprocess (imports not counted)."""
+def baseline_seconds(root: Path, vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray) -> float | None:
+    """Seconds of one flatten() of this mesh by the studylib under ``root``, in a subprocess (imports not counted);
+    None, with the end of its error output, when it fails."""
     with tempfile.TemporaryDirectory() as folder:
         mesh = Path(folder) / "mesh.npz"
         np.savez(mesh, vertices=vertices, faces=faces, keep=keep)
         done = subprocess.run([sys.executable, "-c", _TIME_FLATTEN, str(root), str(mesh)], cwd=root,
-                              capture_output=True, text=True, check=True)
+                              capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"  the issue's code failed (exit {done.returncode}); not compared:\n{done.stderr[-1500:]}")
+        return None
     result = json.loads(done.stdout.strip().splitlines()[-1])
     if result["flipped"]:
         print(f"  (the issue's code left {result['flipped']} flipped triangles)")

@@ -261,14 +261,17 @@ def paired_images(cohort: Cohort, template_maps: Mapping[str, FlatMap], path_of:
     the cohort's order.
     """
     for hemisphere in cohort.hemispheres:
-        own = SubjectRasterizers(load_subject_maps(cohort, hemisphere, path_of), size, method)
+        own = SubjectRasterizers(load_subject_maps(cohort, hemisphere, path_of), size, method, keep=1)
+        maps = {metric: cohort.maps(hemisphere, metric) for metric in cohort.metrics}  # memory-mapped
+        images = {metric: np.empty((len(own), size, size), dtype=np.float32) for metric in cohort.metrics}
+        for row in range(len(own)):  # each subject's rasterizer built once for all its metrics
+            for metric in cohort.metrics:
+                images[metric][row] = own.to_image([row], np.asarray(maps[metric][row: row + 1], dtype=np.float32))[0]
         flat = template_maps[hemisphere]
         shared = Rasterizer(flat.uv, flat.faces, size, method=method)
         for metric in cohort.metrics:
-            maps = np.asarray(cohort.maps(hemisphere, metric), dtype=np.float32)
-            reference = shared.to_image(maps[:, flat.vertex_index])
-            images = np.stack([own.to_image([row], maps[row: row + 1])[0] for row in range(len(maps))])
-            yield hemisphere, metric, reference, images
+            reference = shared.to_image(np.asarray(maps[metric], dtype=np.float32)[:, flat.vertex_index])
+            yield hemisphere, metric, reference, images[metric]
 
 
 def image_differences(reference: np.ndarray, images: np.ndarray, subjects: np.ndarray) -> pd.DataFrame:

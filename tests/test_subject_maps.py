@@ -70,17 +70,18 @@ def test_cached_flat_map_is_keyed_by_the_surface(tmp_path):
     assert second.report.key != first.report.key and not np.allclose(second.uv, first.uv)
 
 
-def _cohort(tmp_path, source="simulated", n=2):
+def _cohort(tmp_path, source="simulated", n=2, metrics=("thickness",)):
     template = load_template("fsaverage5")
     subjects = pd.DataFrame({"subject": [f"s{i}" for i in range(n)], "label": [i % 2 for i in range(n)],
                              "label_name": ["a", "b"] * (n // 2), "sex": "male", "age": 30.0, "site": "x",
                              "tiv": np.nan})
     sizes = {h: len(template.surfaces[h].vertices) for h in ("left", "right")}
-    writer = CohortWriter(tmp_path / "cohort", subjects, "fsaverage5", sizes, ["thickness"],
+    writer = CohortWriter(tmp_path / "cohort", subjects, "fsaverage5", sizes, list(metrics),
                           {"name": "toy", "source": source, "seed": 5})
     for h in ("left", "right"):
-        y = template.surfaces[h].vertices[:, 1] / 100.0
-        writer.write(h, "thickness", slice(None), np.stack([y * (k + 1) for k in range(n)]))
+        for axis, metric in enumerate(metrics):  # thickness along y, a second metric along z
+            y = template.surfaces[h].vertices[:, 1 + axis] / 100.0
+            writer.write(h, metric, slice(None), np.stack([y * (k + 1) for k in range(n)]))
     return writer.close(), template
 
 
@@ -95,6 +96,32 @@ def test_subject_surface_is_per_subject_and_per_source(tmp_path):
     real, _ = _cohort(tmp_path / "real", source="semi-real")
     with pytest.raises(ValueError, match=r"cohort 'toy' \(source 'semi-real'\) has no individual surfaces"):
         subject_surface(real, template, "left", "s0")
+
+
+def test_paired_images_build_each_subjects_rasterizer_once_for_all_metrics(tmp_path, monkeypatch):
+    import studylib.flatmaps
+
+    cohort, template = _cohort(tmp_path, n=10, metrics=("thickness", "sulc"))
+    flats = {h: flatten(template.surfaces[h].vertices, template.surfaces[h].faces, template.surfaces[h].cortex)
+             for h in ("left", "right")}
+    path_of = lambda c, h, s: tmp_path / "maps" / c / h / f"{s}.npz"  # noqa: E731
+    for h in ("left", "right"):  # every subject "owns" the template's map: nothing to flatten
+        for subject in cohort.subjects["subject"]:
+            path_of(cohort.name, h, subject).parent.mkdir(parents=True, exist_ok=True)
+            flats[h].save(path_of(cohort.name, h, subject))
+    built = []
+
+    class Counted(studylib.flatmaps.Rasterizer):
+        def __init__(self, *args, **kwargs):
+            built.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(studylib.flatmaps, "Rasterizer", Counted)
+    pairs = list(paired_images(cohort, flats, path_of, 16))
+    assert len(built) == 2 * (10 + 1)  # per hemisphere: each subject's once, and the template's
+    assert len(pairs) == 4
+    for _, _, reference, own in pairs:  # the same map: the same images
+        np.testing.assert_allclose(own, reference, rtol=1e-6)
 
 
 def test_per_subject_pipeline_on_fsaverage5(tmp_path):
@@ -138,6 +165,7 @@ def test_per_subject_pipeline_on_fsaverage5(tmp_path):
     pairs = list(paired_images(cohort, flats, path_of, 32))
     assert [(h, m) for h, m, _, _ in pairs] == [(h, m) for h in ("left", "right") for m in cohort.metrics]
     np.testing.assert_allclose(pairs[0][3], images, rtol=1e-6)  # the store's own-map images
+    np.testing.assert_allclose(pairs[0][2], reference, rtol=1e-6)  # the template map's
     agreement = image_differences(pairs[0][2], pairs[0][3], np.array(["s0", "s1"]))
     assert len(agreement) == 2 and (agreement["correlation"] > 0.9).all()
 

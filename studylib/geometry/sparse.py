@@ -27,8 +27,10 @@ __all__ = ["Cholesky", "edge_graph", "mesh_graph"]
 
 
 def edge_graph(edges: np.ndarray, n: int) -> sp.csr_matrix:
-    """0/1 symmetric adjacency of ``n`` vertices joined by ``edges`` (pairs; repeats allowed)."""
+    """0/1 symmetric adjacency of ``n`` vertices joined by ``edges`` (pairs; repeats allowed; a pair of one vertex, as
+    in a face with a repeated corner, joins nothing: no self-loops)."""
     edges = np.asarray(edges)
+    edges = edges[edges[:, 0] != edges[:, 1]]
     graph = sp.csr_matrix((np.ones(2 * len(edges), dtype=np.int8), (np.r_[edges[:, 0], edges[:, 1]],
                                                                     np.r_[edges[:, 1], edges[:, 0]])), shape=(n, n))
     graph.data[:] = 1  # repeated edges were summed
@@ -73,14 +75,15 @@ class Cholesky:
         try:
             cvxopt.cholmod.numeric(matrix, self._factor)
         except ArithmeticError as error:
-            raise ValueError(f"the {n} x {n} matrix is not positive definite (CHOLMOD: {error})") from None
+            raise ValueError(f"the {n} x {n} matrix is not positive definite (CHOLMOD stopped at column {error})"
+                             ) from None
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """``matrix^-1 @ rhs`` for a vector ``(n,)`` or an array ``(n, k)``."""
         import cvxopt
 
         rhs = np.asarray(rhs, dtype=np.float64)
-        if rhs.shape[0] != self.n or rhs.ndim not in (1, 2):
+        if rhs.ndim not in (1, 2) or rhs.shape[0] != self.n:
             raise ValueError(f"rhs must have shape ({self.n},) or ({self.n}, k), got {rhs.shape}")
         solution = cvxopt.matrix(np.array(rhs, dtype=np.float64, order="F"))  # solved in place
         self._cholmod.solve(self._factor, solution)

@@ -272,7 +272,10 @@ def power_cells(points: np.ndarray, weights: np.ndarray, *, margin: float | None
                 return cells._replace(attempts=attempt)
         warnings.warn(f"geogram returned a power diagram of {len(points)} points whose cells do not tile the square, "
                       "twice; this diagram is computed by Qhull", RuntimeWarning, stacklevel=2)
-        backend = "qhull"
+        # with geogram's weight shift: the Newton iterations before and after this one solve one problem
+        cells = power_cells(points, weights + _geogram_jitter(len(points)), margin=margin, near_sides=near_sides,
+                            hessian=hessian)
+        return cells._replace(attempts=cells.attempts + 2)
     if backend != "qhull":
         raise ValueError(f"backend must be one of {POWER_DIAGRAMS}, got {backend!r}")
     n = len(points)
@@ -424,11 +427,20 @@ def _power_cells_once(points: np.ndarray, weights: np.ndarray, mirrored: np.ndar
     centroids[filled] += moment[filled] / area[filled, None]
     area[empty] = 0.0
 
-    matrix = None
-    if with_hessian:
-        off = sp.csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
-        matrix = (off - sp.diags(np.asarray(off.sum(axis=1)).ravel())).tocsr()
+    matrix = _laplacian(rows, cols, values, n) if with_hessian else None
     return PowerCells(area, centroids, matrix, empty, 0.0, near_sides), None
+
+
+def _geogram_jitter(n: int) -> np.ndarray:
+    """The weight shift of geogram's diagrams: ``_GEOGRAM_JITTER / n`` times a golden-ratio sequence in [0, 1), so
+    that no two points share a shift."""
+    return (_GEOGRAM_JITTER / n) * ((np.arange(n) * 0.6180339887498949) % 1.0)
+
+
+def _laplacian(rows: list, cols: list, values: list, n: int) -> sp.csr_matrix:
+    """The Hessian from its off-diagonal pieces (summed where repeated), with the diagonal that makes rows sum to 0."""
+    off = sp.csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+    return (off - sp.diags(np.asarray(off.sum(axis=1)).ravel())).tocsr()
 
 
 def _geogram_cells(points: np.ndarray, weights: np.ndarray, with_hessian: bool) -> PowerCells | None:
@@ -464,9 +476,8 @@ def _geogram_cells(points: np.ndarray, weights: np.ndarray, with_hessian: bool) 
     extent = np.linalg.svd(spread, compute_uv=False)  # the point cloud's two principal extents
     if extent[-1] <= 1e-9 * max(extent[0], 1e-300):
         raise ValueError("points are collinear (or coincide): their power diagram is not two-dimensional")
-    pattern = (np.arange(n) * 0.6180339887498949) % 1.0  # golden-ratio sequence: no two points share a shift
     # centred: a common shift changes nothing, and small weights keep the lifted heights precise
-    shifted = weights - np.median(weights) + (_GEOGRAM_JITTER / n) * pattern
+    shifted = weights - np.median(weights) + _geogram_jitter(n)
     # Coincident points also crash it. Of several points at one position only the heaviest can have a cell: the
     # diagram is computed without the others (hidden, as in Qhull's).
     order = np.lexsort((-shifted, points[:, 1], points[:, 0]))
@@ -489,7 +500,6 @@ def _geogram_cells(points: np.ndarray, weights: np.ndarray, with_hessian: bool) 
     centroids = points.copy()
     filled = area > 0
     centroids[filled] = moment[filled] / area[filled, None]
-    area[empty] = 0.0
 
     matrix = None
     if with_hessian:
@@ -505,8 +515,7 @@ def _geogram_cells(points: np.ndarray, weights: np.ndarray, with_hessian: bool) 
             rows.append(i)
             cols.append(j)
             values.append(-np.hypot(piece[:, 0], piece[:, 1]) / (2.0 * np.linalg.norm(points[i] - points[j], axis=1)))
-        off = sp.csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
-        matrix = (off - sp.diags(np.asarray(off.sum(axis=1)).ravel())).tocsr()
+        matrix = _laplacian(rows, cols, values, n)
     return PowerCells(area, centroids, matrix, empty, 0.0, None, 1)
 
 

@@ -201,6 +201,7 @@ def occlude_arms(stage: StageContext, *, progress: bool = True) -> OcclusionRun:
     device = "cuda" if params.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
     run = OcclusionRun()
     rasterizers: dict = {}
+    own_maps: dict[tuple[str, str], SubjectRasterizers] = {}  # per (cohort, hemisphere): built once for all metrics
     recovery_rows, region_rows, speed_rows, subject_rows, real_rows = [], [], [], [], []
     for task in ("sex", "autism"):
         arms = settings.arms.get(task, [])
@@ -244,10 +245,11 @@ def occlude_arms(stage: StageContext, *, progress: bool = True) -> OcclusionRun:
             run.templates[cohort] = store.meta["template"]
             run.outlines.setdefault(cohort, {})[hemisphere] = _label_image(raster, flat, parcels.labels[hemisphere])
             if store.meta.get("flatten_mode") == "per-subject":  # each subject's map back to the template's vertices
-                own = SubjectRasterizers(load_subject_maps(Cohort(layout.cohort(cohort)), hemisphere,
-                                                           layout.subject_flat_map),
-                                         store.meta["size"], store.meta["method"])
-                per_subject = own.to_template(rows, result["probability"], n_vertices)
+                if (cohort, hemisphere) not in own_maps:  # the occluded subjects' rasterizers, kept for every metric
+                    own_maps[cohort, hemisphere] = SubjectRasterizers(
+                        load_subject_maps(Cohort(layout.cohort(cohort)), hemisphere, layout.subject_flat_map),
+                        store.meta["size"], store.meta["method"], keep=max(len(rows), 1))
+                per_subject = own_maps[cohort, hemisphere].to_template(rows, result["probability"], n_vertices)
                 note = (f"{cohort}: images through each subject's own flat map; occlusion maps go back to the "
                         "template's vertices through each subject's map before averaging, the pixel-wise |t| map "
                         "through the template's map (pixels of different subjects line up only approximately)")

@@ -131,17 +131,22 @@ def train_arms(stage: StageContext, task: Literal["sex", "autism"], *, progress:
                        trained, notes)
 
 
+#: The evaluation schemes whose networks get the linear reference beside them (not stage-1 or inner models).
+_EVALUATED_SCHEMES = ("kfold", "site-out")
+
+
 def linear_references(experiment: Experiment, *, progress: bool = True) -> pd.DataFrame:
-    """The linear reference on every image set of every cohort the experiment evaluates by k-fold, on the very folds
-    of its networks (:func:`studylib.baselines.linear.image_reference`)."""
+    """The linear reference on every image set of every cohort and scheme (k-fold, leave-one-site-out) the experiment
+    evaluates, on the very folds of its networks (:func:`studylib.baselines.linear.image_reference`)."""
     from ..progress import progress_bar
 
-    cohorts = sorted({job.cohort for job in experiment.jobs if job.scheme == "kfold"})
-    sets = [(cohort, h, m) for cohort in cohorts for h in experiment.stores[cohort].meta["hemispheres"]
-            for m in experiment.stores[cohort].meta["metrics"]]
-    parts = [image_reference(experiment.stores[cohort], h, m, experiment.folds(cohort, "kfold"), cohort=cohort,
-                             seed=experiment.seed)
-             for cohort, h, m in progress_bar(sets, desc="linear reference", unit="image set", disable=not progress)]
+    evaluated = sorted({(job.cohort, job.scheme) for job in experiment.jobs if job.scheme in _EVALUATED_SCHEMES})
+    sets = [(cohort, scheme, h, m) for cohort, scheme in evaluated
+            for h in experiment.stores[cohort].meta["hemispheres"] for m in experiment.stores[cohort].meta["metrics"]]
+    parts = [image_reference(experiment.stores[cohort], h, m, experiment.folds(cohort, scheme), cohort=cohort,
+                             scheme=scheme, seed=experiment.seed)
+             for cohort, scheme, h, m in progress_bar(sets, desc="linear reference", unit="image set",
+                                                      disable=not progress)]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 

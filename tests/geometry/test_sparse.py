@@ -28,6 +28,8 @@ def test_mesh_graph_is_a_symmetric_0_1_adjacency_without_self_loops():
     assert graph.nnz == 2 * (12 + 12 + 9)  # horizontal, vertical and diagonal edges, each in both directions
     np.testing.assert_array_equal(edge_graph(np.array([[0, 1], [1, 0], [0, 1]]), 3).toarray(),
                                   [[0, 1, 0], [1, 0, 0], [0, 0, 0]])  # repeated edges count once
+    degenerate = mesh_graph(np.array([[0, 1, 1], [1, 2, 0]]), 3)  # a face with a repeated corner
+    assert degenerate.diagonal().sum() == 0 and degenerate.nnz == 6
 
 
 def test_cholesky_solves_like_spsolve_for_vectors_and_blocks():
@@ -49,5 +51,6 @@ def test_cholesky_rejects_matrices_it_cannot_factor():
         Cholesky(-laplacian)
     with pytest.raises(ValueError, match="square"):
         Cholesky(sp.csr_matrix((3, 4)))
-    with pytest.raises(ValueError, match="rhs must have shape"):
-        Cholesky(laplacian).solve(np.ones(99))
+    for wrong in (np.ones(99), np.float64(1.0), np.ones((100, 2, 2))):
+        with pytest.raises(ValueError, match="rhs must have shape"):
+            Cholesky(laplacian).solve(wrong)
