@@ -116,3 +116,15 @@ def test_map_accuracy_section_states_the_differences_and_the_ceiling():
     assert (facts["low"], facts["high"], facts["sets"], facts["ceiling"]) == ("-2.1", "+1.5", 2, "97.0%")
     assert section.facts(table.assign(**{"Bayes-optimal accuracy (%)": float("nan")}))["ceiling"] == \
         "unknown (real subjects)"
+
+
+def test_site_out_section_reads_a_network_arm_beside_the_reference_of_the_same_site_folds():
+    section = next(s for s in SECTIONS if s.title == "Leave-one-site-out")
+    table = pd.DataFrame({"cohort": "abide", "arm": ["2-stage"] * 3 + ["linear reference"] * 3,
+                          "backbone": "resnet18", "site": ["a", "b", "c"] * 2, "subjects": 10, "label 1": 5,
+                          "accuracy": [0.5, 0.7, 0.6, 0.4, 0.8, 0.65]})
+    for order in (table, table.iloc[::-1]):  # the reference's rows first: still the network's
+        facts = section.facts(order)
+        assert (facts["arm"], facts["low"], facts["high"], facts["median"], facts["linear"]) == \
+            ("2-stage", "0.50", "0.70", "0.60", "0.65")
+    assert section.facts(table[table["arm"] == "2-stage"])["linear"] == "not run"
