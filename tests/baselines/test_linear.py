@@ -74,3 +74,28 @@ def test_linear_reference_on_a_tiny_class_uses_no_impossible_inner_split():
         single = linear_reference(x[[0, 3, 4, 5, 6, 1, 7, 8]], y[[0, 3, 4, 5, 6, 1, 7, 8]],
                                   folds=np.array([0, 0, 0, 0, 1, 1, 1, 1]), n_bootstrap=0)
         assert np.isfinite(single.probability).all()  # one positive per training set: C stays at 1
+
+
+def test_linear_reference_fits_with_one_blas_thread(monkeypatch):
+    """Its small fits run single-threaded whatever the caller's BLAS threads (spinning threads beside other work made
+    a fold 8x slower); the caller's setting is restored afterwards."""
+    import studylib.baselines.linear as linear
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen = []
+    real = linear._one_fold
+
+    def recording(*args, **kwargs):
+        seen.append({pool["internal_api"]: pool["num_threads"] for pool in threadpool_info()})
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(linear, "_one_fold", recording)
+    rng = np.random.default_rng(0)
+    labels = np.arange(40) % 2
+    features = rng.normal(size=(40, 5)) + labels[:, None]
+    with threadpool_limits(limits=2):
+        before = {pool["internal_api"]: pool["num_threads"] for pool in threadpool_info()}
+        linear_reference(features, labels, folds=4, repeats=1, n_bootstrap=0)
+        after = {pool["internal_api"]: pool["num_threads"] for pool in threadpool_info()}
+    assert len(seen) == 4 and all(set(threads.values()) == {1} for threads in seen)
+    assert after == before
