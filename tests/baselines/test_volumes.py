@@ -225,3 +225,25 @@ def test_freesurfer_cohorts_take_their_ribbons_from_brain_mgz(tmp_path, write_pa
     (folder / "mri" / "ribbon.mgz").unlink()
     with pytest.raises(FileNotFoundError, match="subject 50772: .*ribbon.mgz is missing"):
         freesurfer_ribbons(params.cohorts["real"], built.cohort.subjects["subject"])
+
+
+def test_metric_grid_weights_computed_once_give_the_same_grids_as_splatting_each_subject():
+    """MetricGrid (the weights of fixed vertices, once) against splatting every subject's finite values afresh."""
+    from studylib.baselines.volumes import MetricGrid, splat
+
+    rng = np.random.default_rng(3)
+    grid = Grid((0.0, 0.0, 0.0), 2.0, (6, 5, 4))
+    positions = {"left": rng.uniform(0.5, 9.5, (40, 3)) * [1.0, 0.8, 0.6],
+                 "right": rng.uniform(0.5, 9.5, (30, 3)) * [1.0, 0.8, 0.6]}
+    on_grid = MetricGrid(positions, grid)
+    for _ in range(3):
+        values = {h: rng.normal(size=len(p)) for h, p in positions.items()}
+        values["left"][rng.choice(40, 5, replace=False)] = np.nan  # a subject's missing values
+        points = np.concatenate([positions[h][np.isfinite(values[h])] for h in positions])
+        kept = np.concatenate([values[h][np.isfinite(values[h])] for h in positions])
+        total, count = splat(points, [kept, np.ones(len(kept))], grid)
+        expected = np.divide(total, count, out=np.zeros_like(total), where=count > 1e-3)
+        np.testing.assert_allclose(on_grid(values), expected, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(metric_grid(values, positions, grid), on_grid(values), rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="vertices per hemisphere"):
+        on_grid({"left": np.zeros(40)})
