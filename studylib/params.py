@@ -305,6 +305,12 @@ class TrainParams(_Section):
         default=1, description="Epochs between checkpoints of a model in training (an interrupted fit resumes from "
                                "the last one; the last epoch is always saved). Results do not depend on it: raise it "
                                "where saving would take a noticeable share of an epoch (fast GPUs, small cohorts).")
+    normalise: Literal["images", "pixels"] = Field(
+        default="images",
+        description="images: one mean and SD over every pixel of the training images (the paper: 'the mean value and "
+                    "standard deviation of the input images'); pixels: each pixel's own mean and SD over the training "
+                    "subjects (the linear reference's standardisation), which removes the pattern every subject shares "
+                    "and leaves the differences between subjects.")
     threads: PositiveInt = Field(
         default=2, description="Intra-op CPU threads of each model. CPU results depend on it, so it is a fixed "
                                "number (part of each model's key), not the machine's core count: serial, local "

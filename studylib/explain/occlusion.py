@@ -16,7 +16,7 @@ covers the last rows and columns (captum leaves them out, with importance 0 ther
 
 The occluder: the paper's "black square" is the lowest value of its image's colour scale, i.e. the minimum of the
 metric (``"minimum"``: the minimum over the training subjects' images of the set); ``"mean"`` fills with the training
-images' mean (after the model's normalisation, 0), which removes the region's information without putting an
+images' mean (after the model's normalisation, 0; with a per-pixel normalisation the mean image), which removes the region's information without putting an
 extreme value into it. The area-preserving flat map covers the whole square, so every pixel is on the cortex
 (pixels whose centre falls between triangles carry the nearest triangle's value) and every position counts.
 """
@@ -65,7 +65,7 @@ def window_matrix(shape: tuple[int, int], patch: int, positions: np.ndarray) -> 
 
 @torch.no_grad()
 def occlusion(net: torch.nn.Module, images: np.ndarray, labels: np.ndarray, *, patch: int, stride: int,
-              fill: float, batch_size: int = 256, device: str = "cpu") -> dict[str, np.ndarray]:
+              fill: float | np.ndarray, batch_size: int = 256, device: str = "cpu") -> dict[str, np.ndarray]:
     """Occlusion importances of ``net`` for each of ``images`` (its test subjects).
 
     Parameters
@@ -76,8 +76,9 @@ def occlusion(net: torch.nn.Module, images: np.ndarray, labels: np.ndarray, *, p
     labels : ndarray of {0, 1}, shape (n,)
     patch, stride : int
         Side of the square and step between its positions, in pixels.
-    fill : float
-        The value (in the images' raw units) written into the square.
+    fill : float or ndarray of shape (H, W)
+        The value (in the images' raw units) written into the square: one number, or one per pixel (e.g. the
+        training images' mean image).
     batch_size : int
         Occluded copies per forward pass.
     device : str
@@ -96,6 +97,7 @@ def occlusion(net: torch.nn.Module, images: np.ndarray, labels: np.ndarray, *, p
                          f"{labels.shape}")
     shape = images.shape[1:]
     positions = occlusion_positions(shape, patch, stride)
+    fill_values = torch.from_numpy(np.broadcast_to(np.asarray(fill, dtype=np.float32), shape).copy())
     net = net.to(device).eval()
 
     def true_class_probability(batch: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -116,7 +118,7 @@ def occlusion(net: torch.nn.Module, images: np.ndarray, labels: np.ndarray, *, p
         inside_rows = (rows[None, :] >= where[:, :1]) & (rows[None, :] < where[:, :1] + patch)
         inside_columns = (columns[None, :] >= where[:, 1:]) & (columns[None, :] < where[:, 1:] + patch)
         square = inside_rows[:, :, None] & inside_columns[:, None, :]
-        copies = torch.where(square, torch.tensor(fill, dtype=tensor.dtype), tensor[who])
+        copies = torch.where(square, fill_values, tensor[who])
         occluded[first: first + len(who)] = true_class_probability(copies, targets[who]).numpy()
     occluded = occluded.reshape(len(images), len(positions))
     probability_drop = baseline[:, None] - occluded

@@ -102,10 +102,8 @@ def _experiment(stage: StageContext, task: str) -> tuple[Experiment | None, list
 
 
 def _load(experiment: Experiment, job: Job, device: str) -> MetricNet:
-    net = MetricNet(build_model(job.backbone, Init("scratch")), mean=0.0, sd=1.0)
     state = torch.load(experiment.root / job.name / "model.pt", map_location="cpu", weights_only=True)
-    net.load_state_dict(state)
-    return net.to(device).eval()
+    return MetricNet.from_state(build_model(job.backbone, Init("scratch")), state).to(device).eval()
 
 
 def _subset(labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
@@ -147,7 +145,7 @@ def _occlude_set(stage: StageContext, experiment: Experiment, jobs: list[Job], s
                             stage.params.seed + fold_job.fold)]
         net = _load(experiment, fold_job, device)
         train = np.flatnonzero(folds != fold_job.fold)
-        fill = float(np.min(images[train])) if settings.occluder == "minimum" else float(net.mean)
+        fill = float(np.min(images[train])) if settings.occluder == "minimum" else net.mean.cpu().numpy()
         started = time.perf_counter()
         result = occlusion(net, np.asarray(images[test]), labels[test], patch=settings.patch, stride=settings.stride,
                            fill=fill, batch_size=settings.batch_size, device=device)

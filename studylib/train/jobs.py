@@ -16,7 +16,7 @@ the training code and library versions, the job's images (their content hash, st
 fold assignment and the starting weights' bytes (a stage-1 checkpoint, an ImageNet file). A folder whose key
 differs (parameters, code or inputs changed) is cleared and the job runs again; other jobs are untouched
 (adding a backbone trains only its models). Images are normalised with the mean and SD of the job's training
-subjects only.
+subjects only: one mean and SD, or each pixel's (``train.normalise``).
 """
 
 from __future__ import annotations
@@ -131,12 +131,21 @@ def is_done(folder: str | Path, key: str) -> bool:
     return done.is_file() and json.loads(done.read_text()).get("key") == key
 
 
-def normalisation(images: np.ndarray, index: np.ndarray) -> tuple[float, float]:
-    """Mean and SD over all pixels of ``images[index]``, read in chunks (SD 0 becomes 1)."""
+def normalisation(images: np.ndarray, index: np.ndarray, per: str = "images") -> tuple[float, float] | tuple[
+        np.ndarray, np.ndarray]:
+    """Mean and SD of ``images[index]``, read in chunks; an SD of 0 becomes 1.
+
+    ``per="images"``: one mean and SD over all their pixels (floats); ``per="pixels"``: each pixel's mean and SD
+    over the subjects (float32 arrays of one image's shape), see ``TrainParams.normalise``.
+    """
     if len(index) == 0:
         raise ValueError("no training subjects to normalise with")
-    mean, sd, _ = chunked_moments(images, index)
-    return float(mean), float(sd) or 1.0
+    if per not in ("images", "pixels"):
+        raise ValueError(f"normalise must be 'images' or 'pixels', not {per!r}")
+    mean, sd, _ = chunked_moments(images, index, axis=None if per == "images" else 0)
+    if per == "images":
+        return float(mean), float(sd) or 1.0
+    return np.asarray(mean, dtype=np.float32), np.where(sd > 0, sd, 1.0).astype(np.float32)
 
 
 def run_job(job: Job, images: np.ndarray, subjects: pd.DataFrame, folds: np.ndarray, train: TrainParams,
@@ -184,7 +193,7 @@ def run_job(job: Job, images: np.ndarray, subjects: pd.DataFrame, folds: np.ndar
     train_index, test_index = train_test(folds, job.fold)
     if len(np.unique(labels[train_index])) < 2:
         raise ValueError(f"job {job.name}: the training subjects of fold {job.fold} have a single label")
-    mean, sd = normalisation(images, train_index)
+    mean, sd = normalisation(images, train_index, train.normalise)
     torch.manual_seed(job.seed)
     net = MetricNet(build_model(job.backbone, job.init), mean=mean, sd=sd, channels=input_channels(job.backbone))
     history = fit(net, images, labels, train_index, train, seed=job.seed, checkpoint=folder / "checkpoint.pt",

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -261,21 +262,38 @@ class MetricNet(nn.Module):
     ----------
     backbone : nn.Module
         A model from :func:`build_model`.
-    mean, sd : float
-        The training images' mean and SD, kept as buffers (saved with the state dict).
+    mean, sd : float or ndarray
+        The training images' mean and SD: one number each, or one per pixel (arrays of one image's shape; see
+        ``TrainParams.normalise``). Kept as buffers, saved with the state dict.
     channels : int, default 3
         Input channels of the backbone (:func:`input_channels`).
     """
 
-    def __init__(self, backbone: nn.Module, mean: float, sd: float, channels: int = 3):
+    def __init__(self, backbone: nn.Module, mean: float | np.ndarray, sd: float | np.ndarray, channels: int = 3):
         super().__init__()
+        mean = torch.as_tensor(np.asarray(mean, dtype=np.float32))
+        sd = torch.as_tensor(np.asarray(sd, dtype=np.float32))
+        if mean.shape != sd.shape:
+            raise ValueError(f"mean {tuple(mean.shape)} and SD {tuple(sd.shape)} must have one shape")
+        if not bool(torch.all(sd > 0)):
+            raise ValueError("the SD must be positive everywhere")
         self.backbone = backbone
         self.channels = channels
-        self.register_buffer("mean", torch.tensor(float(mean)))
-        self.register_buffer("sd", torch.tensor(float(sd)))
+        self.register_buffer("mean", mean)
+        self.register_buffer("sd", sd)
+
+    @classmethod
+    def from_state(cls, backbone: nn.Module, state: dict, channels: int = 3) -> MetricNet:
+        """A MetricNet holding a saved state dict (``model.pt``), whatever the shape of its normalisation."""
+        net = cls(backbone, mean=state["mean"].numpy(), sd=state["sd"].numpy(), channels=channels)
+        net.load_state_dict(state)
+        return net
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim == 3:
             images = images.unsqueeze(1)
+        if self.mean.ndim and tuple(images.shape[2:]) != tuple(self.mean.shape):
+            raise ValueError(f"images of shape {tuple(images.shape[2:])} for a per-pixel normalisation of shape "
+                             f"{tuple(self.mean.shape)}")
         normalised = (images - self.mean) / self.sd
         return self.backbone(normalised.expand(-1, self.channels, *normalised.shape[2:]))

@@ -45,6 +45,26 @@ def test_probability_drop_equals_captum_occlusion(patch, stride):
         np.testing.assert_allclose(ours["probability"][:, :inner, :inner], theirs[:, :inner, :inner], atol=1e-6)
 
 
+def test_a_per_pixel_fill_equals_captum_with_an_image_baseline():
+    """The "mean" occluder of a per-pixel normalised model writes the mean image, not one number, into the square."""
+    captum = pytest.importorskip("captum.attr")
+    torch.manual_seed(1)
+    size, patch, stride = 12, 4, 4
+    net = _Flat(size).eval()
+    rng = np.random.default_rng(1)
+    images = rng.normal(size=(4, size, size)).astype(np.float32)
+    labels = np.array([1, 0, 1, 0])
+    fill = rng.normal(size=(size, size)).astype(np.float32)
+    ours = occlusion(net, images, labels, patch=patch, stride=stride, fill=fill, batch_size=5)
+    theirs = captum.Occlusion(lambda x: torch.softmax(net(x), dim=1)).attribute(
+        torch.from_numpy(images), sliding_window_shapes=(patch, patch), strides=(stride, stride),
+        baselines=torch.from_numpy(fill)[None], target=torch.from_numpy(labels)).numpy()
+    np.testing.assert_allclose(ours["probability"], theirs, atol=1e-6)
+    constant = occlusion(net, images, labels, patch=patch, stride=stride, fill=np.full((size, size), 0.5), batch_size=5)
+    scalar = occlusion(net, images, labels, patch=patch, stride=stride, fill=0.5, batch_size=5)
+    np.testing.assert_array_equal(constant["probability"], scalar["probability"])
+
+
 def test_the_occlusion_peak_sits_on_the_square_that_decides_the_label():
     rng = np.random.default_rng(1)
     size, n = 16, 400

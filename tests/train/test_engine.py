@@ -119,7 +119,8 @@ def test_a_job_normalises_with_its_training_subjects_only(tmp_path, monkeypatch)
     images[folds == 1] += 100.0  # the test subjects' pixels would move the mean far
     seen = []
     real = jobs.normalisation
-    monkeypatch.setattr(jobs, "normalisation", lambda imgs, index: seen.append(index) or real(imgs, index))
+    monkeypatch.setattr(jobs, "normalisation",
+                        lambda imgs, index, per="images": seen.append(index) or real(imgs, index, per))
     job = Job("toy", "scratch", "kfold", "resnet18", Init("scratch"), "left", "thickness", fold=1, seed=3)
     train = _params(epochs=1, mixup_epochs=1, batch_size=8)
     assert run_job(job, images, subjects, folds, train, tmp_path / "job", store_identity="toy")
@@ -129,6 +130,39 @@ def test_a_job_normalises_with_its_training_subjects_only(tmp_path, monkeypatch)
     predictions = pd.read_csv(tmp_path / "job" / "predictions.csv")
     assert sorted(predictions["subject"]) == sorted(subjects["subject"][folds == 1])
     assert not (tmp_path / "job" / "checkpoint.pt").exists()
+
+
+def test_a_per_pixel_normalisation_uses_each_training_pixel_and_reloads(tmp_path):
+    """train.normalise = pixels: the model holds each pixel's training mean and SD (test subjects excluded), its
+    saved state reloads with MetricNet.from_state, and the reloaded model predicts what the job wrote."""
+    import pandas as pd
+
+    from studylib.train.jobs import Job, normalisation, run_job
+
+    images, labels = _toy(n=20)
+    subjects = pd.DataFrame({"subject": [f"s{i}" for i in range(20)], "label": labels})
+    folds = np.arange(20) % 2
+    images[folds == 1] += 100.0
+    images[folds == 0, :4] *= 3.0  # a pattern the training subjects share, pixel by pixel
+    job = Job("toy", "scratch", "kfold", "resnet18", Init("scratch"), "left", "thickness", fold=1, seed=3)
+    train = _params(epochs=1, mixup_epochs=1, batch_size=8, normalise="pixels")
+    assert run_job(job, images, subjects, folds, train, tmp_path / "job", store_identity="toy")
+    state = torch.load(tmp_path / "job" / "model.pt", weights_only=True)
+    training = images[folds == 0].astype(np.float64)
+    np.testing.assert_allclose(state["mean"].numpy(), training.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(state["sd"].numpy(), training.std(axis=0), rtol=1e-4)
+    net = MetricNet.from_state(build_model("resnet18", Init("scratch")), state).eval()
+    with torch.no_grad():
+        probability = torch.softmax(net(torch.from_numpy(images[folds == 1]).float()), dim=1)[:, 1].numpy()
+    written = pd.read_csv(tmp_path / "job" / "predictions.csv")
+    np.testing.assert_allclose(written["probability"], probability, atol=1e-6)
+    constant = np.ones((4, 3, 3), dtype=np.float32)
+    mean, sd = normalisation(constant, np.arange(4), "pixels")
+    assert mean.shape == sd.shape == (3, 3) and np.all(sd == 1.0)  # a pixel that never varies: SD 1, not a division by 0
+    with pytest.raises(ValueError, match="normalise must be"):
+        normalisation(constant, np.arange(4), "channels")
+    with pytest.raises(ValueError, match="per-pixel normalisation of shape"):
+        net(torch.zeros(2, 8, 8))
 
 
 def test_resident_streamed_and_read_ahead_images_train_the_same_weights():
