@@ -3,6 +3,8 @@ images through each subject's map, the D-K centroid spread, and occlusion maps b
 
 from __future__ import annotations
 
+import tempfile
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -117,11 +119,16 @@ def test_paired_images_build_each_subjects_rasterizer_once_for_all_metrics(tmp_p
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(studylib.flatmaps, "Rasterizer", Counted)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     pairs = list(paired_images(cohort, flats, path_of, 16))
     assert len(built) == 2 * (10 + 1)  # per hemisphere: each subject's once, and the template's
     assert len(pairs) == 4
-    for _, _, reference, own in pairs:  # the same map: the same images
+    for _, _, reference, own in pairs:  # the same map: the same images, held in memory, not in the waiting file
         np.testing.assert_allclose(own, reference, rtol=1e-6)
+        assert type(own) is np.ndarray
+    assert not any(scratch.iterdir())  # the waiting files are gone
 
 
 def test_per_subject_pipeline_on_fsaverage5(tmp_path):
