@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ from ..flatmaps import SubjectRasterizers, load_subject_maps
 from ..geometry.flatten import FlatMap
 from ..hashing import sha256_json
 from ..images import ImageStore, open_stores
+from ..params import OcclusionParams
 from ..raster import Rasterizer
 from ..storage import atomic_path
 from ..train.experiments import Experiment, plan_autism, plan_sex
@@ -35,7 +37,7 @@ from ..train.jobs import Job, is_done
 from ..train.models import Init, MetricNet, build_model
 from .notebook import StageContext
 
-__all__ = ["OcclusionRun", "occlude_arms"]
+__all__ = ["OcclusionRun", "OcclusionTask", "occlude_arms", "occlude_image_set"]
 
 IMAGE_SET = ["task", "cohort", "arm", "backbone", "hemisphere", "metric"]
 
@@ -93,7 +95,8 @@ def _experiment(stage: StageContext, task: str) -> tuple[Experiment | None, list
     stores, missing = open_stores({name: layout.image_store(name) for name in names})
     if task == "sex" and transfer.sex_cohort in missing or not stores:
         return None, [f"no images for the {task} task"]
-    experiment = Experiment(layout.training_jobs(task), stores, params.train, params.seed, params.device)
+    experiment = Experiment(layout.training_jobs(task), stores, params.train, params.seed, params.device,
+                            executor=params.executor)
     if task == "sex":
         plan_sex(experiment, transfer)
     else:
@@ -101,9 +104,13 @@ def _experiment(stage: StageContext, task: str) -> tuple[Experiment | None, list
     return experiment, []
 
 
+def _load_model(path: Path, backbone: str, device: str) -> MetricNet:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return MetricNet.from_state(build_model(backbone, Init("scratch")), state).to(device).eval()
+
+
 def _load(experiment: Experiment, job: Job, device: str) -> MetricNet:
-    state = torch.load(experiment.root / job.name / "model.pt", map_location="cpu", weights_only=True)
-    return MetricNet.from_state(build_model(job.backbone, Init("scratch")), state).to(device).eval()
+    return _load_model(experiment.root / job.name / "model.pt", job.backbone, device)
 
 
 def _subset(labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
@@ -119,48 +126,107 @@ def _subset(labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen))
 
 
-def _occlude_set(stage: StageContext, experiment: Experiment, jobs: list[Job], store: ImageStore, device: str,
-                 keys: list[str] | None = None) -> tuple[dict, float | None]:
-    """Per-subject occlusion maps of one image set from its fold models (cached by the jobs' keys and settings)."""
+@dataclass(frozen=True, eq=False)
+class OcclusionTask:
+    """One image set's occlusion through its fold models: small and picklable (paths, not arrays), so that the
+    study's executor can run it in a worker process or as a Ray task (:func:`occlude_image_set`)."""
+
+    name: str
+    path: Path                   # the maps' file (``layout.occlusion_maps``)
+    key: str                     # digest of the models' job keys, the occlusion settings and the seed
+    models: tuple[Path, ...]     # one fold model each
+    model_folds: tuple[int, ...]
+    backbone: str
+    store: Path
+    hemisphere: str
+    metric: str
+    folds: np.ndarray
+    settings: OcclusionParams
+    seed: int
+    device: str
+    threads: int
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+
+def _occlusion_task(stage: StageContext, experiment: Experiment, jobs: list[Job], store: ImageStore, device: str,
+                    keys: list[str] | None = None) -> OcclusionTask:
     settings = stage.params.occlusion
     job = jobs[0]
-    folds = experiment.folds(job.cohort, job.scheme)
     identity = {"jobs": keys or [experiment.key(j) for j in jobs],
                 "occlusion": settings.model_dump(mode="json", exclude={"n_bootstrap", "planted_fraction", "arms"}),
                 "seed": stage.params.seed}
-    path = stage.layout.occlusion_maps / f"{job.cohort}_{job.arm}_{job.backbone}_{job.image_set}.npz"
-    key = sha256_json(identity)
-    if path.is_file():
-        with np.load(path) as stored:
-            if str(stored["key"]) == key:
-                return {name: stored[name] for name in stored.files if name != "key"}, None
-    images = store.images(job.hemisphere, job.metric)
-    subjects = store.subjects
-    labels = subjects["label"].to_numpy().astype(int)
-    parts: dict[str, list] = {"probability": [], "accuracy": [], "row": [], "fold": []}
-    seconds, copies = 0.0, 0
-    for fold_job in jobs:
-        test = np.flatnonzero(folds == fold_job.fold)
-        test = test[_subset(labels[test], settings.max_subjects and -(-settings.max_subjects // len(jobs)),
-                            stage.params.seed + fold_job.fold)]
-        net = _load(experiment, fold_job, device)
-        train = np.flatnonzero(folds != fold_job.fold)
-        fill = float(np.min(images[train])) if settings.occluder == "minimum" else net.mean.cpu().numpy()
-        started = time.perf_counter()
-        result = occlusion(net, np.asarray(images[test]), labels[test], patch=settings.patch, stride=settings.stride,
-                           fill=fill, batch_size=settings.batch_size, device=device)
-        seconds += time.perf_counter() - started
-        copies += len(test) * len(result["positions"])
-        parts["probability"].append(result["probability"].astype(np.float32))
-        parts["accuracy"].append(result["accuracy"].astype(np.float32))
-        parts["row"].append(test)
-        parts["fold"].append(np.full(len(test), fold_job.fold))
+    return OcclusionTask(
+        name=f"occlusion {job.cohort} {job.arm} {job.backbone} {job.image_set}",
+        path=stage.layout.occlusion_maps / f"{job.cohort}_{job.arm}_{job.backbone}_{job.image_set}.npz",
+        key=sha256_json(identity), models=tuple(experiment.root / j.name / "model.pt" for j in jobs),
+        model_folds=tuple(j.fold for j in jobs), backbone=job.backbone, store=Path(store.path),
+        hemisphere=job.hemisphere, metric=job.metric, folds=experiment.folds(job.cohort, job.scheme),
+        settings=settings, seed=stage.params.seed, device=device, threads=stage.params.train.threads)
+
+
+def _saved_maps(task: OcclusionTask) -> dict | None:
+    """The maps saved for this task's key, or None."""
+    if task.path.is_file():
+        with np.load(task.path) as stored:
+            if str(stored["key"]) == task.key:
+                return {name: stored[name] for name in stored.files if name not in ("key", "rate")}
+    return None
+
+
+def occlude_image_set(task: OcclusionTask) -> float | None:
+    """Occlude one image set's test subjects, each through its own fold model, and save the per-subject maps under
+    ``task.path`` (written whole or not at all); return the occluded images per second (None: already saved).
+
+    Runs with ``task.threads`` intra-op threads (``train.threads``), restored afterwards, so that the maps do not
+    depend on which executor ran them.
+    """
+    if _saved_maps(task) is not None:
+        return None
+    settings = task.settings
+    before = torch.get_num_threads()
+    torch.set_num_threads(task.threads)
+    try:
+        store = ImageStore(task.store)
+        images = store.images(task.hemisphere, task.metric)
+        labels = store.subjects["label"].to_numpy().astype(int)
+        parts: dict[str, list] = {"probability": [], "accuracy": [], "row": [], "fold": []}
+        seconds, copies = 0.0, 0
+        for model, fold in zip(task.models, task.model_folds):
+            test = np.flatnonzero(task.folds == fold)
+            test = test[_subset(labels[test], settings.max_subjects and -(-settings.max_subjects // len(task.models)),
+                                task.seed + fold)]
+            net = _load_model(model, task.backbone, task.device)
+            train = np.flatnonzero(task.folds != fold)
+            fill = float(np.min(images[train])) if settings.occluder == "minimum" else net.mean.cpu().numpy()
+            started = time.perf_counter()
+            result = occlusion(net, np.asarray(images[test]), labels[test], patch=settings.patch,
+                               stride=settings.stride, fill=fill, batch_size=settings.batch_size, device=task.device)
+            seconds += time.perf_counter() - started
+            copies += len(test) * len(result["positions"])
+            parts["probability"].append(result["probability"].astype(np.float32))
+            parts["accuracy"].append(result["accuracy"].astype(np.float32))
+            parts["row"].append(test)
+            parts["fold"].append(np.full(len(test), fold))
+    finally:
+        torch.set_num_threads(before)
     out = {name: np.concatenate(values) for name, values in parts.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as partial:
+    task.path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(task.path) as partial:
         with open(partial, "wb") as handle:
-            np.savez(handle, key=key, **out)
-    return out, copies / seconds if seconds else None
+            np.savez(handle, key=task.key, **out)
+    return copies / seconds if seconds else None
+
+
+def _occlude_set(stage: StageContext, experiment: Experiment, jobs: list[Job], store: ImageStore, device: str,
+                 keys: list[str] | None = None) -> tuple[dict, float | None]:
+    """Per-subject occlusion maps of one image set from its fold models (cached by the jobs' keys and settings), here
+    in this process; returns the maps and the occluded images per second (None when they were saved before)."""
+    task = _occlusion_task(stage, experiment, jobs, store, device, keys)
+    rate = occlude_image_set(task)
+    return _saved_maps(task), rate
 
 
 def _rasterizer(stage: StageContext, store: ImageStore, hemisphere: str, cache: dict) -> tuple[Rasterizer, FlatMap]:
@@ -201,6 +267,7 @@ def occlude_arms(stage: StageContext, *, progress: bool = True) -> OcclusionRun:
     rasterizers: dict = {}
     own_maps: dict[tuple[str, str], SubjectRasterizers] = {}  # per (cohort, hemisphere): built once for all metrics
     recovery_rows, region_rows, speed_rows, subject_rows, real_rows = [], [], [], [], []
+    plans = []
     for task in ("sex", "autism"):
         arms = settings.arms.get(task, [])
         if not arms:
@@ -222,79 +289,103 @@ def occlude_arms(stage: StageContext, *, progress: bool = True) -> OcclusionRun:
         groups: dict[tuple, list[Job]] = {}
         for job in chosen:
             groups.setdefault((job.cohort, job.arm, job.backbone, job.hemisphere, job.metric), []).append(job)
-        for (cohort, arm, backbone, hemisphere, metric), jobs in progress_bar(
-                groups.items(), desc=f"occluding ({task})", unit="image set", disable=not progress):
-            store = experiment.stores[cohort]
-            result, rate = _occlude_set(stage, experiment, sorted(jobs, key=lambda j: j.fold), store, device,
-                                        [keys[j] for j in sorted(jobs, key=lambda j: j.fold)])
-            key = (task, cohort, arm, backbone, hemisphere, metric)
-            subjects = store.subjects
-            rows = result["row"]
-            labels = subjects["label"].to_numpy().astype(int)
-            subject_rows.append(pd.DataFrame({"task": task, "cohort": cohort, "arm": arm, "backbone": backbone,
-                                              "hemisphere": hemisphere, "metric": metric,
-                                              "subject": subjects["subject"].astype(str).to_numpy()[rows],
-                                              "fold": result["fold"]}))
-            if rate is not None:
-                speed_rows.append({**dict(zip(IMAGE_SET, key)), "occluded images per s": rate, "device": device})
-            raster, flat = _rasterizer(stage, store, hemisphere, rasterizers)
-            parcels = load_parcellation("dk", store.meta["template"])
-            n_vertices = len(parcels.labels[hemisphere])
-            run.templates[cohort] = store.meta["template"]
-            run.outlines.setdefault(cohort, {})[hemisphere] = _label_image(raster, flat, parcels.labels[hemisphere])
-            if store.meta.get("flatten_mode") == "per-subject":  # each subject's map back to the template's vertices
-                if (cohort, hemisphere) not in own_maps:  # the occluded subjects' rasterizers, kept for every metric
-                    own_maps[cohort, hemisphere] = SubjectRasterizers(
-                        load_subject_maps(Cohort(layout.cohort(cohort)), hemisphere, layout.subject_flat_map),
-                        store.meta["size"], store.meta["method"], keep=max(len(rows), 1))
-                per_subject = own_maps[cohort, hemisphere].to_template(rows, result["probability"], n_vertices)
-                note = (f"{cohort}: images through each subject's own flat map; occlusion maps go back to the "
-                        "template's vertices through each subject's map before averaging, the pixel-wise |t| map "
-                        "through the template's map (pixels of different subjects line up only approximately)")
-                if note not in run.notes:
-                    run.notes.append(note)
-            else:
-                per_subject = to_template(raster, flat.vertex_index, result["probability"], n_vertices)
-            folds = experiment.folds(cohort, "kfold")
-            images = np.asarray(store.images(hemisphere, metric))
-            t_pixels = t_maps(images, labels, folds)
-            run.maps[key] = {"probability": result["probability"].mean(axis=0),
-                             "accuracy": result["accuracy"].mean(axis=0),
-                             "vertices": mean_map(per_subject)}
-            run.t_maps[key] = {"pixels": t_pixels,
-                               "vertices": to_template(raster, flat.vertex_index, t_pixels[None], n_vertices)[0]}
-            cortical = {k: v for k, v in parcels.names.items() if not v.endswith("corpuscallosum")}  # medial wall
-            ranked = region_importance(run.maps[key]["vertices"], np.asarray(parcels.labels[hemisphere]), cortical)
-            region_rows.append(pd.DataFrame({**dict(zip(IMAGE_SET, key)), "region": ranked.index,
-                                             "importance": ranked.to_numpy(), "rank": np.arange(1, len(ranked) + 1)}))
-            effect = _truth(stage, cohort, hemisphere, metric)
-            if effect is None:  # real values (semi-real, user data): rank regions against the real regional d's
-                real = Cohort(layout.cohort(cohort))
-                if real.meta.get("source") == "semi-real" and metric in real.metrics:
-                    row_of = {s: i for i, s in enumerate(real.subjects["subject"].astype(str))}
-                    in_store = [row_of[s] for s in subjects["subject"].astype(str)]
-                    d = regional_effects(np.asarray(real.maps(hemisphere, metric))[in_store],
-                                         np.asarray(parcels.labels[hemisphere]), labels,
-                                         {k: v for k, v in parcels.names.items() if v in ranked.index})
-                    both = pd.concat([ranked.rename("importance"), d.abs().rename("|d|")], axis=1).dropna()
-                    test = stats.spearmanr(both["importance"], both["|d|"])
-                    real_rows.append({**dict(zip(IMAGE_SET, key)), "regions": len(both),
-                                      "spearman (importance, |real d|)": float(test.statistic), "p": float(test.pvalue),
-                                      "largest |d|": float(both["|d|"].max())})
-                continue
-            if not np.nanmax(np.abs(effect)) > 0:
-                continue
-            occluded = recovery_intervals(per_subject, labels[rows], effect, fraction=settings.planted_fraction,
-                                          n_resamples=settings.n_bootstrap, seed=params.seed)
-            # the t-map's interval: its own stratified resamples of subjects (same folds), each scored
-            resampled = t_maps(images, labels, folds, n_resamples=settings.n_bootstrap, seed=params.seed)
-            draws = [recovery(v, effect, settings.planted_fraction)
-                     for v in to_template(raster, flat.vertex_index, resampled, n_vertices)]
-            point = with_intervals(recovery(run.t_maps[key]["vertices"], effect, settings.planted_fraction), draws)
-            recovery_rows += [{**dict(zip(IMAGE_SET, key)), "explainer": "occlusion (probability drop)",
-                               "subjects": len(rows), **occluded},
-                              {**dict(zip(IMAGE_SET, key)), "explainer": "|t| map (training subjects of each fold)",
-                               "subjects": len(labels), **point}]
+        for group, jobs in groups.items():
+            jobs = sorted(jobs, key=lambda j: j.fold)
+            plans.append((task, experiment, group, _occlusion_task(stage, experiment, jobs,
+                                                                   experiment.stores[group[0]], device,
+                                                                   [keys[j] for j in jobs])))
+    # the occlusion itself: every image set not yet saved, through the study's executor (one unit each)
+    pending = [plan[3] for plan in plans if _saved_maps(plan[3]) is None]
+    rates: dict[str, float | None] = {}
+    if pending:
+        executor = plans[0][1].executor
+        bar = progress_bar(total=len(pending), unit="image set", disable=not progress, mininterval=15.0,
+                           desc=f"occluding {len(pending)} image sets ({executor.describe()['executor']})")
+
+        def done(index: int, rate: float | None) -> None:
+            rates[pending[index].name] = rate
+            bar.update(1)
+
+        with bar:
+            executor.run(pending, done, work=occlude_image_set, cpus=params.train.threads, gpu=True)
+        run.notes.append(f"{len(pending)} image sets were occluded by the study's executor ("
+                         + ", ".join(f"{k} {v}" for k, v in executor.describe().items() if v not in ([], None))
+                         + f"), {params.train.threads} thread(s) each; {len(plans) - len(pending)} were saved before.")
+    for task, experiment, (cohort, arm, backbone, hemisphere, metric), occlusion_task in progress_bar(
+            plans, desc="maps to the cortex, regions, recovery", unit="image set", disable=not progress):
+        store = experiment.stores[cohort]
+        result, rate = _saved_maps(occlusion_task), rates.get(occlusion_task.name)
+        if result is None:
+            raise RuntimeError(f"{occlusion_task.name}: the executor finished without saving its maps "
+                               f"({occlusion_task.path})")
+        key = (task, cohort, arm, backbone, hemisphere, metric)
+        subjects = store.subjects
+        rows = result["row"]
+        labels = subjects["label"].to_numpy().astype(int)
+        subject_rows.append(pd.DataFrame({"task": task, "cohort": cohort, "arm": arm, "backbone": backbone,
+                                          "hemisphere": hemisphere, "metric": metric,
+                                          "subject": subjects["subject"].astype(str).to_numpy()[rows],
+                                          "fold": result["fold"]}))
+        if rate is not None:
+            speed_rows.append({**dict(zip(IMAGE_SET, key)), "occluded images per s": rate, "device": device})
+        raster, flat = _rasterizer(stage, store, hemisphere, rasterizers)
+        parcels = load_parcellation("dk", store.meta["template"])
+        n_vertices = len(parcels.labels[hemisphere])
+        run.templates[cohort] = store.meta["template"]
+        run.outlines.setdefault(cohort, {})[hemisphere] = _label_image(raster, flat, parcels.labels[hemisphere])
+        if store.meta.get("flatten_mode") == "per-subject":  # each subject's map back to the template's vertices
+            if (cohort, hemisphere) not in own_maps:  # the occluded subjects' rasterizers, kept for every metric
+                own_maps[cohort, hemisphere] = SubjectRasterizers(
+                    load_subject_maps(Cohort(layout.cohort(cohort)), hemisphere, layout.subject_flat_map),
+                    store.meta["size"], store.meta["method"], keep=max(len(rows), 1))
+            per_subject = own_maps[cohort, hemisphere].to_template(rows, result["probability"], n_vertices)
+            note = (f"{cohort}: images through each subject's own flat map; occlusion maps go back to the "
+                    "template's vertices through each subject's map before averaging, the pixel-wise |t| map "
+                    "through the template's map (pixels of different subjects line up only approximately)")
+            if note not in run.notes:
+                run.notes.append(note)
+        else:
+            per_subject = to_template(raster, flat.vertex_index, result["probability"], n_vertices)
+        folds = experiment.folds(cohort, "kfold")
+        images = np.asarray(store.images(hemisphere, metric))
+        t_pixels = t_maps(images, labels, folds)
+        run.maps[key] = {"probability": result["probability"].mean(axis=0),
+                         "accuracy": result["accuracy"].mean(axis=0),
+                         "vertices": mean_map(per_subject)}
+        run.t_maps[key] = {"pixels": t_pixels,
+                           "vertices": to_template(raster, flat.vertex_index, t_pixels[None], n_vertices)[0]}
+        cortical = {k: v for k, v in parcels.names.items() if not v.endswith("corpuscallosum")}  # medial wall
+        ranked = region_importance(run.maps[key]["vertices"], np.asarray(parcels.labels[hemisphere]), cortical)
+        region_rows.append(pd.DataFrame({**dict(zip(IMAGE_SET, key)), "region": ranked.index,
+                                         "importance": ranked.to_numpy(), "rank": np.arange(1, len(ranked) + 1)}))
+        effect = _truth(stage, cohort, hemisphere, metric)
+        if effect is None:  # real values (semi-real, user data): rank regions against the real regional d's
+            real = Cohort(layout.cohort(cohort))
+            if real.meta.get("source") == "semi-real" and metric in real.metrics:
+                row_of = {s: i for i, s in enumerate(real.subjects["subject"].astype(str))}
+                in_store = [row_of[s] for s in subjects["subject"].astype(str)]
+                d = regional_effects(np.asarray(real.maps(hemisphere, metric))[in_store],
+                                     np.asarray(parcels.labels[hemisphere]), labels,
+                                     {k: v for k, v in parcels.names.items() if v in ranked.index})
+                both = pd.concat([ranked.rename("importance"), d.abs().rename("|d|")], axis=1).dropna()
+                test = stats.spearmanr(both["importance"], both["|d|"])
+                real_rows.append({**dict(zip(IMAGE_SET, key)), "regions": len(both),
+                                  "spearman (importance, |real d|)": float(test.statistic), "p": float(test.pvalue),
+                                  "largest |d|": float(both["|d|"].max())})
+            continue
+        if not np.nanmax(np.abs(effect)) > 0:
+            continue
+        occluded = recovery_intervals(per_subject, labels[rows], effect, fraction=settings.planted_fraction,
+                                      n_resamples=settings.n_bootstrap, seed=params.seed)
+        # the t-map's interval: its own stratified resamples of subjects (same folds), each scored
+        resampled = t_maps(images, labels, folds, n_resamples=settings.n_bootstrap, seed=params.seed)
+        draws = [recovery(v, effect, settings.planted_fraction)
+                 for v in to_template(raster, flat.vertex_index, resampled, n_vertices)]
+        point = with_intervals(recovery(run.t_maps[key]["vertices"], effect, settings.planted_fraction), draws)
+        recovery_rows += [{**dict(zip(IMAGE_SET, key)), "explainer": "occlusion (probability drop)",
+                           "subjects": len(rows), **occluded},
+                          {**dict(zip(IMAGE_SET, key)), "explainer": "|t| map (training subjects of each fold)",
+                           "subjects": len(labels), **point}]
     run.recovery = pd.DataFrame(recovery_rows)
     run.real_regions = pd.DataFrame(real_rows)
     run.regions = pd.concat(region_rows, ignore_index=True) if region_rows else pd.DataFrame()

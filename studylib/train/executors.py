@@ -17,7 +17,8 @@ when it failed or its worker died; a finished job is never trained twice.
 - **Faults**: a job that raises, or whose worker dies, runs again up to ``retries`` times (it resumes from its
   checkpoint); then the run stops with :class:`JobFailed` naming the job and the tail of its traceback.
 - **Other work**: ``run(tasks, on_done, work=...)`` runs any picklable tasks that have a ``name`` and a ``folder``
-  through a module-level function (per-subject flat maps do, one CPU each); they have no dependencies.
+  through a module-level function (per-subject flat maps do, one CPU each; so does 08's occlusion, one image set
+  each, on the run's GPU when it has one); they have no dependencies.
 """
 
 from __future__ import annotations
@@ -130,11 +131,12 @@ class Executor:
     retries: int = 0
 
     def run(self, tasks: Sequence[Any], on_done: OnDone, *, work: Callable[[Any], Any] = run_task,
-            cpus: int | None = None) -> None:
+            cpus: int | None = None, gpu: bool | None = None) -> None:
         """Run ``work(task)`` for every task once its dependencies are done, calling ``on_done(index, result)``.
 
         ``cpus`` is what one task uses, for Ray's ``num_cpus`` (default: the executor's thread count); local workers
-        are sized when the executor is made (:func:`make_executor`).
+        are sized when the executor is made (:func:`make_executor`). ``gpu``: whether a task uses the run's GPU, for
+        Ray's ``num_gpus`` (default: training jobs do, other work does not); local workers each see one GPU anyway.
         """
         raise NotImplementedError
 
@@ -157,7 +159,7 @@ class SerialExecutor(Executor):
         return {"executor": "serial", "workers": 1}
 
     def run(self, tasks: Sequence[Any], on_done: OnDone, *, work: Callable[[Any], Any] = run_task,
-            cpus: int | None = None) -> None:
+            cpus: int | None = None, gpu: bool | None = None) -> None:
         needs = job_dependencies(tasks)
         pending, finished = set(range(len(tasks))), set()
         while pending:
@@ -208,7 +210,7 @@ class LocalExecutor(Executor):
                                    initargs=(queue,))
 
     def run(self, tasks: Sequence[Any], on_done: OnDone, *, work: Callable[[Any], Any] = run_task,
-            cpus: int | None = None) -> None:
+            cpus: int | None = None, gpu: bool | None = None) -> None:
         needs = job_dependencies(tasks)
         pending, finished = set(range(len(tasks))), set()
         attempts = [0] * len(tasks)
@@ -269,7 +271,7 @@ class RayExecutor(Executor):
                 "gpus_per_job": self.gpus_per_job}
 
     def run(self, tasks: Sequence[Any], on_done: OnDone, *, work: Callable[[Any], Any] = run_task,
-            cpus: int | None = None) -> None:
+            cpus: int | None = None, gpu: bool | None = None) -> None:
         try:
             import ray
         except ImportError:  # pragma: no cover - ray is a dependency
@@ -278,7 +280,7 @@ class RayExecutor(Executor):
         if started:
             options = {"address": self.address} if self.address else {"num_cpus": self.workers * self.threads}
             ray.init(**options, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        gpus = self.gpus_per_job if work is run_task else 0
+        gpus = self.gpus_per_job if (work is run_task if gpu is None else gpu) else 0
         remote = ray.remote(num_cpus=cpus or self.threads, num_gpus=gpus, max_retries=self.retries,
                             retry_exceptions=True)(run_work)
         needs = job_dependencies(tasks)

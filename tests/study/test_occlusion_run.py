@@ -54,6 +54,43 @@ def test_every_subject_is_occluded_by_the_model_that_did_not_train_on_it(tmp_pat
     assert rate is not None
 
 
+def test_occlusion_units_give_the_same_maps_in_a_worker_process(tmp_path, write_params):
+    """08's units through the local executor (a spawned worker): the very maps of an in-process run, saved whole, and
+    the caller's thread count restored."""
+    import dataclasses
+
+    import torch
+
+    from studylib.study.occlusion_run import _occlusion_task, _saved_maps, occlude_image_set
+    from studylib.train.executors import LocalExecutor
+
+    content = minimal_params()
+    content["train"].update({"epochs": 1, "mixup_epochs": 1, "batch_size": 8, "folds": 2, "threads": 1})
+    content["transfer"] = {"sex_cohort": "hcp", "autism_cohorts": [], "sex_arms": ["scratch"]}
+    content["occlusion"] = {"patch": 8, "stride": 8, "arms": {"sex": ["scratch"]}}
+    params_file = write_params(content)
+    params = load_params(params_file)
+    layout = ResultsLayout(tmp_path / "results")
+    store = make_store(layout.image_stores, "hcp", ["thickness"], n=12, size=32, seed=2)
+    experiment = Experiment(layout.training_jobs("sex"), {"hcp": store}, params.train, params.seed, "cpu")
+    jobs = plan_sex(experiment, params.transfer)
+    experiment.run(progress=False)
+    stage = start_stage("08_occlusion", str(params_file), str(layout.root))
+    task = _occlusion_task(stage, experiment, sorted(jobs, key=lambda j: j.fold), store, "cpu")
+    threads = torch.get_num_threads()
+    assert occlude_image_set(task) > 0 and torch.get_num_threads() == threads
+    assert occlude_image_set(task) is None  # saved: not computed again
+    elsewhere = dataclasses.replace(task, path=tmp_path / "worker" / "maps.npz")
+    rates = {}
+    LocalExecutor(workers=1, retries=0).run([elsewhere], lambda index, rate: rates.update({index: rate}),
+                                            work=occlude_image_set, cpus=1, gpu=True)
+    assert rates[0] > 0
+    here, there = _saved_maps(task), _saved_maps(elsewhere)
+    assert here.keys() == there.keys() == {"probability", "accuracy", "row", "fold"}
+    for name in here:
+        np.testing.assert_array_equal(here[name], there[name])
+
+
 def test_summaries_of_a_run():
     recovery = pd.DataFrame([
         {"task": "sex", "cohort": "hcp", "arm": "imagenet", "backbone": "b", "hemisphere": h, "metric": "thickness",

@@ -158,7 +158,7 @@ def test_a_per_pixel_normalisation_uses_each_training_pixel_and_reloads(tmp_path
     np.testing.assert_allclose(written["probability"], probability, atol=1e-6)
     constant = np.ones((4, 3, 3), dtype=np.float32)
     mean, sd = normalisation(constant, np.arange(4), "pixels")
-    assert mean.shape == sd.shape == (3, 3) and np.all(sd == 1.0)  # a pixel that never varies: SD 1, not a division by 0
+    assert mean.shape == sd.shape == (3, 3) and np.all(sd == 1.0)  # a pixel that never varies: SD 1, no division by 0
     with pytest.raises(ValueError, match="normalise must be"):
         normalisation(constant, np.arange(4), "channels")
     with pytest.raises(ValueError, match="per-pixel normalisation of shape"):
