@@ -85,6 +85,8 @@ RECIPES = {
     "default at 32 px": {"size": 32},
     "default at 96 px": {"size": 96},
     "default, per-pixel normalisation": {"normalise": "pixels"},
+    "default, mix-up in 6 of 20 epochs": {"mixup_epochs": 6},
+    "default without mix-up": {"mixup_epochs": 0},
 }
 
 

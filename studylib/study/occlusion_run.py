@@ -327,7 +327,8 @@ def occlude_arms(stage: StageContext, *, progress: bool = True) -> OcclusionRun:
                                           "subject": subjects["subject"].astype(str).to_numpy()[rows],
                                           "fold": result["fold"]}))
         if rate is not None:
-            speed_rows.append({**dict(zip(IMAGE_SET, key)), "occluded images per s": rate, "device": device})
+            speed_rows.append({**dict(zip(IMAGE_SET, key)), "occluded images per s": rate, "device": device,
+                               "threads": params.train.threads})
         raster, flat = _rasterizer(stage, store, hemisphere, rasterizers)
         parcels = load_parcellation("dk", store.meta["template"])
         n_vertices = len(parcels.labels[hemisphere])
