@@ -17,8 +17,10 @@ covers the last rows and columns (captum leaves them out, with importance 0 ther
 The occluder: the paper's "black square" is the lowest value of its image's colour scale, i.e. the minimum of the
 metric (``"minimum"``: the minimum over the training subjects' images of the set); ``"mean"`` fills with the training
 images' mean (after the model's normalisation, 0; with a per-pixel normalisation, the mean image), which removes the
-region's information without putting an extreme value into it. The area-preserving flat map covers the whole square, so every pixel is on the cortex
-(pixels whose centre falls between triangles carry the nearest triangle's value) and every position counts.
+region's information without putting an extreme value into it. (With a per-pixel normalisation, ``train.normalise:
+pixels``, the minimum becomes extreme wherever subjects vary little: prefer ``"mean"`` there.) The area-preserving
+flat map covers the whole square, so every pixel is on the cortex (pixels whose centre falls between triangles carry
+the nearest triangle's value) and every position counts.
 """
 
 from __future__ import annotations

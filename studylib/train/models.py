@@ -285,7 +285,7 @@ class MetricNet(nn.Module):
     @classmethod
     def from_state(cls, backbone: nn.Module, state: dict, channels: int = 3) -> MetricNet:
         """A MetricNet holding a saved state dict (``model.pt``), whatever the shape of its normalisation."""
-        net = cls(backbone, mean=state["mean"].numpy(), sd=state["sd"].numpy(), channels=channels)
+        net = cls(backbone, mean=state["mean"].cpu().numpy(), sd=state["sd"].cpu().numpy(), channels=channels)
         net.load_state_dict(state)
         return net
 
