@@ -266,7 +266,7 @@ def paired_images(cohort: Cohort, template_maps: Mapping[str, FlatMap], path_of:
     for hemisphere in cohort.hemispheres:
         own = SubjectRasterizers(load_subject_maps(cohort, hemisphere, path_of), size, method, keep=1)
         maps = {metric: cohort.maps(hemisphere, metric) for metric in cohort.metrics}  # memory-mapped
-        with tempfile.TemporaryDirectory(prefix="paired_images_") as scratch:
+        with tempfile.TemporaryDirectory(prefix="paired_images_", ignore_cleanup_errors=True) as scratch:
             images = {metric: np.lib.format.open_memmap(Path(scratch) / f"{metric}.npy", mode="w+", dtype=np.float32,
                                                         shape=(len(own), size, size)) for metric in cohort.metrics}
             for row in range(len(own)):
