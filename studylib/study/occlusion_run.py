@@ -167,13 +167,20 @@ def _occlusion_task(stage: StageContext, experiment: Experiment, jobs: list[Job]
         settings=settings, seed=stage.params.seed, device=device, threads=stage.params.train.threads)
 
 
+def _is_saved(task: OcclusionTask) -> bool:
+    """Whether the task's maps are saved for its key (reads the key only)."""
+    if not task.path.is_file():
+        return False
+    with np.load(task.path) as stored:
+        return str(stored["key"]) == task.key
+
+
 def _saved_maps(task: OcclusionTask) -> dict | None:
     """The maps saved for this task's key, or None."""
-    if task.path.is_file():
-        with np.load(task.path) as stored:
-            if str(stored["key"]) == task.key:
-                return {name: stored[name] for name in stored.files if name not in ("key", "rate")}
-    return None
+    if not _is_saved(task):
+        return None
+    with np.load(task.path) as stored:
+        return {name: stored[name] for name in stored.files if name != "key"}
 
 
 def occlude_image_set(task: OcclusionTask) -> float | None:
@@ -183,7 +190,7 @@ def occlude_image_set(task: OcclusionTask) -> float | None:
     Runs with ``task.threads`` intra-op threads (``train.threads``), restored afterwards, so that the maps do not
     depend on which executor ran them.
     """
-    if _saved_maps(task) is not None:
+    if _is_saved(task):
         return None
     settings = task.settings
     before = torch.get_num_threads()
@@ -295,7 +302,7 @@ def occlude_arms(stage: StageContext, *, progress: bool = True) -> OcclusionRun:
                                                                    experiment.stores[group[0]], device,
                                                                    [keys[j] for j in jobs])))
     # the occlusion itself: every image set not yet saved, through the study's executor (one unit each)
-    pending = [plan[3] for plan in plans if _saved_maps(plan[3]) is None]
+    pending = [plan[3] for plan in plans if not _is_saved(plan[3])]
     rates: dict[str, float | None] = {}
     if pending:
         executor = plans[0][1].executor

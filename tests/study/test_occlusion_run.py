@@ -15,19 +15,27 @@ from studylib.train.experiments import Experiment, plan_sex
 from tests.support import make_store, minimal_params
 
 
-def test_every_subject_is_occluded_by_the_model_that_did_not_train_on_it(tmp_path, write_params):
+def _trained_sex_arm(tmp_path, write_params, train: dict, occlusion: dict, n: int, seed: int):
+    """A scratch sex arm trained on a toy store, and 08's stage over it: (params content, stage, experiment, jobs,
+    store, layout)."""
     content = minimal_params()
-    content["train"].update({"epochs": 2, "mixup_epochs": 1, "batch_size": 8, "folds": 2})
+    content["train"].update({"mixup_epochs": 1, "batch_size": 8, "folds": 2, **train})
     content["transfer"] = {"sex_cohort": "hcp", "autism_cohorts": [], "sex_arms": ["scratch"]}
-    content["occlusion"] = {"patch": 8, "stride": 8, "arms": {"sex": ["scratch"]}, "occluder": "mean"}
+    content["occlusion"] = {"patch": 8, "stride": 8, "arms": {"sex": ["scratch"]}, **occlusion}
     params_file = write_params(content)
     params = load_params(params_file)
     layout = ResultsLayout(tmp_path / "results")
-    store = make_store(layout.image_stores, "hcp", ["thickness"], n=16, size=32, seed=1)
+    store = make_store(layout.image_stores, "hcp", ["thickness"], n=n, size=32, seed=seed)
     experiment = Experiment(layout.training_jobs("sex"), {"hcp": store}, params.train, params.seed, "cpu")
     jobs = plan_sex(experiment, params.transfer)
     experiment.run(progress=False)
     stage = start_stage("08_occlusion", str(params_file), str(layout.root))
+    return content, stage, experiment, jobs, store, layout
+
+
+def test_every_subject_is_occluded_by_the_model_that_did_not_train_on_it(tmp_path, write_params):
+    content, stage, experiment, jobs, store, layout = _trained_sex_arm(
+        tmp_path, write_params, {"epochs": 2}, {"occluder": "mean"}, n=16, seed=1)
 
     result, rate = _occlude_set(stage, experiment, jobs, store, "cpu")
     assert rate is not None and rate > 0
@@ -64,18 +72,8 @@ def test_occlusion_units_give_the_same_maps_in_a_worker_process(tmp_path, write_
     from studylib.study.occlusion_run import _occlusion_task, _saved_maps, occlude_image_set
     from studylib.train.executors import LocalExecutor
 
-    content = minimal_params()
-    content["train"].update({"epochs": 1, "mixup_epochs": 1, "batch_size": 8, "folds": 2, "threads": 1})
-    content["transfer"] = {"sex_cohort": "hcp", "autism_cohorts": [], "sex_arms": ["scratch"]}
-    content["occlusion"] = {"patch": 8, "stride": 8, "arms": {"sex": ["scratch"]}}
-    params_file = write_params(content)
-    params = load_params(params_file)
-    layout = ResultsLayout(tmp_path / "results")
-    store = make_store(layout.image_stores, "hcp", ["thickness"], n=12, size=32, seed=2)
-    experiment = Experiment(layout.training_jobs("sex"), {"hcp": store}, params.train, params.seed, "cpu")
-    jobs = plan_sex(experiment, params.transfer)
-    experiment.run(progress=False)
-    stage = start_stage("08_occlusion", str(params_file), str(layout.root))
+    _, stage, experiment, jobs, store, _ = _trained_sex_arm(tmp_path, write_params, {"epochs": 1, "threads": 1}, {},
+                                                            n=12, seed=2)
     task = _occlusion_task(stage, experiment, sorted(jobs, key=lambda j: j.fold), store, "cpu")
     threads = torch.get_num_threads()
     assert occlude_image_set(task) > 0 and torch.get_num_threads() == threads
