@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -108,6 +109,29 @@ def run_work(work: Callable[[Any], Any], task: Any) -> Any:
         raise
     except Exception:
         raise JobError(task.name, "\n".join(traceback.format_exc().splitlines()[-20:])) from None
+
+
+def _run_on_node(work: Callable[[Any], Any], task: Any) -> tuple[Any, str]:
+    """:func:`run_work` in a Ray task, with the id of the Ray node that ran it."""
+    import ray
+
+    return run_work(work, task), ray.get_runtime_context().get_node_id()
+
+
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Refuse a ``host:port`` cluster address where nothing accepts a connection: ``ray.init`` would wait on it
+    without end (measured: over 10 minutes with Ray 2.60)."""
+    if address == "auto" or "://" in address:  # Ray finds the local cluster, or a Ray Client address
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"executor.address {address!r}: expected 'auto', 'host:port' (the address `ray start "
+                         "--head` prints) or 'ray://host:port'")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise RuntimeError(f"executor.address {address!r}: nothing answers there ({error}); start the cluster's head "
+                           "with `ray start --head`, which prints the address to join, or correct the address") from None
 
 
 def job_dependencies(tasks: Sequence[Any]) -> list[set[int]]:
@@ -256,7 +280,11 @@ class LocalExecutor(Executor):
 
 class RayExecutor(Executor):
     """Ray tasks with ``num_cpus=threads`` (or the ``cpus`` of a run; one GPU each for training jobs on a GPU run) on a
-    running cluster (``address``) or on a local Ray instance started for the run and stopped after it."""
+    running cluster (``address``) or on a local Ray instance started for the run and stopped after it.
+
+    ``nodes`` counts the tasks each Ray node ran (by node id), over every run of this executor; :meth:`describe`
+    reports how many nodes that was.
+    """
 
     def __init__(self, workers: int, threads: int, retries: int = 2, address: str | None = None,
                  gpus_per_job: int = 0):
@@ -265,10 +293,14 @@ class RayExecutor(Executor):
         self.retries = retries
         self.address = address
         self.gpus_per_job = gpus_per_job
+        self.nodes: dict[str, int] = {}
 
     def describe(self) -> dict:
-        return {"executor": "ray", "workers": self.workers, "address": self.address or "local instance",
-                "gpus_per_job": self.gpus_per_job}
+        described = {"executor": "ray", "workers": self.workers, "address": self.address or "local instance",
+                     "gpus_per_job": self.gpus_per_job}
+        if self.nodes:
+            described["nodes"] = len(self.nodes)
+        return described
 
     def run(self, tasks: Sequence[Any], on_done: OnDone, *, work: Callable[[Any], Any] = run_task,
             cpus: int | None = None, gpu: bool | None = None) -> None:
@@ -279,10 +311,20 @@ class RayExecutor(Executor):
         started = not ray.is_initialized()
         if started:
             options = {"address": self.address} if self.address else {"num_cpus": self.workers * self.threads}
-            ray.init(**options, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            if self.address:
+                _check_reachable(self.address)
+            try:
+                ray.init(**options, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            except ConnectionError as error:
+                raise RuntimeError(
+                    f"executor.address {self.address!r}: could not join the Ray cluster there ({error}). A cluster "
+                    "started with `ray start --head` by Ray 2.59 or later asks for token authentication: set "
+                    "RAY_AUTH_MODE=token in this environment, as on every node that joins, with the cluster's token "
+                    "in ~/.ray/auth_token or in RAY_AUTH_TOKEN (`ray get-auth-token` on the head prints it)"
+                ) from None
         gpus = self.gpus_per_job if (work is run_task if gpu is None else gpu) else 0
         remote = ray.remote(num_cpus=cpus or self.threads, num_gpus=gpus, max_retries=self.retries,
-                            retry_exceptions=True)(run_work)
+                            retry_exceptions=True)(_run_on_node)
         needs = job_dependencies(tasks)
         pending, finished = set(range(len(tasks))), set()
         running: dict = {}
@@ -296,10 +338,11 @@ class RayExecutor(Executor):
                 [ref], _ = ray.wait(list(running), num_returns=1)
                 index = running.pop(ref)
                 try:
-                    epochs = ray.get(ref)
+                    epochs, node = ray.get(ref)
                 except Exception as error:  # RayTaskError (after retries) or a lost worker
                     cause = getattr(error, "cause", None) or error
                     raise self._failed(tasks[index], self.retries + 1, str(cause)) from None
+                self.nodes[node] = self.nodes.get(node, 0) + 1
                 finished.add(index)
                 on_done(index, epochs)
         finally:

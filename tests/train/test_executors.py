@@ -48,6 +48,8 @@ def test_serial_local_and_ray_train_identical_models_in_dependency_order(tmp_pat
         experiment = _experiment(tmp_path, kind, ExecutorParams(kind=kind, workers=2))
         assert experiment.run(progress=False) == len(experiment.jobs) == 1 + 2 * 2  # a stage-1 model, 2 arms x 2 folds
         assert experiment.executor.describe()["executor"] == kind
+        if kind == "ray":
+            assert experiment.executor.describe()["nodes"] == 1  # the local instance: one node
         _started_after_dependencies(experiment)
         runs[kind] = experiment.predictions()
         assert experiment.run(progress=False) == 0  # finished jobs are never trained again
@@ -55,6 +57,49 @@ def test_serial_local_and_ray_train_identical_models_in_dependency_order(tmp_pat
     assert [len(n) for n in needs] == [0, 0, 0, 1, 1]  # the 2-stage models wait for the stage-1 model
     for kind in ("local", "ray"):
         pd.testing.assert_frame_equal(runs["serial"], runs[kind], check_exact=True)
+
+
+def test_ray_joins_a_running_cluster_and_spreads_jobs_over_its_nodes(tmp_path):
+    """``address`` joins a cluster someone already runs: here two Ray nodes of one CPU each on this machine
+    (``ray.cluster_utils.Cluster``, what ``ray start --head`` and ``ray start --address`` make), so the two jobs that
+    can run at once run on both nodes; the models equal the serial run's, stage order included."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    serial = _experiment(tmp_path, "serial", ExecutorParams())
+    serial.run(progress=False)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        experiment = _experiment(tmp_path, "cluster", ExecutorParams(kind="ray", workers=2, address=cluster.address))
+        assert experiment.run(progress=False) == len(experiment.jobs)
+        assert not ray.is_initialized()  # the run disconnected; the cluster stays up for its owner
+        described = experiment.executor.describe()
+        assert described["address"] == cluster.address and described["nodes"] == 2
+        assert sum(experiment.executor.nodes.values()) == len(experiment.jobs)
+        _started_after_dependencies(experiment)
+        pd.testing.assert_frame_equal(serial.predictions(), experiment.predictions(), check_exact=True)
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        cluster.shutdown()
+
+
+def test_ray_refuses_a_cluster_address_where_nothing_answers(tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    executor = make_executor(ExecutorParams(kind="ray", address=f"127.0.0.1:{port}"), 1, "cpu")
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match=f"executor.address '127.0.0.1:{port}': nothing answers there"):
+        executor.run([_Square(2, tmp_path)], lambda index, result: None, work=_square, cpus=1)
+    assert time.monotonic() - started < 30  # ray.init itself would wait on it for over 10 minutes
+    with pytest.raises(ValueError, match="expected 'auto', 'host:port'"):
+        make_executor(ExecutorParams(kind="ray", address="head-node"), 1, "cpu").run(
+            [_Square(2, tmp_path)], lambda index, result: None, work=_square, cpus=1)
 
 
 def test_a_killed_worker_is_retried_and_the_job_ends_identical(tmp_path):
