@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import torch
@@ -30,6 +32,7 @@ from studylib.baselines.networks import planned_baselines
 from studylib.baselines.volumes import RibbonVoxeliser, cut_slices, metric_grid, myelin_contrast, slice_positions
 from studylib.data.templates import HEMISPHERES, load_template
 from studylib.study.config import load_params
+from studylib.train import engine
 from studylib.train.engine import available_cpus, fit, resolve_device
 from studylib.train.models import Init, MetricNet, build_model, input_channels
 
@@ -65,21 +68,15 @@ def training_rate(backbone: str, shape: tuple[int, ...], n: int, batch_size: int
     init = Init("scratch")
     torch.manual_seed(0)
     net = MetricNet(build_model(backbone, init), mean=0.0, sd=1.0, channels=input_channels(backbone))
-    if layout_contiguous:
-        import studylib.train.engine as engine
-
-        original = engine.memory_format
-        engine.memory_format = lambda images: torch.contiguous_format
-    try:
+    # the engine picks channels-last itself (engine.memory_format); the comparison swaps that choice for this fit only
+    layout = (patch.object(engine, "memory_format", lambda images: torch.contiguous_format) if layout_contiguous
+              else nullcontext())
+    with layout:
         warm = min(n, 2 * batch_size)
         fit(net, data[:warm], labels[:warm], np.arange(warm), train, seed=0, device=device)  # warm-up
         tick = time.perf_counter()
         fit(net, data, labels, np.arange(n), train, seed=0, device=device)
         return n / (time.perf_counter() - tick)
-    finally:
-        if layout_contiguous:
-            engine.memory_format = original
-
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
