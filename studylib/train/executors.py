@@ -317,10 +317,11 @@ class RayExecutor(Executor):
                 ray.init(**options, include_dashboard=False, log_to_driver=False, configure_logging=False)
             except ConnectionError as error:
                 raise RuntimeError(
-                    f"executor.address {self.address!r}: could not join the Ray cluster there ({error}). A cluster "
-                    "started with `ray start --head` by Ray 2.59 or later asks for token authentication: set "
-                    "RAY_AUTH_MODE=token in this environment, as on every node that joins, with the cluster's token "
-                    "in ~/.ray/auth_token or in RAY_AUTH_TOKEN (`ray get-auth-token` on the head prints it)"
+                    f"executor.address {self.address!r}: could not join a Ray cluster there ({error}). Check that "
+                    "one is running (`ray status` on its head). If it is: a cluster started with `ray start --head` "
+                    "by Ray 2.59 or later asks for token authentication; set RAY_AUTH_MODE=token in this environment, "
+                    "as on every node that joins, with the cluster's token in ~/.ray/auth_token or in RAY_AUTH_TOKEN "
+                    "(`ray get-auth-token` on the head prints it)"
                 ) from None
         gpus = self.gpus_per_job if (work is run_task if gpu is None else gpu) else 0
         remote = ray.remote(num_cpus=cpus or self.threads, num_gpus=gpus, max_retries=self.retries,

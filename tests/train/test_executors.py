@@ -102,6 +102,15 @@ def test_ray_refuses_a_cluster_address_where_nothing_answers(tmp_path):
             [_Square(2, tmp_path)], lambda index, result: None, work=_square, cpus=1)
 
 
+def test_ray_says_what_to_check_when_it_cannot_join_a_cluster(tmp_path):
+    if os.environ.get("RAY_ADDRESS") or Path("/tmp/ray/ray_current_cluster").exists():
+        pytest.skip("a Ray cluster runs on this machine: address 'auto' would join it")
+    executor = make_executor(ExecutorParams(kind="ray", address="auto"), 1, "cpu")
+    with pytest.raises(RuntimeError, match="executor.address 'auto': could not join a Ray cluster there") as caught:
+        executor.run([_Square(2, tmp_path)], lambda index, result: None, work=_square, cpus=1)
+    assert "RAY_AUTH_MODE=token" in str(caught.value)  # what a cluster of Ray 2.59 or later asks of whoever joins
+
+
 def test_a_killed_worker_is_retried_and_the_job_ends_identical(tmp_path):
     serial = _experiment(tmp_path, "serial", ExecutorParams())
     serial.run(progress=False)
