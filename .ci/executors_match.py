@@ -63,7 +63,7 @@ def two_node_cluster(cpus_per_node: int):
 def run_smoke_training(root: Path, executor: ExecutorParams, params, stores, layout) -> tuple[bool, list[str]]:
     """Train the smoke study's models under ``root`` with ``executor``; whether every prediction equals the serial
     run's, and one line per task."""
-    same_everywhere, lines = True, []
+    passed, lines = True, []
     transfer = params.transfer
     for task in ("sex", "autism"):
         experiment = Experiment(root / task, stores, params.train.model_copy(), params.seed, "cpu", executor=executor)
@@ -79,11 +79,11 @@ def run_smoke_training(root: Path, executor: ExecutorParams, params, stores, lay
         lines.append(f"{task:<6} {len(experiment.jobs):3d} models: predictions "
                      f"{'identical to serial' if same else 'DIFFER from serial'}"
                      + (f"; ran on {nodes} Ray node(s)" if nodes else ""))
-        same_everywhere &= same
+        passed &= same
         if executor.address and nodes != 2:
             lines.append(f"       the jobs ran on {nodes} node(s) of the two-node cluster, not on both")
-            same_everywhere = False
-    return same_everywhere, lines
+            passed = False
+    return passed, lines
 
 
 def main() -> int:

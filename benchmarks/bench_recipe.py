@@ -87,6 +87,9 @@ RECIPES = {
     "default, per-pixel normalisation": {"normalise": "pixels"},
     "default, mix-up in 6 of 20 epochs": {"mixup_epochs": 6},
     "default without mix-up": {"mixup_epochs": 0},
+    # the default until 2026-12-02: lr divided by 10 after 6 of the 12 mix-up epochs (0.725 on the tuning draw)
+    "default, lr step after 6 mix-up epochs": {"lr_step_epochs": 6},
+    "default, lr step after 6 mix-up epochs, lr 0.03": {"lr_step_epochs": 6, "lr": 0.03},
 }
 
 

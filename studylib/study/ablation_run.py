@@ -88,7 +88,7 @@ def run_ablation(stage: StageContext, *, progress: bool = True) -> AblationRun:
     notes.append(f"{len(without.jobs)} models of the {arm!r} arm without mix-up on {', '.join(cohorts)}; "
                  + ", ".join(f"{k} {v}" for k, v in without.executor.describe().items()))
     trained = without.run(progress=progress)
-    notes.append(f"trained {trained}, reused {len(without.jobs) - trained}")
+    notes.append(without.run_summary(trained))
     selected = with_mixup.predictions()
     selected = selected[(selected["arm"] == arm) & (selected["scheme"] == "kfold") & selected["cohort"].isin(cohorts)]
     predictions = pd.concat([selected.assign(mixup="on"), without.predictions().assign(mixup="off")],

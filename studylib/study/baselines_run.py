@@ -132,7 +132,7 @@ def run_baselines(stage: StageContext, *, progress: bool = True) -> BaselinesRun
             check_same_folds(experiment, cohort, folds_of[cohort])
             plan_baselines(experiment, cohort, store, networks, slice_backbone=slice_backbone,
                            volume_backbone=settings.volume_backbone)
-        experiment.run(progress=progress)
+        notes.append("baseline networks: " + experiment.run_summary(experiment.run(progress=progress)))
         parts.append(experiment.predictions())
         histories = experiment.histories()
     empty = pd.DataFrame()

@@ -104,9 +104,7 @@ def train_arms(stage: StageContext, task: Literal["sex", "autism"], *, progress:
     if inner:
         notes.append(f"{len(inner)} of them are the nested stacking scheme's inner models (stacking.nested)")
     trained = experiment.run(progress=progress)
-    nodes = experiment.executor.describe().get("nodes")
-    notes.append(f"trained {trained}, reused {len(experiment.jobs) - trained}"
-                 + (f"; the jobs ran on {nodes} Ray node(s)" if nodes else ""))
+    notes.append(experiment.run_summary(trained))
     predictions = experiment.predictions()
     with atomic_path(layout.predictions(task)) as partial:
         predictions.to_csv(partial, index=False)

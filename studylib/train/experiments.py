@@ -183,6 +183,12 @@ class Experiment:
             self.executor.run(tasks, done)
         return trained
 
+    def run_summary(self, trained: int) -> str:
+        """What :meth:`run` did, for a notebook's notes: models trained and reused, and the Ray nodes that ran them."""
+        nodes = self.executor.describe().get("nodes")
+        return (f"trained {trained}, reused {len(self.jobs) - trained}"
+                + (f"; the jobs ran on {nodes} Ray node(s)" if nodes else ""))
+
     _FIELDS = tuple(f.name for f in fields(Job))
 
     def _field(self, job: Job, name: str):

@@ -50,6 +50,9 @@ def test_serial_local_and_ray_train_identical_models_in_dependency_order(tmp_pat
         assert experiment.executor.describe()["executor"] == kind
         if kind == "ray":
             assert experiment.executor.describe()["nodes"] == 1  # the local instance: one node
+            assert experiment.run_summary(5) == "trained 5, reused 0; the jobs ran on 1 Ray node(s)"
+        else:
+            assert experiment.run_summary(5) == "trained 5, reused 0"
         _started_after_dependencies(experiment)
         runs[kind] = experiment.predictions()
         assert experiment.run(progress=False) == 0  # finished jobs are never trained again
@@ -77,6 +80,7 @@ def test_ray_joins_a_running_cluster_and_spreads_jobs_over_its_nodes(tmp_path):
         assert not ray.is_initialized()  # the run disconnected; the cluster stays up for its owner
         described = experiment.executor.describe()
         assert described["address"] == cluster.address and described["nodes"] == 2
+        assert experiment.run_summary(len(experiment.jobs)).endswith("; the jobs ran on 2 Ray node(s)")
         assert sum(experiment.executor.nodes.values()) == len(experiment.jobs)
         _started_after_dependencies(experiment)
         pd.testing.assert_frame_equal(serial.predictions(), experiment.predictions(), check_exact=True)
