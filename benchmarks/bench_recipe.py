@@ -6,18 +6,22 @@ seed 7: not the default's evaluation seed), k-fold as the study does, for named 
 the study's image sizes are multiples of 32; per-pixel normalisation), each beside the linear reference on the same
 images and folds, with its training time relative to the first recipe. Several image sets are scored on their
 image-average (the mean of the per-image probabilities, as the study scores an arm); the CSV also holds each image
-set's own accuracy. Prints one line per recipe and writes ``results/tuning/recipe_grid.csv``.
+set's own accuracy. Prints one line per recipe and adds its row to ``results/<draw>/recipe_grid.csv`` (replacing
+that recipe's row from an earlier run on the same images). Further draws (``--params``, other seeds) tell a recipe's
+gain from the spread between draws: an image-average at 200 subjects moves by ~0.03 from draw to draw.
 
 Usage::
 
     .venv/bin/studylib run --params params/tuning.yaml --only 01_preprocess 02_flatten 03_rasterize
     .venv/bin/python benchmarks/bench_recipe.py [--cohort hcp] [--images left_sulc ... | all] [--recipes NAME ...]
-        [--quick]
+        [--quick] [--params params/tuning-seed8.yaml]
+    .venv/bin/python benchmarks/bench_recipe.py --summary    # every recipe against the default, draw by draw
 """
 
 from __future__ import annotations
 
 import argparse
+import numbers
 import time
 from pathlib import Path
 
@@ -90,7 +94,53 @@ RECIPES = {
     # the default until 2026-12-02: lr divided by 10 after 6 of the 12 mix-up epochs (0.725 on the tuning draw)
     "default, lr step after 6 mix-up epochs": {"lr_step_epochs": 6},
     "default, lr step after 6 mix-up epochs, lr 0.03": {"lr_step_epochs": 6, "lr": 0.03},
+    # the default until 2026-12-02 (second change): no lr warm-up (3 tuning draws: 0.027 less accuracy on average)
+    "default without lr warm-up": {"warmup_epochs": 0},
 }
+
+
+#: The settings columns that identify a recipe in ``recipe_grid.csv`` (rows match the default by these, not by name).
+SETTINGS = ["size", "epochs", "mixup_epochs", "batch_size", "lr", "lr_step_epochs", "finetune_lr", "warmup_epochs",
+            "normalise"]
+
+
+def summarise_draws(results_root: Path, params) -> pd.DataFrame:
+    """Each recipe against the default on every tuning draw that ran both, paired (same draw, images and folds).
+
+    Reads ``results/tuning*/recipe_grid.csv``; the default is the row whose settings equal ``params``' (so a row
+    that ran under another name, before its recipe became the default, counts; a row named default that is no longer
+    the default is shown as an earlier default with its settings). Returns one row per (recipe, draw)
+    with the recipe's and the default's image-average accuracy and AUC and their differences.
+    """
+    default = {**params.train.model_dump(), "size": params.raster.image_size}
+    rows = []
+    for grid in sorted(results_root.glob("tuning*/recipe_grid.csv")):
+        table = pd.read_csv(grid)
+        table = table.assign(warmup_epochs=table.get("warmup_epochs", pd.Series(0, index=table.index)).fillna(0),
+                             draw=grid.parent.name)
+        is_default = np.logical_and.reduce([table[key] == default[key] for key in SETTINGS])
+        for images, group in table.groupby("images"):
+            base = group[is_default[group.index]]
+            if base.empty:
+                continue
+            base = base.iloc[0]
+            for _, row in group.iterrows():
+                if is_default[row.name]:
+                    name = "default"
+                elif row["recipe"] == "default":  # a run of the default before it changed
+                    name = "an earlier default (" + ", ".join(
+                        f"{key} {row[key]:g}" if isinstance(row[key], numbers.Number) else f"{key} {row[key]}"
+                        for key in SETTINGS if row[key] != default[key]) + ")"
+                else:
+                    name = row["recipe"]
+                rows.append({"recipe": name, "draw": row["draw"],
+                             "images": len(images.split()), "accuracy": row["accuracy"], "auc": row["auc"],
+                             "default accuracy": base["accuracy"], "default auc": base["auc"],
+                             "linear accuracy": row["linear_accuracy"],
+                             "accuracy gain": row["accuracy"] - base["accuracy"], "auc gain": row["auc"] - base["auc"],
+                             "fraction of linear": row["fraction_of_linear"],
+                             "time ratio": row["train_seconds"] / base["train_seconds"]})
+    return pd.DataFrame(rows)
 
 
 def main() -> None:
@@ -102,12 +152,30 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=None,
                         help="default: every recipe of the grid")
     parser.add_argument("--quick", action="store_true", help="the old default and the default only")
+    parser.add_argument("--params", type=Path, default=PROJECT / "params" / "tuning.yaml",
+                        help="the tuning draw (default: params/tuning.yaml, seed 7; params/tuning-seed8.yaml and "
+                             "tuning-seed9.yaml are further draws); never the default's evaluation seed")
+    parser.add_argument("--summary", action="store_true",
+                        help="train nothing: print each recipe against the default on every tuning draw that ran both")
     args = parser.parse_args()
-    params = load_params(PROJECT / "params" / "tuning.yaml")
-    layout = ResultsLayout.for_params("tuning", PROJECT / "results")
+    params = load_params(args.params)
+    if args.summary:
+        table = summarise_draws(PROJECT / "results", params)
+        if table.empty:
+            print("bench_recipe --summary: no tuning draw has run the default and another recipe yet")
+            return
+        print(table.round(3).to_string(index=False))
+        print("\nmean over draws (a gain is paired: same draw, images and folds; time ratios from runs on an "
+              "otherwise idle machine only):")
+        print(table.groupby(["recipe", "images"])[["accuracy gain", "auc gain", "fraction of linear"]]
+              .agg(["mean", "count"]).round(3).to_string())
+        return
+    if params.seed == load_params(PROJECT / "params" / "default.yaml").seed:
+        parser.error(f"{args.params} draws with the default's evaluation seed ({params.seed}): tune on another seed")
+    layout = ResultsLayout.for_params(args.params.stem, PROJECT / "results")
     if not (layout.image_store(args.cohort) / "store.json").is_file():
         print(f"bench_recipe skipped: no tuning images in {layout.image_store(args.cohort)}; first run "
-              ".venv/bin/studylib run --params params/tuning.yaml --only 01_preprocess 02_flatten 03_rasterize")
+              f".venv/bin/studylib run --params {args.params} --only 01_preprocess 02_flatten 03_rasterize")
         return
     torch.set_num_threads(available_cpus())  # one model at a time here: all cores (numbers shift by rounding only)
     names = args.recipes or (list(RECIPES)[:2] if args.quick else list(RECIPES))
@@ -133,10 +201,10 @@ def main() -> None:
             seconds += spent
         scores = classification_metrics(labels, np.mean(probabilities, axis=0))
         accuracy, auc = scores["accuracy"], scores["auc"]
-        rows.append({"recipe": name, "cohort": args.cohort, "images": " ".join(images), "size": size,
+        rows.append({"recipe": name, "draw": args.params.stem, "seed": params.seed, "cohort": args.cohort, "images": " ".join(images), "size": size,
                      "epochs": train.epochs, "mixup_epochs": train.mixup_epochs, "batch_size": train.batch_size,
                      "lr": train.lr, "lr_step_epochs": train.lr_step_epochs, "finetune_lr": train.finetune_lr,
-                     "normalise": train.normalise, "threads": torch.get_num_threads(), "accuracy": accuracy,
+                     "warmup_epochs": train.warmup_epochs, "normalise": train.normalise, "threads": torch.get_num_threads(), "accuracy": accuracy,
                      "auc": auc, "train_seconds": seconds, "linear_accuracy": linear["accuracy"],
                      "linear_auc": linear["auc"], "fraction_of_linear": accuracy / linear["accuracy"],
                      **{f"accuracy {image}": classification_metrics(labels, p)["accuracy"]
@@ -149,6 +217,14 @@ def main() -> None:
               f"{accuracy / linear['accuracy']:.2f}", flush=True)
     table = pd.DataFrame(rows)
     out = layout.root / "recipe_grid.csv"
+    if out.is_file():  # earlier runs' recipes stay; a recipe run again on the same images replaces its row
+        earlier = pd.read_csv(out)
+        for position, (column, value) in enumerate((("draw", args.params.stem), ("seed", params.seed)), 1):
+            if column not in earlier:  # rows written before the grid named its draw
+                earlier.insert(position, column, value)
+        same = earlier.set_index(["recipe", "cohort", "images"]).index.isin(
+            table.set_index(["recipe", "cohort", "images"]).index)
+        table = pd.concat([earlier[~same], table], ignore_index=True)
     table.to_csv(out, index=False)
     print(f"wrote {out} ({params.train.folds} folds, {len(table)} recipes: single-image accuracies move by ~0.035 "
           "(one SE at 200 subjects) between seeds; read differences below that as noise)")

@@ -130,6 +130,7 @@ def training_settings(train: TrainParams, image_size: int) -> pd.DataFrame:
         ("initial lr", 0.01, train.lr),
         ("lr divided by 10 every (epochs)", 25, train.lr_step_epochs),
         ("lr after mix-up", 1e-4, train.finetune_lr),
+        ("lr warm-up (epochs)", "none", train.warmup_epochs or "none"),
         ("momentum", 0.9, train.momentum),
         ("cross-validation folds", TRAINING["folds"], train.folds),
     ]

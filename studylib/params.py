@@ -296,6 +296,9 @@ class TrainParams(_Section):
     lr: float = Field(gt=0, description="Initial learning rate (paper: 0.01).")
     lr_step_epochs: PositiveInt = Field(description="Divide the lr by 10 every this many mix-up epochs (paper: 25).")
     finetune_lr: float = Field(gt=0, description="Fixed lr after mix-up (paper: 1e-4).")
+    warmup_epochs: int = Field(
+        default=0, ge=0, description="Leading epochs over which the lr rises linearly, step by step, from lr/steps "
+                                     "to lr (paper: 0, no warm-up).")
     momentum: float = Field(ge=0, lt=1)
     folds: int = Field(ge=2, description="Cross-validation folds (paper: 10).")
     num_workers: int | None = Field(
@@ -320,6 +323,8 @@ class TrainParams(_Section):
     def _mixup_within_epochs(self) -> TrainParams:
         if self.mixup_epochs > self.epochs:
             raise ValueError(f"mixup_epochs ({self.mixup_epochs}) cannot exceed epochs ({self.epochs})")
+        if self.warmup_epochs > self.epochs:
+            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) cannot exceed epochs ({self.epochs})")
         return self
 
 

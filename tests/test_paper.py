@@ -26,3 +26,4 @@ def test_training_settings_put_paper_beside_run():
     smoke = load_params(PROJECT / "params" / "smoke.yaml")
     table = paper.training_settings(smoke.train, smoke.raster.image_size).set_index("setting")
     assert table.loc["epochs", "this run"] == "2" and table.loc["epochs", "paper"] == "125"
+    assert table.loc["lr warm-up (epochs)", "this run"] == "1" and table.loc["lr warm-up (epochs)", "paper"] == "none"

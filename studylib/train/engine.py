@@ -28,7 +28,7 @@ from torch import nn
 
 from ..params import TrainParams
 from ..storage import atomic_path
-from .recipe import learning_rate, mix, uses_mixup
+from .recipe import learning_rate, mix, step_learning_rate, uses_mixup
 
 __all__ = ["ImageSource", "available_cpus", "fit", "memory_format", "predict", "prediction_batch_size",
            "resident_budget", "resolve_device", "worker_count"]
@@ -178,7 +178,8 @@ def fit(net: nn.Module, images: np.ndarray, labels: np.ndarray, train_index: np.
     train_index : ndarray
         Training subjects (rows of ``images``); nothing else is read.
     train : TrainParams
-        ``epochs``, ``mixup_epochs``, ``batch_size``, ``lr``, ``lr_step_epochs``, ``finetune_lr``, ``momentum``.
+        ``epochs``, ``mixup_epochs``, ``batch_size``, ``lr``, ``lr_step_epochs``, ``finetune_lr``, ``warmup_epochs``,
+        ``momentum``.
     seed : int
     checkpoint : path, optional
         Written after every ``train.checkpoint_every`` epochs and after the last; if it exists, training resumes
@@ -217,15 +218,15 @@ def fit(net: nn.Module, images: np.ndarray, labels: np.ndarray, train_index: np.
     one_hot = torch.eye(2, device=device)
     for epoch in range(start, train.epochs):
         tick = time.perf_counter()
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(epoch, train)
         net.train()
         order = rng.permutation(train_index)
         # batch norm needs two samples: a leftover single subject joins the next epoch's shuffle
         indices = [index for first in range(0, len(order), train.batch_size)
                    if len(index := order[first: first + train.batch_size]) >= 2]
         total, seen = 0.0, 0
-        for index, x in zip(indices, source.batches(indices)):
+        for step, (index, x) in enumerate(zip(indices, source.batches(indices))):
+            for group in optimizer.param_groups:
+                group["lr"] = step_learning_rate(epoch, (step + 1) / len(indices), train)
             y = one_hot[torch.as_tensor(labels[index], device=device)]
             if uses_mixup(epoch, train):
                 x, y, _ = mix(x, y, rng)

@@ -12,7 +12,7 @@ from studylib.study.config import load_params, params_name
 from tests.support import PROJECT, minimal_params
 
 
-@pytest.mark.parametrize("name", ["smoke", "default", "paper", "tuning"])
+@pytest.mark.parametrize("name", ["smoke", "default", "paper", "tuning", "tuning-seed8", "tuning-seed9"])
 def test_shipped_parameter_sets_are_valid(name):
     params = load_params(PROJECT / "params" / f"{name}.yaml")
     assert params.raster.image_size % 32 == 0
@@ -23,6 +23,7 @@ def test_paper_set_has_the_papers_settings():
     params = load_params(PROJECT / "params" / "paper.yaml")
     assert params.raster.image_size == 224
     assert params.train.backbones == ["resnet50", "densenet121"]
+    assert params.train.warmup_epochs == 0  # the paper starts at its full lr; only the CPU default warms up
     assert (params.train.epochs, params.train.mixup_epochs, params.train.batch_size) == (125, 75, 64)
     assert (params.train.lr, params.train.lr_step_epochs, params.train.finetune_lr) == (0.01, 25, 1e-4)
     assert params.train.folds == 10
@@ -96,6 +97,8 @@ def test_mixup_epochs_cannot_exceed_epochs(write_params):
     data = minimal_params()
     data["train"]["mixup_epochs"] = 5
     assert "mixup_epochs (5) cannot exceed epochs (2)" in _error(write_params(data))
+    data["train"]["mixup_epochs"], data["train"]["warmup_epochs"] = 1, 3
+    assert "warmup_epochs (3) cannot exceed epochs (2)" in _error(write_params(data))
 
 
 def test_occlusion_patch_must_fit_the_image(write_params):
@@ -326,12 +329,19 @@ def test_a_required_cohort_without_its_data_fails_at_validation(write_params, tm
     assert load_params(write_params(data)).cohorts["abide1"].required is False
 
 
-def test_tuning_set_is_the_default_with_another_seed():
+def test_tuning_sets_are_the_default_with_other_seeds():
     default, tuning = (load_params(PROJECT / "params" / f"{name}.yaml") for name in ("default", "tuning"))
     assert tuning.seed != default.seed
     for name in ("hcp", "abide"):
         assert tuning.cohorts[name] == default.cohorts[name]
     assert tuning.train == default.train and tuning.raster == default.raster
+    seeds = {default.seed, tuning.seed}
+    for name in ("tuning-seed8", "tuning-seed9"):  # further draws of the sex cohort, for the recipe grid
+        draw = load_params(PROJECT / "params" / f"{name}.yaml")
+        assert draw.seed not in seeds
+        seeds.add(draw.seed)
+        assert draw.cohorts["hcp"] == default.cohorts["hcp"] and draw.train == default.train
+        assert draw.raster == default.raster and draw.flatten == default.flatten
 
 
 def test_stacking_and_ablation_sections_are_checked_against_the_cohorts(write_params):

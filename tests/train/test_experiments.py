@@ -98,7 +98,7 @@ def test_cohort_roles_are_checked_when_params_load(write_params):
 
 
 def test_every_params_file_plans_its_cohorts():
-    for name in ("smoke", "default", "paper", "tuning", "gpu-check"):
+    for name in ("smoke", "default", "paper", "tuning", "tuning-seed8", "tuning-seed9", "gpu-check"):
         params = load_params(PROJECT / "params" / f"{name}.yaml")
         assert params.cohorts[params.transfer.sex_cohort].task == "sex"
         assert all(params.cohorts[c].task == "autism" for c in params.transfer.autism_cohorts)
