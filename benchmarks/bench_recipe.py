@@ -201,10 +201,12 @@ def main() -> None:
             seconds += spent
         scores = classification_metrics(labels, np.mean(probabilities, axis=0))
         accuracy, auc = scores["accuracy"], scores["auc"]
-        rows.append({"recipe": name, "draw": args.params.stem, "seed": params.seed, "cohort": args.cohort, "images": " ".join(images), "size": size,
+        rows.append({"recipe": name, "draw": args.params.stem, "seed": params.seed, "cohort": args.cohort,
+                     "images": " ".join(images), "size": size,
                      "epochs": train.epochs, "mixup_epochs": train.mixup_epochs, "batch_size": train.batch_size,
                      "lr": train.lr, "lr_step_epochs": train.lr_step_epochs, "finetune_lr": train.finetune_lr,
-                     "warmup_epochs": train.warmup_epochs, "normalise": train.normalise, "threads": torch.get_num_threads(), "accuracy": accuracy,
+                     "warmup_epochs": train.warmup_epochs, "normalise": train.normalise,
+                     "threads": torch.get_num_threads(), "accuracy": accuracy,
                      "auc": auc, "train_seconds": seconds, "linear_accuracy": linear["accuracy"],
                      "linear_auc": linear["auc"], "fraction_of_linear": accuracy / linear["accuracy"],
                      **{f"accuracy {image}": classification_metrics(labels, p)["accuracy"]
