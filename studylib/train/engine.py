@@ -166,7 +166,8 @@ def _autocast(device: torch.device):
 def fit(net: nn.Module, images: np.ndarray, labels: np.ndarray, train_index: np.ndarray, train: TrainParams, *,
         seed: int, checkpoint: str | Path | None = None, device: str = "cpu",
         after_epoch: Callable[[int], None] | None = None, resident_bytes: int | None = None) -> list[dict]:
-    """Train ``net`` on ``images[train_index]`` and return the per-epoch history.
+    """Train ``net`` on ``images[train_index]`` and return the per-epoch history (loss, the mean rate of the
+    epoch's steps, mix-up flag, seconds).
 
     Parameters
     ----------
@@ -223,10 +224,11 @@ def fit(net: nn.Module, images: np.ndarray, labels: np.ndarray, train_index: np.
         # batch norm needs two samples: a leftover single subject joins the next epoch's shuffle
         indices = [index for first in range(0, len(order), train.batch_size)
                    if len(index := order[first: first + train.batch_size]) >= 2]
-        total, seen = 0.0, 0
+        total, seen, rates = 0.0, 0, []
         for step, (index, x) in enumerate(zip(indices, source.batches(indices))):
+            rates.append(step_learning_rate(epoch, (step + 1) / len(indices), train))
             for group in optimizer.param_groups:
-                group["lr"] = step_learning_rate(epoch, (step + 1) / len(indices), train)
+                group["lr"] = rates[-1]
             y = one_hot[torch.as_tensor(labels[index], device=device)]
             if uses_mixup(epoch, train):
                 x, y, _ = mix(x, y, rng)
@@ -239,7 +241,9 @@ def fit(net: nn.Module, images: np.ndarray, labels: np.ndarray, train_index: np.
             optimizer.step()
             total += float(loss.detach()) * len(index)
             seen += len(index)
-        history.append({"epoch": epoch, "lr": learning_rate(epoch, train), "mixup": uses_mixup(epoch, train),
+        # the mean rate of the epoch's steps: below learning_rate(epoch) while the warm-up ramps it up
+        history.append({"epoch": epoch, "lr": float(np.mean(rates)) if rates else learning_rate(epoch, train),
+                        "mixup": uses_mixup(epoch, train),
                         "loss": total / max(seen, 1), "seconds": time.perf_counter() - tick})
         if checkpoint is not None and ((epoch + 1) % train.checkpoint_every == 0 or epoch + 1 == train.epochs):
             with atomic_path(checkpoint) as partial:

@@ -7,7 +7,7 @@ predicts the fold's test subjects. Its folder holds::
     job.json          the job's fields and key (a digest of everything that decides its result)
     checkpoint.pt     while it trains: the last finished epoch (a re-run resumes from it)
     model.pt          the trained MetricNet's state
-    history.csv       loss, learning rate and mix-up per epoch
+    history.csv       loss, learning rate (the mean of its steps') and mix-up per epoch
     predictions.csv   the test subjects' probabilities of label 1 (absent for stage-1 jobs)
     done.json         written last; a job whose done.json matches its key is not run again
 

@@ -29,12 +29,13 @@ def test_fit_learns_and_records_the_schedule():
     from studylib.train.engine import fit, predict
 
     images, labels = _toy()
-    train = _params(epochs=4, mixup_epochs=2, batch_size=8, lr_step_epochs=1, finetune_lr=1e-4)
+    train = _params(epochs=4, mixup_epochs=2, batch_size=8, lr_step_epochs=1, finetune_lr=1e-4, warmup_epochs=1)
     torch.manual_seed(0)
     net = MetricNet(build_model("resnet18", Init("scratch")), mean=0.75, sd=1.0)
     history = fit(net, images, labels, np.arange(len(labels)), train, seed=0)
     assert [h["mixup"] for h in history] == [True, True, False, False]
-    assert [h["lr"] for h in history] == pytest.approx([0.01, 0.001, 1e-4, 1e-4])
+    # 3 steps an epoch; the warm-up's epoch records its steps' mean rate: 0.01 x (1/3 + 2/3 + 1) / 3
+    assert [h["lr"] for h in history] == pytest.approx([0.01 * 2 / 3, 0.001, 1e-4, 1e-4])
     probability = predict(net, images, np.arange(len(labels)))
     assert ((probability > 0.5) == labels).mean() > 0.8
 
