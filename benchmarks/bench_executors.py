@@ -1,11 +1,11 @@
 """Executors on this machine: wall time of the `local` executor (2 worker processes, 1 thread each) divided by the
 `serial` executor (2 threads), on training jobs shaped like the `default` parameter set's.
 
-Below 1 means the workers win. The jobs: EfficientNet-Lite0 at 64 px, 200 subjects, the default recipe (4 epochs,
-batch 8), scratch and ImageNet arms, one image, 3 folds (6 models; `--quick`: 2 epochs, 2 folds, 4 models). Both
-runs train the same jobs from scratch into fresh folders, serial first, then local; the machine's load average is
-printed before and after, since a busy machine makes any ratio meaningless. (Models differ between the two runs:
-CPU results depend on the thread count, which is why `train.threads` is a fixed parameter.)
+Below 1 means the workers win. The jobs: EfficientNet-Lite0 at 64 px, 200 subjects, the default recipe (``train`` of
+``params/default.yaml``), scratch and ImageNet arms, one image, 3 folds (6 models; `--quick`: 2 epochs, 2 folds, 4
+models). Both runs train the same jobs from scratch into fresh folders, serial first, then local; the machine's load
+average is printed before and after, since a busy machine makes any ratio meaningless. (Models differ between the two
+runs: CPU results depend on the thread count, which is why `train.threads` is a fixed parameter.)
 """
 
 from __future__ import annotations
