@@ -17,6 +17,7 @@ SciPy provides the distributions and the exact binomial test; what it lacks is w
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 from scipy import stats
@@ -89,9 +90,20 @@ def mcnemar_exact(labels: np.ndarray, first: np.ndarray, second: np.ndarray) -> 
             "difference": (first_only - second_only) / len(labels), "p": float(p)}
 
 
-def holm(p_values: np.ndarray) -> np.ndarray:
-    """Holm's step-down adjusted p-values (family-wise error), in the input's order."""
+def holm(p_values: np.ndarray, *, missing: Literal["raise", "omit"] = "raise") -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error), in the input's order.
+
+    ``missing="omit"``: a NaN p-value (a claim with no test) stays NaN and does not count in the family;
+    ``"raise"`` (default) refuses it like any p-value outside [0, 1].
+    """
     p = np.asarray(p_values, dtype=float)
+    if missing == "omit":
+        adjusted = np.full(p.shape, np.nan)
+        tested = ~np.isnan(p)
+        adjusted[tested] = holm(p[tested])
+        return adjusted
+    if missing != "raise":
+        raise ValueError(f"missing must be 'raise' or 'omit', got {missing!r}")
     if p.size == 0:
         return p
     if np.any((p < 0) | (p > 1) | np.isnan(p)):

@@ -68,15 +68,6 @@ def _accuracy_rows(table: pd.DataFrame, claim: str, paper_effect: float, paper_t
     return rows
 
 
-def _holm(p_values: pd.Series) -> np.ndarray:
-    """Holm-adjusted p-values of one family of claims; a missing p (no test) stays missing and is not counted."""
-    p = p_values.to_numpy(dtype=float)
-    adjusted = np.full(len(p), np.nan)
-    tested = ~np.isnan(p)
-    adjusted[tested] = holm(p[tested])
-    return adjusted
-
-
 def _read(path: Path) -> pd.DataFrame:
     return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
@@ -116,7 +107,7 @@ def claims_table(layout, primary: str = "xgboost") -> pd.DataFrame:
                                    f"({100 * effect:+.2f} points, Table 2)")
     overlap = _read(layout.tables("08_occlusion") / "paper_overlap.csv")
     if not overlap.empty:
-        overlap["p (Holm)"] = _holm(overlap["p (hypergeometric)"])
+        overlap["p (Holm)"] = holm(overlap["p (hypergeometric)"], missing="omit")
     for row in overlap.to_dict("records"):
         regions = row["paper's regions"]
         rows.append({"claim": f"{row['task']}: occlusion regions ({row['arm']})", "cohort": row["cohort"],
@@ -128,8 +119,8 @@ def claims_table(layout, primary: str = "xgboost") -> pd.DataFrame:
     age = _read(layout.tables("06_stack") / "age_analysis.csv")
     if not age.empty:
         age = age[age["group"].str.startswith("interaction")].copy()
-        age["p (Holm)"] = _holm(age["p"])
-        age["tost p (Holm)"] = _holm(age["tost p"]) if "tost p" in age else np.nan
+        age["p (Holm)"] = holm(age["p"], missing="omit")
+        age["tost p (Holm)"] = holm(age["tost p"], missing="omit") if "tost p" in age else np.nan
         for row in age.to_dict("records"):
             equivalent = row["tost p (Holm)"] < 0.05  # False for NaN (no margin, no test)
             rows.append({"claim": "autism: no age interaction of the 2-stage gain", "cohort": row["cohort"],

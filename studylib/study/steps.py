@@ -16,7 +16,7 @@ from ..data.cohort import Cohort
 from ..evaluate.summaries import against_references, learning_curves, summarise
 from ..images import open_stores
 from ..storage import atomic_path
-from ..train.experiments import Experiment, is_inner, plan_autism, plan_nested, plan_sex
+from ..train.experiments import EVALUATED_SCHEMES, Experiment, is_inner, plan_autism, plan_nested, plan_sex
 from .notebook import StageContext
 
 __all__ = ["TrainingRun", "bayes_ceilings", "linear_references", "train_arms"]
@@ -131,16 +131,12 @@ def train_arms(stage: StageContext, task: Literal["sex", "autism"], *, progress:
                        trained, notes)
 
 
-#: The evaluation schemes whose networks get the linear reference beside them (not stage-1 or inner models).
-_EVALUATED_SCHEMES = ("kfold", "site-out")
-
-
 def linear_references(experiment: Experiment, *, progress: bool = True) -> pd.DataFrame:
     """The linear reference on every image set of every cohort and scheme (k-fold, leave-one-site-out) the experiment
     evaluates, on the very folds of its networks (:func:`studylib.baselines.linear.image_reference`)."""
     from ..progress import progress_bar
 
-    evaluated = sorted({(job.cohort, job.scheme) for job in experiment.jobs if job.scheme in _EVALUATED_SCHEMES})
+    evaluated = sorted({(job.cohort, job.scheme) for job in experiment.jobs if job.scheme in EVALUATED_SCHEMES})
     sets = [(cohort, scheme, h, m) for cohort, scheme in evaluated
             for h in experiment.stores[cohort].meta["hemispheres"] for m in experiment.stores[cohort].meta["metrics"]]
     parts = [image_reference(experiment.stores[cohort], h, m, experiment.folds(cohort, scheme), cohort=cohort,

@@ -30,6 +30,7 @@ from .jobs import Job, is_done, job_key
 from .models import Init
 
 __all__ = [
+    "EVALUATED_SCHEMES",
     "PREDICTION_COLUMNS",
     "STAGE1_INIT",
     "Experiment",
@@ -45,6 +46,10 @@ __all__ = [
 #: Columns of :meth:`Experiment.predictions`.
 PREDICTION_COLUMNS = ["subject", "label", "fold", "probability", "cohort", "arm", "scheme", "backbone", "init",
                       "hemisphere", "metric", "seed"]
+
+#: The schemes that evaluate: every subject is predicted by models that did not train on it (stratified k-fold,
+#: leave-one-site-out). The others train stage-1 models on every subject (``all``) or nested stacking's inner models.
+EVALUATED_SCHEMES = ("kfold", "site-out")
 
 #: Scheme prefix of the nested stacking scheme's inner models: ``inner<k>`` are fitted inside outer fold k's
 #: training subjects (:func:`studylib.train.cv.inner_folds`).

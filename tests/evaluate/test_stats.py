@@ -93,6 +93,11 @@ def test_holm_adjusts_step_down_in_input_order():
     assert holm(np.array([0.5, 0.9])) == pytest.approx([1.0, 1.0])  # monotone: never below an earlier step
     with pytest.raises(ValueError, match="p-values"):
         holm(np.array([1.5]))
+    with pytest.raises(ValueError, match="p-values"):
+        holm(np.array([0.01, np.nan]))  # a missing test is refused unless the caller says to omit it
+    # omitted: the missing test stays missing and the family is the three tested claims
+    omitted = holm(np.array([0.01, np.nan, 0.04, 0.03]), missing="omit")
+    assert np.isnan(omitted[1]) and omitted[[0, 2, 3]] == pytest.approx([0.03, 0.06, 0.06])
 
 
 def test_stratified_bootstrap_covers_the_true_accuracy_about_95_percent_of_the_time():
