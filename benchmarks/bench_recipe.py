@@ -9,12 +9,14 @@ image-average (the mean of the per-image probabilities, as the study scores an a
 set's own accuracy. Prints one line per recipe and adds its row to ``results/<draw>/recipe_grid.csv`` (replacing
 that recipe's row from an earlier run on the same images). Further draws (``--params``, other seeds) tell a recipe's
 gain from the spread between draws: an image-average at 200 subjects moves by ~0.03 from draw to draw.
+``--training-seed`` trains the same recipe on the same draw, folds and images with other network seeds: the spread
+between such runs is the training's own noise, which a recipe's gain must also exceed.
 
 Usage::
 
     .venv/bin/studylib run --params params/tuning.yaml --only 01_preprocess 02_flatten 03_rasterize
     .venv/bin/python benchmarks/bench_recipe.py [--cohort hcp] [--images left_sulc ... | all] [--recipes NAME ...]
-        [--quick] [--params params/tuning-seed8.yaml]
+        [--quick] [--params params/tuning-seed8.yaml] [--training-seed N]
     .venv/bin/python benchmarks/bench_recipe.py --summary    # every recipe against the default, draw by draw
 """
 
@@ -118,7 +120,10 @@ def summarise_draws(results_root: Path, params) -> pd.DataFrame:
         table = pd.read_csv(grid)
         table = table.assign(warmup_epochs=table.get("warmup_epochs", pd.Series(0, index=table.index)).fillna(0),
                              draw=grid.parent.name)
-        is_default = np.logical_and.reduce([table[key] == default[key] for key in SETTINGS])
+        # a run with another training seed (--training-seed) is a recipe of its own: the spread between runs
+        reseeded = (table["training_seed"].notna() & (table["training_seed"] != table["seed"])
+                    if "training_seed" in table else np.zeros(len(table), dtype=bool))
+        is_default = np.logical_and.reduce([table[key] == default[key] for key in SETTINGS]) & ~reseeded
         for images, group in table.groupby("images"):
             base = group[is_default[group.index]]
             if base.empty:
@@ -155,6 +160,10 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=PROJECT / "params" / "tuning.yaml",
                         help="the tuning draw (default: params/tuning.yaml, seed 7; params/tuning-seed8.yaml and "
                              "tuning-seed9.yaml are further draws); never the default's evaluation seed")
+    parser.add_argument("--training-seed", type=int, default=None,
+                        help="seed the networks with this instead of the draw's seed (folds and images unchanged): "
+                             "the row is named '<recipe> (training seed N)', and its difference from the recipe's own "
+                             "row is the run-to-run spread of the training")
     parser.add_argument("--summary", action="store_true",
                         help="train nothing: print each recipe against the default on every tuning draw that ran both")
     args = parser.parse_args()
@@ -179,6 +188,7 @@ def main() -> None:
         return
     torch.set_num_threads(available_cpus())  # one model at a time here: all cores (numbers shift by rounding only)
     names = args.recipes or (list(RECIPES)[:2] if args.quick else list(RECIPES))
+    training_seed = params.seed if args.training_seed is None else args.training_seed
     rows, references = [], {}
     for name in names:
         change = dict(RECIPES[name])
@@ -196,12 +206,14 @@ def main() -> None:
         linear = references[size]
         probabilities, seconds = [], 0.0
         for image in images:
-            probability, spent = evaluate(store, image, folds, train, params.seed)
+            probability, spent = evaluate(store, image, folds, train, training_seed)
             probabilities.append(probability)
             seconds += spent
         scores = classification_metrics(labels, np.mean(probabilities, axis=0))
         accuracy, auc = scores["accuracy"], scores["auc"]
-        rows.append({"recipe": name, "draw": args.params.stem, "seed": params.seed, "cohort": args.cohort,
+        recipe = name if training_seed == params.seed else f"{name} (training seed {training_seed})"
+        rows.append({"recipe": recipe, "draw": args.params.stem, "seed": params.seed, "training_seed": training_seed,
+                     "cohort": args.cohort,
                      "images": " ".join(images), "size": size,
                      "epochs": train.epochs, "mixup_epochs": train.mixup_epochs, "batch_size": train.batch_size,
                      "lr": train.lr, "lr_step_epochs": train.lr_step_epochs, "finetune_lr": train.finetune_lr,
@@ -212,7 +224,7 @@ def main() -> None:
                      **{f"accuracy {image}": classification_metrics(labels, p)["accuracy"]
                         for image, p in zip(images, probabilities)}})
         base = rows[0]["train_seconds"]
-        print(f"{name}: {size} px, {train.epochs} epochs ({train.mixup_epochs} mix-up), batch {train.batch_size}, "
+        print(f"{recipe}: {size} px, {train.epochs} epochs ({train.mixup_epochs} mix-up), batch {train.batch_size}, "
               f"normalised per {train.normalise}, {len(images)} image set(s): accuracy {accuracy:.3f} (AUC {auc:.3f}) "
               f"in {seconds:.0f} s ({seconds / base:.1f}x the first recipe's time); linear reference "
               f"{linear['accuracy']:.3f} (AUC {linear['auc']:.3f}); fraction of linear "

@@ -47,3 +47,10 @@ def test_summary_pairs_recipes_with_the_default_of_their_own_draw(tmp_path):
     table = summarise(tmp_path, params).set_index(["recipe", "draw"])
     assert table.loc[("an earlier default (warmup_epochs 0)", "tuning-seed9"), "accuracy gain"] == pytest.approx(0.4)
     assert table.loc[("default", "tuning-seed9"), "accuracy"] == 0.5
+    # the default trained with another seed (--training-seed) is its own row, paired with the draw's default
+    _write(tmp_path / "tuning-seed9", [{**_row("default", params, 0.6, 0.7, 40.0), "seed": 9},
+                                       {**_row("default (training seed 1)", params, 0.65, 0.7, 40.0), "seed": 9,
+                                        "training_seed": 1}])
+    table = summarise(tmp_path, params).set_index(["recipe", "draw"])
+    assert table.loc[("default (training seed 1)", "tuning-seed9"), "accuracy gain"] == pytest.approx(0.05)
+    assert table.loc[("default", "tuning-seed9"), "accuracy"] == 0.6
