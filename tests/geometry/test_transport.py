@@ -9,6 +9,7 @@ from studylib.geometry.mesh import signed_areas as _signed_areas
 from studylib.geometry.transport import (
     _geogram_jitter,
     _repair_flips,
+    _side_winners,
     _snap_boundary,
     area_preserving_map,
     power_cells,
@@ -119,7 +120,8 @@ def test_power_cells_mirror_a_cell_that_crosses_a_side():
     narrow = power_cells(points, weights, margin=0.005)
     everything = power_cells(points, weights, margin=1.0)
     assert narrow.attempts > 1
-    assert all(len(points) - 1 in side for side in narrow.near_sides)  # its cell touches every side
+    assert _side_winners(points, weights)[-1].all()  # its cell meets every side
+    assert power_cells(points, weights).attempts == 1  # the default mirrors it from the start
     assert abs(narrow.areas.sum() - 1) < 1e-10 and narrow.areas[-1] > 0.5
     np.testing.assert_allclose(narrow.areas, everything.areas, atol=1e-14)
     np.testing.assert_array_equal(narrow.empty, everything.empty)
@@ -134,23 +136,37 @@ def test_power_cells_unbounded_cells_are_never_accepted():
     np.testing.assert_allclose(narrow.areas, power_cells(points, np.zeros(200), margin=1.0).areas, atol=1e-15)
 
 
-def test_power_cells_reuse_the_sides_of_a_nearby_diagram():
-    # A Newton step changes the weights a little: the points whose cells touched a side last time (and their
-    # neighbours) are all the mirror copies needed, whatever the margin; a big change is still exact.
+def test_side_winners_are_the_cells_that_meet_each_side():
+    # Sampled densely along each side, the point with the smallest power distance is always one of the winners, and
+    # every winner is the nearest somewhere (a winner's stretch of side can be short: sample finely).
     rng = np.random.default_rng(8)
     points = rng.uniform(0.01, 0.99, (3000, 2))
-    weights = rng.normal(0, 1e-4, 3000)
-    before = power_cells(points, weights)
-    assert all(len(side) < 600 for side in before.near_sides)  # a boundary layer, not everything
-    for change, attempts in ((rng.normal(0, 2e-5, 3000), 1), (rng.normal(0, 3e-3, 3000), None)):
-        after = power_cells(points, weights + change, near_sides=before.near_sides)
-        everything = power_cells(points, weights + change, margin=1.0)
-        assert attempts is None or after.attempts == attempts
-        np.testing.assert_allclose(after.areas, everything.areas, atol=1e-14)
-        np.testing.assert_allclose(after.centroids, everything.centroids, atol=1e-12)
-        np.testing.assert_array_equal(after.empty, everything.empty)
-    with pytest.raises(ValueError, match="one index array per side"):
-        power_cells(points, weights, near_sides=before.near_sides[:2])
+    weights = rng.normal(0, 3e-3, 3000)
+    winners = _side_winners(points, weights)
+    t = np.linspace(0, 1, 200_001)
+    for s, (axis, value) in enumerate(((0, 0.0), (0, 1.0), (1, 0.0), (1, 1.0))):
+        along, depth = points[:, 1 - axis], points[:, axis] - value
+        # power distance minus t^2: a line per point; the lowest at each t in chunks (memory)
+        lowest = np.concatenate([np.argmin(-2 * np.outer(chunk, along) + (along**2 + depth**2 - weights), axis=1)
+                                 for chunk in np.array_split(t, 200)])
+        np.testing.assert_array_equal(np.flatnonzero(winners[:, s]), np.unique(lowest))
+    assert 0 < winners.sum() < 600  # a boundary layer, not everything
+
+
+def test_power_cells_mirror_the_side_winners_and_need_one_diagram():
+    # Weights that push cells across the sides (a large spread): the default mirrors exactly the points whose cells
+    # meet a side, the first diagram is accepted, and it equals the diagram with every point mirrored.
+    rng = np.random.default_rng(9)
+    points = rng.uniform(0.01, 0.99, (3000, 2))
+    for spread in (1e-4, 1e-3, 3e-3):
+        weights = rng.normal(0, spread, 3000)
+        cells = power_cells(points, weights)
+        everything = power_cells(points, weights, margin=1.0)
+        assert cells.attempts == 1 and cells.margin == 0.0
+        np.testing.assert_allclose(cells.areas, everything.areas, atol=1e-14)
+        np.testing.assert_allclose(cells.centroids, everything.centroids, atol=1e-12)
+        np.testing.assert_array_equal(cells.empty, everything.empty)
+        assert abs(cells.hessian - everything.hessian).max() < 1e-9
 
 
 def test_power_cells_rejects_points_on_a_side():
