@@ -254,8 +254,8 @@ class FlattenParams(_Section):
     tolerance: float = Field(default=1e-9, gt=0, lt=1e-2, description="Newton residual at which solves stop.")
     max_iterations: PositiveInt = 100
     power_diagram: PowerDiagram = Field(
-        default="qhull", description="The transport's power diagrams: qhull (deterministic) or geogram (1.05-1.7x as "
-                                     "fast per map, not bit-reproducible between runs).")
+        default="qhull", description="The transport's power diagrams: qhull (deterministic) or geogram (0.87-1.12x "
+                                     "qhull's time per map, not bit-reproducible between runs).")
     mode: Literal["template", "per-subject"] = Field(
         default="template", description="template: one map per template and hemisphere; per-subject: each subject's "
                                         "own surface flattened (cached per subject, in parallel by the executor's "

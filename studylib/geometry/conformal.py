@@ -176,15 +176,16 @@ def conformal_square(disk: Disk, corners: np.ndarray | None = None, *, tolerance
     target[corners] = np.pi / 2
     log_base = np.log(_edge_lengths(vertices, faces))
 
-    def state(u: np.ndarray, faces: np.ndarray, log_base: np.ndarray) -> tuple:
-        faces, log_base, lengths = _delaunay(faces, log_base, u, n)
+    def state(u: np.ndarray, faces: np.ndarray, log_base: np.ndarray, twin: np.ndarray | None) -> tuple:
+        faces, log_base, lengths, twin = _delaunay(faces, log_base, u, n, twin)
         angles = _angles(lengths)
-        return faces, log_base, angles, _angle_sums(faces, angles, n) - target
+        return faces, log_base, angles, _angle_sums(faces, angles, n) - target, twin
 
     u = np.zeros(n)
-    intrinsic, log_base, angles, error = state(u, faces, log_base)
+    intrinsic, log_base, angles, error, twin = state(u, faces, log_base, None)
     residuals = [float(np.abs(error).max())]
     keep = np.arange(1, n)  # the solution is defined up to a constant: pin u[0]
+    factor = None
     for _ in range(max_iterations):
         if residuals[-1] < tolerance:
             break
@@ -192,15 +193,16 @@ def conformal_square(disk: Disk, corners: np.ndarray | None = None, *, tolerance
         step = np.zeros(n)
         # -jacobian is a cotangent Laplacian on an intrinsic Delaunay mesh (non-negative weights), positive definite
         # with one vertex pinned
-        step[keep] = Cholesky(-jacobian[keep][:, keep]).solve(error[keep])
+        factor = Cholesky(-jacobian[keep][:, keep], reuse=factor)  # the same pattern once no edge flips
+        step[keep] = factor.solve(error[keep])
         scale = 1.0
         while True:  # damped: the error must decrease
-            trial = state(u + scale * step, intrinsic, log_base)
+            trial = state(u + scale * step, intrinsic, log_base, twin)
             if np.linalg.norm(trial[3]) < np.linalg.norm(error) or scale < 1e-6:
                 break
             scale *= 0.5
         u = u + scale * step
-        intrinsic, log_base, angles, error = trial
+        intrinsic, log_base, angles, error, twin = trial
         residuals.append(float(np.abs(error).max()))
     if residuals[-1] >= tolerance:
         raise RuntimeError(f"conformal map did not converge: max angle error per iteration {residuals}")
@@ -223,29 +225,43 @@ def _edge_codes(faces: np.ndarray, n: int) -> np.ndarray:
     return np.minimum(a, b) * n + np.maximum(a, b)
 
 
-def _delaunay(faces: np.ndarray, log_base: np.ndarray, u: np.ndarray, n: int,
-              max_passes: int = 1000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _delaunay(faces: np.ndarray, log_base: np.ndarray, u: np.ndarray, n: int, twin: np.ndarray | None = None,
+              max_passes: int = 1000) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Flip interior edges until the triangulation is intrinsically Delaunay for the metric scaled by ``u``.
 
     Flips use the Ptolemy relation (Gillespie, Springborn and Crane 2021), which is invariant under vertex
     scaling, so the unscaled log lengths ``log_base`` are flipped along with the faces. A flip replaces faces
     (i, j, k) and (j, i, l) by (k, i, l) and (l, j, k). The boundary is never flipped.
+
+    Each pass flips the non-Delaunay edges worst first, each face at most once. The first pass checks every edge;
+    later ones only the edges of the faces that the last pass flipped (no other edge can have changed), with the
+    lengths and the edge pairing updated on those faces and their neighbours: most passes flip a few hundred edges
+    of ~10^5 faces, and re-checking every edge made them cost as much as the first.
+
+    ``twin`` (optional, from an earlier call with these ``faces``) gives, for each (face * 3 + corner) slot, the slot
+    on the other side of its edge (-1 on the boundary); it is returned updated with the faces.
     """
     faces, log_base = faces.copy(), log_base.copy()
+    lengths = _scaled_lengths(faces, log_base, u)
+    cot = _cotangents(lengths)
+    if twin is None:
+        twin = np.full(faces.size, -1)
+        _pair_slots(faces, np.arange(faces.size), twin, n)
+    else:
+        twin = twin.copy()
+    check = np.arange(faces.size)  # slots whose edges may be non-Delaunay
     for _ in range(max_passes):
-        lengths = _scaled_lengths(faces, log_base, u)
-        angles = np.clip(_angles(lengths), 1e-12, np.pi - 1e-12)
-        cot = 1.0 / np.tan(angles)
-        codes = _edge_codes(faces, n).ravel()
-        order = np.argsort(codes, kind="stable")
-        pairs = np.flatnonzero(codes[order][1:] == codes[order][:-1])
-        first, second = order[pairs], order[pairs + 1]  # flat (face * 3 + corner) indices of the two sides
+        other = twin[check]
+        checked = np.zeros(faces.size, dtype=bool)
+        checked[check] = True
+        once = (other >= 0) & ((check < other) | ~checked[np.maximum(other, 0)])  # each interior edge once
+        first, second = np.minimum(check, other)[once], np.maximum(check, other)[once]
         weight = cot.ravel()[first] + cot.ravel()[second]
         bad = np.flatnonzero(weight < -1e-12)
         if len(bad) == 0:
-            return faces, log_base, lengths
+            return faces, log_base, lengths, twin
         used = np.zeros(len(faces), dtype=bool)
-        for index in bad[np.argsort(weight[bad])]:  # worst first; faces touched once per pass
+        for index in bad[np.argsort(weight[bad], kind="stable")]:  # worst first (ties: slot order); faces once a pass
             f1, c1 = divmod(int(first[index]), 3)
             f2, c2 = divmod(int(second[index]), 3)
             if used[f1] or used[f2]:
@@ -259,7 +275,30 @@ def _delaunay(faces: np.ndarray, log_base: np.ndarray, u: np.ndarray, n: int,
             kl = np.logaddexp(ki + lj, jk + il) - ij  # Ptolemy: l_kl l_ij = l_ki l_lj + l_jk l_il
             faces[f1], log_base[f1] = (k, i, l), (il, kl, ki)
             faces[f2], log_base[f2] = (l, j, k), (jk, kl, lj)
+        flipped = np.flatnonzero(used)
+        lengths[flipped] = _scaled_lengths(faces[flipped], log_base[flipped], u)
+        cot[flipped] = _cotangents(lengths[flipped])
+        slots = (3 * flipped[:, None] + np.arange(3)).ravel()
+        outer = twin[slots]
+        outer = outer[(outer >= 0) & ~used[outer // 3]]  # the unflipped neighbours' sides of the quads' edges
+        _pair_slots(faces, np.concatenate([slots, outer]), twin, n)
+        check = slots
     raise RuntimeError("intrinsic Delaunay flips did not terminate")
+
+
+def _cotangents(lengths: np.ndarray) -> np.ndarray:
+    return 1.0 / np.tan(np.clip(_angles(lengths), 1e-12, np.pi - 1e-12))
+
+
+def _pair_slots(faces: np.ndarray, slots: np.ndarray, twin: np.ndarray, n: int) -> None:
+    """Set ``twin`` of each (face * 3 + corner) slot in ``slots`` to the slot among them on the other side of its edge
+    (the edge opposite that corner), or -1 on the boundary; ``slots`` must hold both sides of every interior edge."""
+    codes = _edge_codes(faces, n).ravel()[slots]
+    order = np.argsort(codes, kind="stable")
+    pairs = np.flatnonzero(codes[order][1:] == codes[order][:-1])
+    first, second = slots[order[pairs]], slots[order[pairs + 1]]
+    twin[slots] = -1
+    twin[first], twin[second] = second, first
 
 
 def _layout(faces: np.ndarray, lengths: np.ndarray, angles: np.ndarray, loop: np.ndarray, corners: np.ndarray,

@@ -190,7 +190,7 @@ def flatten(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray | None = N
         same anatomical points on the corners of every surface that shares the template's mesh.
     power_diagram : {"qhull", "geogram"}
         The transport's power-diagram backend (:func:`~studylib.geometry.transport.power_cells`): qhull is
-        deterministic; geogram is 1.05-1.7x as fast per map but not bit-reproducible between runs.
+        deterministic; geogram takes 0.87-1.12x its time per map and is not bit-reproducible between runs.
 
     Raises
     ------

@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     flat.add_argument("--out", required=True, metavar="MAP.npz", help="where to write uv, faces, vertex_index, corners")
     flat.add_argument("--conformal-only", action="store_true", help="stop after the conformal square map")
     flat.add_argument("--power-diagram", choices=get_args(PowerDiagram), default="qhull",
-                      help="the transport's power diagrams: qhull (deterministic, default) or geogram (1.05-1.7x as "
+                      help="the transport's power diagrams: qhull (deterministic, default) or geogram (about as "
                            "fast, not bit-reproducible)")
     flat.add_argument("--json", action="store_true", help="print the distortion figures as JSON")
 

@@ -131,3 +131,32 @@ def test_parcel_area_ratios_are_one_for_the_identity():
     ratios = parcel_area_ratios(vertices, faces, vertices[:, :2], labels, names={1: "west", 2: "east"})
     np.testing.assert_allclose(ratios["ratio"], 1.0)
     assert list(ratios["name"]) == ["west", "east"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_intrinsic_delaunay_flips_rechecking_only_flipped_faces_give_a_delaunay_mesh(monkeypatch, seed):
+    from studylib.geometry import conformal
+
+    vertices, faces = union_jack(16)
+    rng = np.random.default_rng(seed)
+    vertices[:, :2] += rng.uniform(-0.3, 0.3, size=(len(vertices), 2))
+    n = len(vertices)
+    u = rng.normal(scale=0.2, size=n)  # stronger scalings can call for parallel edges, which edge codes cannot pair
+    log_base = np.log(conformal._edge_lengths(vertices, faces))
+    paired = []
+    pair_slots = conformal._pair_slots
+    monkeypatch.setattr(conformal, "_pair_slots", lambda f, slots, twin, n: (paired.append(len(slots)),
+                                                                                 pair_slots(f, slots, twin, n)))
+    flipped, flipped_log, lengths, twin = conformal._delaunay(faces, log_base, u, n)
+    assert (flipped != faces).any(axis=1).sum() > 20
+    assert len(paired) >= 3 and max(paired[1:]) < faces.size  # passes after the first re-paired a few slots only
+    np.testing.assert_allclose(lengths, conformal._scaled_lengths(flipped, flipped_log, u), rtol=1e-12)
+    fresh = np.full(faces.size, -1)
+    pair_slots(flipped, np.arange(faces.size), fresh, n)
+    np.testing.assert_array_equal(twin, fresh)  # the updated pairing is the mesh's
+    cot = conformal._cotangents(lengths).ravel()
+    interior = np.flatnonzero(fresh >= 0)
+    assert (cot[interior] + cot[fresh[interior]] >= -1e-12).all()  # every interior edge is Delaunay
+    again = conformal._delaunay(flipped, flipped_log, u, n, twin)  # with the pairing handed on: nothing left to flip
+    np.testing.assert_array_equal(again[0], flipped)
+    np.testing.assert_array_equal(again[3], twin)

@@ -54,3 +54,28 @@ def test_cholesky_rejects_matrices_it_cannot_factor():
     for wrong in (np.ones(99), np.float64(1.0), np.ones((100, 2, 2))):
         with pytest.raises(ValueError, match="rhs must have shape"):
             Cholesky(laplacian).solve(wrong)
+
+
+def test_cholesky_reuses_the_symbolic_analysis_of_the_same_pattern_only():
+    _, laplacian = _grid(20)
+    rng = np.random.default_rng(1)
+    rhs = rng.normal(size=400)
+    first = Cholesky(laplacian)
+    assert not first.reused
+    scale = sp.diags(rng.uniform(0.5, 2.0, size=400))
+    scaled = (scale @ laplacian @ scale).tocsr()  # the same pattern, other values, still positive definite
+    fresh = Cholesky(scaled).solve(rhs)
+    again = Cholesky(scaled, reuse=first)
+    assert again.reused
+    np.testing.assert_array_equal(again.solve(rhs), fresh)  # the same factor, bit for bit
+    with pytest.raises(RuntimeError, match="reused by a later one"):
+        first.solve(rhs)
+    # another pattern (one more off-diagonal pair): analysed anew, and the earlier factor is left alone
+    extra = laplacian.tolil()
+    extra[0, 399] = extra[399, 0] = -1e-3
+    extra[0, 0] += 1e-3
+    extra[399, 399] += 1e-3
+    other = Cholesky(extra.tocsr(), reuse=again)
+    assert not other.reused
+    np.testing.assert_array_equal(again.solve(rhs), fresh)
+    np.testing.assert_allclose(extra.tocsr() @ other.solve(rhs), rhs, atol=1e-9)
