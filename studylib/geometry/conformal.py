@@ -293,7 +293,9 @@ def _cotangents(lengths: np.ndarray) -> np.ndarray:
 def _pair_slots(faces: np.ndarray, slots: np.ndarray, twin: np.ndarray, n: int) -> None:
     """Set ``twin`` of each (face * 3 + corner) slot in ``slots`` to the slot among them on the other side of its edge
     (the edge opposite that corner), or -1 on the boundary; ``slots`` must hold both sides of every interior edge."""
-    codes = _edge_codes(faces, n).ravel()[slots]
+    face, corner = np.divmod(slots, 3)
+    start, end = faces[face, (corner + 1) % 3], faces[face, (corner + 2) % 3]
+    codes = np.minimum(start, end) * n + np.maximum(start, end)  # as _edge_codes, for these slots only
     order = np.argsort(codes, kind="stable")
     pairs = np.flatnonzero(codes[order][1:] == codes[order][:-1])
     first, second = slots[order[pairs]], slots[order[pairs + 1]]
