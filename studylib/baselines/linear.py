@@ -21,6 +21,8 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from ..train.cv import KFOLD
+
 __all__ = ["REFERENCE_ARM", "REFERENCE_BACKBONE", "LinearReference", "image_reference", "linear_reference"]
 
 
@@ -132,7 +134,7 @@ REFERENCE_ARM = "linear reference"
 REFERENCE_BACKBONE = "logistic regression"
 
 
-def image_reference(store, hemisphere: str, metric: str, folds: np.ndarray, *, cohort: str, scheme: str = "kfold",
+def image_reference(store, hemisphere: str, metric: str, folds: np.ndarray, *, cohort: str, scheme: str = KFOLD,
                     seed: int = 0, cs: int = 8) -> pd.DataFrame:
     """The linear reference on one image set of an image store: each image's pixels as features (standardised
     inside each training fold), logistic regression with C chosen by inner cross-validation, on the networks'

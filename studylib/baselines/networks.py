@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..images import ImageStore
+from ..train.cv import KFOLD
 from ..train.experiments import Experiment, imagenet_init
 from ..train.jobs import Job
 from ..train.models import Init
@@ -41,14 +42,14 @@ def plan_baselines(experiment: Experiment, cohort: str, store: ImageStore, arms:
             backbone, init = slice_backbone, imagenet_init(slice_backbone)
         else:
             backbone, init = volume_backbone, Init("scratch")
-        jobs += experiment.add(cohort, arm, "kfold", backbone, init, hemisphere, metric)
+        jobs += experiment.add(cohort, arm, KFOLD, backbone, init, hemisphere, metric)
     return jobs
 
 
 def check_same_folds(experiment: Experiment, cohort: str, folds: pd.Series) -> None:
     """Raise unless the experiment's k-fold split of ``cohort`` is ``folds`` (subject -> fold of the networks)."""
     subjects = experiment.stores[cohort].subjects["subject"].astype(str)
-    ours = experiment.folds(cohort, "kfold")
+    ours = experiment.folds(cohort, KFOLD)
     missing = sorted(set(subjects) - set(folds.index))
     if missing:
         raise ValueError(f"cohort {cohort}: subjects {missing[:5]} have no fold in the networks' predictions")

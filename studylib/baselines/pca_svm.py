@@ -24,6 +24,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
+from ..train.cv import KFOLD
+
 __all__ = ["PCA_SVM_ARM", "pca_svm", "pca_svm_predictions"]
 
 PCA_SVM_ARM = "PCA+SVM"
@@ -96,6 +98,6 @@ def pca_svm_predictions(cohort, folds: pd.Series, *, cohort_name: str, variance:
                                   inner_folds=inner_folds, seed=seed)
             parts.append(pd.DataFrame({"subject": chosen["subject"].to_numpy(), "label": chosen["label"].to_numpy(),
                                        "fold": fold, "probability": probability, "cohort": cohort_name,
-                                       "arm": PCA_SVM_ARM, "scheme": "kfold", "backbone": "linear SVM", "init": "-",
+                                       "arm": PCA_SVM_ARM, "scheme": KFOLD, "backbone": "linear SVM", "init": "-",
                                        "hemisphere": hemisphere, "metric": metric, "seed": seed}))
     return pd.concat(parts, ignore_index=True)

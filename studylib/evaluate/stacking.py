@@ -31,7 +31,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from ..train.cv import inner_folds
+from ..train.cv import KFOLD, inner_folds, inner_scheme
 
 __all__ = ["GROUP_KEYS", "METHODS", "ImageTable", "MajorityVote", "MeanProbability", "image_table",
            "inner_meta_features", "meta_learner", "nested_meta_features", "stack_outer_folds", "stack_predictions"]
@@ -237,7 +237,7 @@ def inner_meta_features(table: ImageTable, inner: pd.DataFrame, name: str) -> di
     features = {}
     subjects = table.probability.index.astype(str)
     for fold in np.unique(table.fold):
-        rows = inner[inner["scheme"] == f"inner{fold}"]
+        rows = inner[inner["scheme"] == inner_scheme(fold)]
         training = subjects[table.fold != fold]
         if rows.empty:
             raise ValueError(f"{name}: no inner predictions for outer fold {fold} (stacking.nested needs 04/05 run with "
@@ -276,7 +276,7 @@ def stack_predictions(predictions: pd.DataFrame, methods: Sequence[str] = METHOD
         table = image_table(group)
         named = dict(zip(GROUP_KEYS, keys))
         nested = None
-        if named["scheme"] == "kfold":
+        if named["scheme"] == KFOLD:
             found = inner_groups.get(tuple(named[key] for key in inner_keys))
             if found is not None:
                 nested = inner_meta_features(table, found, "/".join(map(str, keys)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import paper
+from ..train.cv import KFOLD, SITE_OUT
 from .metrics import classification_metrics
 
 __all__ = ["REFERENCE_VIEW", "against_references", "arms_vs_paper", "average_over_images", "learning_curves",
@@ -53,7 +54,7 @@ def arms_vs_paper(predictions: pd.DataFrame, task: str) -> pd.DataFrame:
     AUC. ``task`` is ``"sex"`` or ``"asd"``. Without predictions, the paper's numbers alone."""
     reported = paper.results_table(task)
     reported = reported[reported["arm"] != "baseline"].assign(
-        scheme=lambda t: t["cv"].map({"10-fold": "kfold", "leave-one-site-out": "site-out"}))
+        scheme=lambda t: t["cv"].map({"10-fold": KFOLD, "leave-one-site-out": SITE_OUT}))
     reported = reported.pivot_table(index=["scheme", "arm"], columns="model", values="accuracy")
     reported.columns = [f"paper {model} (%)" for model in reported.columns]
     if predictions.empty:
@@ -134,7 +135,7 @@ def stacked_vs_paper(per_stack: pd.DataFrame, task: str, method: str) -> pd.Data
     """
     reported = paper.results_table("sex" if task == "sex" else "asd")
     reported = reported[reported["arm"] != "baseline"].assign(
-        scheme=lambda t: t["cv"].map({"10-fold": "kfold", "leave-one-site-out": "site-out"}))
+        scheme=lambda t: t["cv"].map({"10-fold": KFOLD, "leave-one-site-out": SITE_OUT}))
     wide = reported.pivot_table(index=["scheme", "arm"], columns="model",
                                 values=["accuracy", "sensitivity", "specificity", "auc"])
     wide.columns = [f"paper {model} {metric}" + (" (%)" if metric != "auc" else "") for metric, model in wide.columns]

@@ -16,6 +16,7 @@ import pandas as pd
 from ..evaluate.stacking import stack_predictions
 from ..evaluate.uncertainty import compare, holm_adjusted, metric_intervals
 from ..images import open_stores
+from ..train.cv import KFOLD
 from ..train.experiments import Experiment, plan_autism
 from .notebook import StageContext
 
@@ -75,7 +76,7 @@ def run_ablation(stage: StageContext, *, progress: bool = True) -> AblationRun:
     with_mixup = Experiment(layout.training_jobs("autism"), stores, params.train, params.seed, params.device,
                             executor=params.executor)
     plan_autism(with_mixup, params.transfer, cohorts)
-    chosen = [job for job in with_mixup.jobs if job.arm == arm and job.scheme == "kfold" and job.cohort in cohorts]
+    chosen = [job for job in with_mixup.jobs if job.arm == arm and job.scheme == KFOLD and job.cohort in cohorts]
     unfinished = with_mixup.unfinished()
     if unfinished:
         raise RuntimeError(f"{len(unfinished)} models of 05_train_asd_2stage are not trained for the current "
@@ -90,7 +91,7 @@ def run_ablation(stage: StageContext, *, progress: bool = True) -> AblationRun:
     trained = without.run(progress=progress)
     notes.append(without.run_summary(trained))
     selected = with_mixup.predictions()
-    selected = selected[(selected["arm"] == arm) & (selected["scheme"] == "kfold") & selected["cohort"].isin(cohorts)]
+    selected = selected[(selected["arm"] == arm) & (selected["scheme"] == KFOLD) & selected["cohort"].isin(cohorts)]
     predictions = pd.concat([selected.assign(mixup="on"), without.predictions().assign(mixup="off")],
                             ignore_index=True)
     methods = [primary] + (["mean"] if primary != "mean" else [])

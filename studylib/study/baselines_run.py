@@ -20,6 +20,7 @@ from ..baselines.networks import MESH_ARM, NETWORK_BASELINES, SLICE_ARM, VOLUME_
 from ..baselines.pca_svm import PCA_SVM_ARM, pca_svm_predictions
 from ..baselines.volumes import build_volume_store, freesurfer_ribbons
 from ..data.cohort import Cohort
+from ..train.cv import KFOLD
 from ..train.experiments import Experiment
 from ..evaluate.stacking import GROUP_KEYS, stack_predictions
 from ..evaluate.uncertainty import compare, holm_adjusted, metric_intervals
@@ -82,7 +83,7 @@ def _folds(layout, cohort: str) -> pd.Series | None:
     if not path.is_file():
         return None
     table = pd.read_csv(path, dtype={"subject": str})
-    table = table[(table["cohort"] == cohort) & (table["scheme"] == "kfold")]
+    table = table[(table["cohort"] == cohort) & (table["scheme"] == KFOLD)]
     if table.empty:
         return None
     folds = table.drop_duplicates("subject").set_index("subject")["fold"]
@@ -146,7 +147,7 @@ def run_baselines(stage: StageContext, *, progress: bool = True) -> BaselinesRun
                                 seed=params.seed, progress=progress).assign(task="autism")
     if layout.stacked_predictions.is_file():
         networks = pd.read_csv(layout.stacked_predictions, dtype={"subject": str})
-        networks = networks[(networks["task"] == "autism") & (networks["scheme"] == "kfold")
+        networks = networks[(networks["task"] == "autism") & (networks["scheme"] == KFOLD)
                             & networks["arm"].isin([*COMPARED_ARMS, REFERENCE_ARM])
                             & networks["cohort"].isin(set(predictions["cohort"]))]
         stacked = pd.concat([stacked, networks], ignore_index=True)

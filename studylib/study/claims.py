@@ -30,6 +30,7 @@ import pandas as pd
 
 from .. import paper
 from ..evaluate.stats import holm
+from ..train.cv import KFOLD
 
 __all__ = ["CLAIMS_COLUMNS", "claims_markdown", "claims_table", "verdict"]
 
@@ -77,7 +78,7 @@ def claims_table(layout, primary: str = "xgboost") -> pd.DataFrame:
     rows: list[dict] = []
     arms = _read(layout.tables("06_stack") / "paired_comparisons.csv")
     if not arms.empty:
-        arms = arms[(arms["claim"] == "arm ordering") & (arms["scheme"] == "kfold")]
+        arms = arms[(arms["claim"] == "arm ordering") & (arms["scheme"] == KFOLD)]
         for task, pairs in paper.ARM_CLAIMS.items():
             for first, second in pairs:
                 effect = _paper_difference("sex" if task == "sex" else "asd", first, second)

@@ -32,6 +32,7 @@ from ..images import ImageStore, open_stores
 from ..params import OcclusionParams
 from ..raster import Rasterizer
 from ..storage import atomic_path
+from ..train.cv import KFOLD
 from ..train.experiments import Experiment, plan_autism, plan_sex
 from ..train.jobs import Job, is_done
 from ..train.models import Init, MetricNet, build_model
@@ -283,8 +284,8 @@ def occlude_arms(stage: StageContext, *, progress: bool = True) -> OcclusionRun:
         run.notes += notes
         if experiment is None:
             continue
-        chosen = [job for job in experiment.jobs if job.scheme == "kfold" and job.arm in arms]
-        trained_arms = {job.arm for job in experiment.jobs if job.scheme == "kfold"}
+        chosen = [job for job in experiment.jobs if job.scheme == KFOLD and job.arm in arms]
+        trained_arms = {job.arm for job in experiment.jobs if job.scheme == KFOLD}
         run.notes += [f"{task}: arm {arm!r} of occlusion.arms has no k-fold models in this parameter set (transfer "
                       f"section): nothing to occlude" for arm in arms if arm not in trained_arms]
         keys = {job: experiment.key(job) for job in chosen}  # each key digests the training code: compute once
@@ -354,7 +355,7 @@ def occlude_arms(stage: StageContext, *, progress: bool = True) -> OcclusionRun:
                 run.notes.append(note)
         else:
             per_subject = to_template(raster, flat.vertex_index, result["probability"], n_vertices)
-        folds = experiment.folds(cohort, "kfold")
+        folds = experiment.folds(cohort, KFOLD)
         images = np.asarray(store.images(hemisphere, metric))
         t_pixels = t_maps(images, labels, folds)
         run.maps[key] = {"probability": result["probability"].mean(axis=0),

@@ -18,6 +18,7 @@ from ..evaluate.subgroups import gain_by_age, per_site_accuracy
 from ..evaluate.uncertainty import compare, holm_adjusted, metric_intervals
 from ..images import open_stores
 from ..storage import atomic_path
+from ..train.cv import KFOLD, SITE_OUT
 from .notebook import StageContext
 from .steps import bayes_ceilings
 
@@ -104,7 +105,7 @@ def _checks(stage: StageContext, predictions: pd.DataFrame, primary: str, progre
     cohort = stage.params.transfer.sex_cohort if stacking.checks_cohort is None else stacking.checks_cohort
     if not cohort:
         return None, pd.DataFrame(), ["stacking checks skipped (stacking.checks_cohort is empty)"]
-    kfold = predictions[(predictions["cohort"] == cohort) & (predictions["scheme"] == "kfold")]
+    kfold = predictions[(predictions["cohort"] == cohort) & (predictions["scheme"] == KFOLD)]
     if kfold.empty:
         return None, pd.DataFrame(), [f"stacking checks skipped: no k-fold predictions of cohort {cohort!r}"]
     stores, missing = open_stores({cohort: stage.layout.image_store(cohort)})
@@ -141,11 +142,11 @@ def _subgroups(stage: StageContext, stacked: pd.DataFrame) -> tuple[pd.DataFrame
     stores, _ = open_stores({name: stage.layout.image_store(name) for name in sorted(set(autism["cohort"]))})
     subjects = pd.concat([store.subjects.assign(subject=store.subjects["subject"].astype(str))
                           for store in stores.values()], ignore_index=True).set_index("subject")
-    site_out = autism[autism["scheme"] == "site-out"]
+    site_out = autism[autism["scheme"] == SITE_OUT]
     per_site = per_site_accuracy(site_out, subjects["site"]) if not site_out.empty else pd.DataFrame()
     parts = []
     settings = stage.params.stacking
-    for (cohort, backbone), group in autism[autism["scheme"] == "kfold"].groupby(["cohort", "backbone"]):
+    for (cohort, backbone), group in autism[autism["scheme"] == KFOLD].groupby(["cohort", "backbone"]):
         arms = {arm: rows.set_index("subject") for arm, rows in group.groupby("arm")}
         if not {"2-stage", "imagenet"} <= set(arms):
             continue
@@ -159,7 +160,7 @@ def _subgroups(stage: StageContext, stacked: pd.DataFrame) -> tuple[pd.DataFrame
 
 def _head_size(stage: StageContext, stacked: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """The sex classifiers' k-fold stacked predictions against the subjects' intracranial volumes."""
-    sex = stacked[(stacked["task"] == "sex") & (stacked["scheme"] == "kfold")]
+    sex = stacked[(stacked["task"] == "sex") & (stacked["scheme"] == KFOLD)]
     if sex.empty:
         return pd.DataFrame(), pd.DataFrame(), []
     stores, _ = open_stores({name: stage.layout.image_store(name) for name in sorted(set(sex["cohort"]))})

@@ -16,7 +16,8 @@ from ..data.cohort import Cohort
 from ..evaluate.summaries import against_references, learning_curves, summarise
 from ..images import open_stores
 from ..storage import atomic_path
-from ..train.experiments import EVALUATED_SCHEMES, Experiment, is_inner, plan_autism, plan_nested, plan_sex
+from ..train.cv import ALL_SUBJECTS, EVALUATED_SCHEMES, is_inner
+from ..train.experiments import Experiment, plan_autism, plan_nested, plan_sex
 from .notebook import StageContext
 
 __all__ = ["TrainingRun", "bayes_ceilings", "linear_references", "train_arms"]
@@ -97,7 +98,7 @@ def train_arms(stage: StageContext, task: Literal["sex", "autism"], *, progress:
     else:
         plan_autism(experiment, transfer, [name for name in autism if name in stores])
     inner = plan_nested(experiment) if params.stacking.nested else []
-    stage1 = sum(job.scheme == "all" for job in experiment.jobs)
+    stage1 = sum(job.scheme == ALL_SUBJECTS for job in experiment.jobs)
     notes.append(f"{len(experiment.jobs)} models" + (f" ({stage1} stage-1 on {transfer.sex_cohort})" if stage1 else "")
                  + f"; backbones {', '.join(params.train.backbones)}; on {experiment.device}; "
                  + ", ".join(f"{k} {v}" for k, v in experiment.executor.describe().items()))

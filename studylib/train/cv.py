@@ -18,10 +18,33 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.model_selection import LeaveOneGroupOut, PredefinedSplit, StratifiedKFold
 
-__all__ = ["EXCLUDED", "fold_split", "inner_folds", "site_folds", "stratified_folds", "train_test"]
+__all__ = ["ALL_SUBJECTS", "EVALUATED_SCHEMES", "EXCLUDED", "INNER", "KFOLD", "SITE_OUT", "fold_split", "inner_folds",
+           "inner_scheme", "is_inner", "site_folds", "stratified_folds", "train_test"]
+
+#: The cross-validation scheme of a job or prediction (a column of every prediction table): stratified k-fold over
+#: subjects, one fold per site, and no held-out subjects (the stage-1 models of 2-stage transfer).
+KFOLD, SITE_OUT, ALL_SUBJECTS = "kfold", "site-out", "all"
+
+#: The schemes that evaluate: every subject is predicted by models that did not train on it. The others train stage-1
+#: models on every subject (:data:`ALL_SUBJECTS`) or nested stacking's inner models (:func:`inner_scheme`).
+EVALUATED_SCHEMES = (KFOLD, SITE_OUT)
+
+#: Scheme prefix of the nested stacking scheme's inner models: ``inner<k>`` are fitted inside outer fold k's
+#: training subjects (:func:`inner_folds`).
+INNER = "inner"
 
 #: Fold number of subjects a job must not see at all (the held-out outer fold of a nested scheme's inner fit).
 EXCLUDED = -2
+
+
+def inner_scheme(fold: int) -> str:
+    """The scheme of the nested stacking scheme's inner models of outer fold ``fold``."""
+    return f"{INNER}{fold}"
+
+
+def is_inner(scheme: str) -> bool:
+    """Whether a scheme names the nested stacking scheme's inner models of one outer fold."""
+    return scheme.startswith(INNER) and scheme[len(INNER):].isdigit()
 
 
 def _folds_of(splits, n: int) -> np.ndarray:

@@ -23,20 +23,18 @@ import pandas as pd
 
 from ..images import ImageStore
 from ..params import ExecutorParams, TrainParams, TransferParams
-from .cv import inner_folds, site_folds, stratified_folds
+from .cv import ALL_SUBJECTS, INNER, KFOLD, SITE_OUT, inner_folds, inner_scheme, is_inner, site_folds, stratified_folds
 from .engine import resolve_device
 from .executors import Executor, JobTask, make_executor
 from .jobs import Job, is_done, job_key
 from .models import Init
 
 __all__ = [
-    "EVALUATED_SCHEMES",
     "PREDICTION_COLUMNS",
     "STAGE1_INIT",
     "Experiment",
     "cohort_folds",
     "imagenet_init",
-    "is_inner",
     "plan_autism",
     "plan_nested",
     "plan_sex",
@@ -46,20 +44,6 @@ __all__ = [
 #: Columns of :meth:`Experiment.predictions`.
 PREDICTION_COLUMNS = ["subject", "label", "fold", "probability", "cohort", "arm", "scheme", "backbone", "init",
                       "hemisphere", "metric", "seed"]
-
-#: The schemes that evaluate: every subject is predicted by models that did not train on it (stratified k-fold,
-#: leave-one-site-out). The others train stage-1 models on every subject (``all``) or nested stacking's inner models.
-EVALUATED_SCHEMES = ("kfold", "site-out")
-
-#: Scheme prefix of the nested stacking scheme's inner models: ``inner<k>`` are fitted inside outer fold k's
-#: training subjects (:func:`studylib.train.cv.inner_folds`).
-INNER = "inner"
-
-
-def is_inner(scheme: str) -> bool:
-    """Whether a scheme names the nested stacking scheme's inner models of one outer fold."""
-    return scheme.startswith(INNER) and scheme[len(INNER):].isdigit()
-
 
 #: The initialisation of the stage-1 (HCP sex) model behind each stage-2 arm.
 STAGE1_INIT = {"hcp-only": "scratch", "2-stage": "imagenet"}
@@ -87,9 +71,9 @@ def stage1_metric(metric: str, source_metrics: list[str], mapping: dict[str, str
 def cohort_folds(store: ImageStore, scheme: str, n_folds: int, seed: int) -> tuple[np.ndarray, list[str]]:
     """Fold per subject (``kfold``: stratified and shuffled; ``site-out``: one fold per site) and fold names."""
     subjects = store.subjects
-    if scheme == "kfold":
+    if scheme == KFOLD:
         return stratified_folds(subjects["label"].to_numpy(), n_folds, seed), [str(k) for k in range(n_folds)]
-    if scheme == "site-out":
+    if scheme == SITE_OUT:
         if "site" not in subjects or subjects["site"].isna().any():
             raise ValueError(f"{store.path}: leave-one-site-out needs a site for every subject")
         return site_folds(subjects["site"].astype(str).to_numpy())
@@ -129,11 +113,11 @@ class Experiment:
     def folds(self, cohort: str, scheme: str) -> np.ndarray:
         """Fold per subject of ``cohort`` under ``scheme`` (``all``: every subject trains, fold -1; ``inner<k>``:
         the inner folds of k-fold's outer fold k, its own subjects excluded)."""
-        if scheme == "all":
+        if scheme == ALL_SUBJECTS:
             return np.zeros(len(self.stores[cohort].subjects), dtype=np.int64)
         if is_inner(scheme):
             labels = self.stores[cohort].subjects["label"].to_numpy()
-            return inner_folds(labels, self.folds(cohort, "kfold"), int(scheme[len(INNER):]))
+            return inner_folds(labels, self.folds(cohort, KFOLD), int(scheme[len(INNER):]))
         if (cohort, scheme) not in self._folds:
             self._folds[cohort, scheme] = cohort_folds(self.stores[cohort], scheme, self.train.folds, self.seed)
         return self._folds[cohort, scheme][0]
@@ -142,7 +126,7 @@ class Experiment:
             metric: str) -> list[Job]:
         """Add one job per fold of ``cohort`` under ``scheme`` (one job for ``all``) and return them."""
         folds = self.folds(cohort, scheme)
-        numbers = [-1] if scheme == "all" else sorted(int(k) for k in np.unique(folds[folds >= 0]))
+        numbers = [-1] if scheme == ALL_SUBJECTS else sorted(int(k) for k in np.unique(folds[folds >= 0]))
         jobs = [Job(cohort, arm, scheme, backbone, init, hemisphere, metric, fold, self.seed + max(fold, 0))
                 for fold in numbers]
         for job in jobs:
@@ -213,7 +197,7 @@ class Experiment:
         self._require_finished()
         parts = []
         for job in self.jobs:
-            if job.scheme == "all" or is_inner(job.scheme) != inner:
+            if job.scheme == ALL_SUBJECTS or is_inner(job.scheme) != inner:
                 continue
             path = self.root / job.name / "predictions.csv"
             table = pd.read_csv(path, dtype={"subject": str})
@@ -249,7 +233,7 @@ def plan_sex(experiment: Experiment, transfer: TransferParams) -> list[Job]:
         for backbone in experiment.train.backbones:
             for hemisphere in store.meta["hemispheres"]:
                 for metric in store.meta["metrics"]:
-                    jobs += experiment.add(cohort, arm, "kfold", backbone, _direct_init(arm, backbone), hemisphere,
+                    jobs += experiment.add(cohort, arm, KFOLD, backbone, _direct_init(arm, backbone), hemisphere,
                                            metric)
     return jobs
 
@@ -260,15 +244,15 @@ def plan_autism(experiment: Experiment, transfer: TransferParams, cohorts: list[
     jobs = []
     for cohort in cohorts:
         meta = experiment.stores[cohort].meta
-        schemes = [("kfold", arm) for arm in transfer.arms_for(cohort)]
+        schemes = [(KFOLD, arm) for arm in transfer.arms_for(cohort)]
         if transfer.site_out_cohorts is None or cohort in transfer.site_out_cohorts:
-            schemes += [("site-out", arm) for arm in transfer.site_out_arms]
+            schemes += [(SITE_OUT, arm) for arm in transfer.site_out_arms]
         for scheme, arm in schemes:
             for backbone in experiment.train.backbones:
                 for hemisphere in meta["hemispheres"]:
                     for metric in meta["metrics"]:
                         if arm in STAGE1_INIT:
-                            first = experiment.add(transfer.sex_cohort, f"stage1-{STAGE1_INIT[arm]}", "all",
+                            first = experiment.add(transfer.sex_cohort, f"stage1-{STAGE1_INIT[arm]}", ALL_SUBJECTS,
                                                    backbone, _direct_init(STAGE1_INIT[arm], backbone), hemisphere,
                                                    stage1_metric(metric, source, transfer.stage1_metrics))[0]
                             init = Init("checkpoint", experiment.model_path(first))
@@ -276,7 +260,7 @@ def plan_autism(experiment: Experiment, transfer: TransferParams, cohorts: list[
                             init = _direct_init(arm, backbone)
                         jobs += experiment.add(cohort, arm, scheme, backbone, init, hemisphere, metric)
     # stage-1 jobs must run before the jobs that start from them
-    experiment.jobs.sort(key=lambda job: job.scheme != "all")
+    experiment.jobs.sort(key=lambda job: job.scheme != ALL_SUBJECTS)
     return jobs
 
 
@@ -285,7 +269,7 @@ def plan_nested(experiment: Experiment) -> list[Job]:
     image set) and outer fold k, one model per inner fold of k's training subjects (scheme ``inner<k>``,
     :func:`studylib.train.cv.inner_folds`): k (k - 1) more fits per image set (2 x 2 with two outer folds)."""
     added = []
-    for job in [job for job in experiment.jobs if job.scheme == "kfold"]:
-        added += experiment.add(job.cohort, job.arm, f"{INNER}{job.fold}", job.backbone, job.init, job.hemisphere,
+    for job in [job for job in experiment.jobs if job.scheme == KFOLD]:
+        added += experiment.add(job.cohort, job.arm, inner_scheme(job.fold), job.backbone, job.init, job.hemisphere,
                                 job.metric)
     return added

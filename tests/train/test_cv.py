@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from studylib.train.cv import EXCLUDED, fold_split, inner_folds, site_folds, stratified_folds, train_test
+from studylib.train.cv import (EVALUATED_SCHEMES, EXCLUDED, KFOLD, SITE_OUT, fold_split, inner_folds, inner_scheme, is_inner,
+                               site_folds, stratified_folds, train_test)
 
 
 def test_stratified_folds_cover_every_subject_once_and_keep_balance():
@@ -55,3 +56,9 @@ def test_inner_folds_exclude_the_outer_fold_and_cover_its_training_subjects(n_fo
             assert set(labels[test]) == {0, 1}
     with pytest.raises(ValueError, match="no subject is in outer fold 9"):
         inner_folds(labels, folds, 9)
+
+
+def test_scheme_names_are_the_prediction_tables_values_and_inner_schemes_are_recognised():
+    assert (KFOLD, SITE_OUT) == ("kfold", "site-out") == EVALUATED_SCHEMES  # written into every predictions table
+    assert inner_scheme(2) == "inner2" and is_inner("inner2") and is_inner(inner_scheme(10))
+    assert not any(is_inner(scheme) for scheme in ("inner", "innerx", KFOLD, SITE_OUT, "all"))
