@@ -221,7 +221,11 @@ def _scaled_lengths(faces: np.ndarray, log_base: np.ndarray, u: np.ndarray) -> n
 
 def _edge_codes(faces: np.ndarray, n: int) -> np.ndarray:
     """An integer per (face, corner) naming the undirected edge opposite that corner."""
-    a, b = faces[:, [1, 2, 0]], faces[:, [2, 0, 1]]
+    return _edge_code(faces[:, [1, 2, 0]], faces[:, [2, 0, 1]], n)
+
+
+def _edge_code(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """The integer naming the undirected edge between vertices ``a`` and ``b`` (of ``n``)."""
     return np.minimum(a, b) * n + np.maximum(a, b)
 
 
@@ -294,8 +298,7 @@ def _pair_slots(faces: np.ndarray, slots: np.ndarray, twin: np.ndarray, n: int) 
     """Set ``twin`` of each (face * 3 + corner) slot in ``slots`` to the slot among them on the other side of its edge
     (the edge opposite that corner), or -1 on the boundary; ``slots`` must hold both sides of every interior edge."""
     face, corner = np.divmod(slots, 3)
-    start, end = faces[face, (corner + 1) % 3], faces[face, (corner + 2) % 3]
-    codes = np.minimum(start, end) * n + np.maximum(start, end)  # as _edge_codes, for these slots only
+    codes = _edge_code(faces[face, (corner + 1) % 3], faces[face, (corner + 2) % 3], n)  # these slots' edges only
     order = np.argsort(codes, kind="stable")
     pairs = np.flatnonzero(codes[order][1:] == codes[order][:-1])
     first, second = slots[order[pairs]], slots[order[pairs + 1]]

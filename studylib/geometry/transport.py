@@ -626,7 +626,7 @@ def solve_transport(points: np.ndarray, target: np.ndarray, tol: float = 1e-9, m
         # dw_pin = sum(rhs) / H_pp = 0 and leaves H dw = rhs unchanged elsewhere.
         hessian = cells.hessian + sp.csr_matrix(([cells.hessian[pin, pin]], ([pin], [pin])), shape=(n, n))
         hessian = 0.5 * (hessian + hessian.T)  # remove roundoff asymmetry
-        factor = Cholesky(hessian, reuse=factor)  # the diagram's graph, and so the pattern, often repeats
+        factor = Cholesky(hessian, reuse=factor)  # same pattern once the diagram's graph settles
         direction = factor.solve(rhs)
         solve_seconds += time.perf_counter() - tick
         norm = np.linalg.norm(rhs)

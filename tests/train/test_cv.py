@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from studylib.train.cv import (EVALUATED_SCHEMES, EXCLUDED, KFOLD, SITE_OUT, fold_split, inner_folds, inner_scheme, is_inner,
-                               site_folds, stratified_folds, train_test)
+from studylib.train.cv import (EVALUATED_SCHEMES, EXCLUDED, KFOLD, SITE_OUT, fold_split, inner_folds, inner_scheme,
+                               is_inner, site_folds, stratified_folds, train_test)
 
 
 def test_stratified_folds_cover_every_subject_once_and_keep_balance():
