@@ -24,7 +24,15 @@ from pydantic import (
 )
 
 __all__ = [
+    "AUTISM_ARMS",
     "DATA_ENV_VAR",
+    "HCP_ONLY",
+    "IMAGENET",
+    "SCRATCH",
+    "SEX_ARMS",
+    "STAGED_ARMS",
+    "TASK_ARMS",
+    "TWO_STAGE",
     "AblationParams",
     "NETWORK_STRIDE",
     "BaselinesParams",
@@ -328,8 +336,16 @@ class TrainParams(_Section):
         return self
 
 
-SexArm = Literal["scratch", "imagenet"]
-AutismArm = Literal["scratch", "imagenet", "hcp-only", "2-stage"]
+#: The arms of the transfer-learning experiments (the paper's initialisations): from scratch, direct ImageNet
+#: transfer, and the two staged arms that start from a sex model of the HCP-like cohort (scratch -> HCP sex ->
+#: ABIDE, and the paper's 2-stage ImageNet -> HCP sex -> ABIDE).
+SCRATCH, IMAGENET, HCP_ONLY, TWO_STAGE = "scratch", "imagenet", "hcp-only", "2-stage"
+SEX_ARMS = (SCRATCH, IMAGENET)
+AUTISM_ARMS = (SCRATCH, IMAGENET, HCP_ONLY, TWO_STAGE)
+STAGED_ARMS = (HCP_ONLY, TWO_STAGE)
+TASK_ARMS = {"sex": SEX_ARMS, "autism": AUTISM_ARMS}
+SexArm = Literal[SEX_ARMS]
+AutismArm = Literal[AUTISM_ARMS]
 
 
 class TransferParams(_Section):
@@ -338,9 +354,9 @@ class TransferParams(_Section):
     sex_cohort: str | None = Field(
         default=None, description="Cohort (task sex) that plays HCP: sex arms and the stage-1 models; null: none.")
     autism_cohorts: list[str] = Field(default=[], description="Cohorts (task autism) that play ABIDE.")
-    sex_arms: list[SexArm] = Field(default=["scratch", "imagenet"], description="Initialisations for sex.")
+    sex_arms: list[SexArm] = Field(default=list(SEX_ARMS), description="Initialisations for sex.")
     autism_arms: list[AutismArm] = Field(
-        default=["scratch", "imagenet", "hcp-only", "2-stage"],
+        default=list(AUTISM_ARMS),
         description="scratch; imagenet (direct transfer); hcp-only (scratch -> HCP sex -> ABIDE); "
                     "2-stage (ImageNet -> HCP sex -> ABIDE).")
     cohort_arms: dict[str, list[AutismArm]] = Field(
@@ -423,8 +439,8 @@ class AblationParams(_Section):
     """What ``07_ablation`` trains and stacks: the paper's Table 3 switches stacking and mix-up on and off in the
     2-stage autism setting."""
 
-    arm: Literal["scratch", "imagenet", "hcp-only", "2-stage"] = Field(
-        default="2-stage", description="The autism arm whose models are retrained without mix-up (paper: 2-stage).")
+    arm: AutismArm = Field(
+        default=TWO_STAGE, description="The autism arm whose models are retrained without mix-up (paper: 2-stage).")
     cohorts: list[str] | None = Field(
         default=None, description="Autism cohorts of the ablation; null: every one whose k-fold arms include `arm`.")
 
@@ -438,7 +454,7 @@ class OcclusionParams(_Section):
         default="minimum", description="Value inside the square: the training images' minimum (the paper's black "
                                        "square) or their mean.")
     arms: dict[str, list[str]] = Field(
-        default_factory=lambda: {"sex": ["imagenet"], "autism": ["2-stage"]},
+        default_factory=lambda: {"sex": [IMAGENET], "autism": [TWO_STAGE]},
         description="Arms occluded per task (k-fold models, every backbone, cohort and image set; paper: all).")
     max_subjects: PositiveInt | None = Field(
         default=None, description="Test subjects occluded per image set: a seeded stratified subset (null: all).")
@@ -453,14 +469,13 @@ class OcclusionParams(_Section):
     @field_validator("arms")
     @classmethod
     def _known_arms(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
-        allowed = {"sex": {"scratch", "imagenet"}, "autism": {"scratch", "imagenet", "hcp-only", "2-stage"}}
         for task, arms in value.items():
-            if task not in allowed:
+            if task not in TASK_ARMS:
                 raise ValueError(f"occlusion.arms: unknown task {task!r}; choose sex or autism")
-            unknown = sorted(set(arms) - allowed[task])
+            unknown = sorted(set(arms) - set(TASK_ARMS[task]))
             if unknown:
                 raise ValueError(f"occlusion.arms.{task}: unknown arm(s) {unknown}; choose from "
-                                 f"{sorted(allowed[task])}")
+                                 f"{sorted(TASK_ARMS[task])}")
         return value
 
 
@@ -603,7 +618,7 @@ class StudyParams(DataParams):
             if self.cohorts[name].task != task:
                 raise ValueError(f"{key}: cohort {name!r} classifies {self.cohorts[name].task}, not {task}")
         arms = set(transfer.site_out_arms).union(*(transfer.arms_for(name) for name in transfer.autism_cohorts))
-        staged = {"hcp-only", "2-stage"} & (arms if transfer.autism_cohorts else set(transfer.autism_arms))
+        staged = set(STAGED_ARMS) & (arms if transfer.autism_cohorts else set(transfer.autism_arms))
         if staged and transfer.autism_cohorts and transfer.sex_cohort is None:
             raise ValueError(f"transfer: the {' and '.join(sorted(staged))} arms start from models of a sex cohort; "
                              "set transfer.sex_cohort or drop those arms")

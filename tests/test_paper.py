@@ -27,3 +27,14 @@ def test_training_settings_put_paper_beside_run():
     table = paper.training_settings(smoke.train, smoke.raster.image_size).set_index("setting")
     assert table.loc["epochs", "this run"] == "2" and table.loc["epochs", "paper"] == "125"
     assert table.loc["lr warm-up (epochs)", "this run"] == "1" and table.loc["lr warm-up (epochs)", "paper"] == "none"
+
+
+def test_the_papers_arms_are_the_studys_arms():
+    from studylib.params import SEX_ARMS, STAGED_ARMS, TASK_ARMS
+    from studylib.train.experiments import STAGE1_INIT
+
+    assert set(paper.results_table("sex")["arm"]) == set(SEX_ARMS)
+    assert set(paper.results_table("asd")["arm"]) - {"baseline"} == set(TASK_ARMS["autism"])
+    for task, pairs in paper.ARM_CLAIMS.items():
+        assert {arm for pair in pairs for arm in pair} <= set(TASK_ARMS[task])
+    assert set(STAGE1_INIT) == set(STAGED_ARMS) and set(STAGE1_INIT.values()) <= set(SEX_ARMS)

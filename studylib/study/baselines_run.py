@@ -20,6 +20,7 @@ from ..baselines.networks import MESH_ARM, NETWORK_BASELINES, SLICE_ARM, VOLUME_
 from ..baselines.pca_svm import PCA_SVM_ARM, pca_svm_predictions
 from ..baselines.volumes import build_volume_store, freesurfer_ribbons
 from ..data.cohort import Cohort
+from ..params import IMAGENET, TWO_STAGE
 from ..train.cv import KFOLD
 from ..train.experiments import Experiment
 from ..evaluate.stacking import GROUP_KEYS, stack_predictions
@@ -32,7 +33,7 @@ __all__ = ["BASELINE_ARMS", "BaselinesRun", "input_panels", "run_baselines", "su
            "table2_baselines", "training_summary", "verdicts"]
 
 #: The network arms each baseline is compared with (the paper's best, and direct transfer).
-COMPARED_ARMS = ("2-stage", "imagenet")
+COMPARED_ARMS = (TWO_STAGE, IMAGENET)
 #: Every baseline, in Table 2's order, and the paper's name of each.
 BASELINE_ARMS = (PCA_SVM_ARM, SLICE_ARM, VOLUME_ARM, MESH_ARM)
 PAPER_NAMES = {PCA_SVM_ARM: "PCA+SVM", SLICE_ARM: "DenseNet-121 (slice)", VOLUME_ARM: "DenseNet-121 (3D volume)",
@@ -226,7 +227,7 @@ def surface_distance_verdicts(comparisons: pd.DataFrame, simulated: set[str] = f
     out = []
     if comparisons.empty:
         return out
-    rows = comparisons[(comparisons["first"] == "2-stage") & comparisons["second"].isin(EUCLIDEAN_ARMS)]
+    rows = comparisons[(comparisons["first"] == TWO_STAGE) & comparisons["second"].isin(EUCLIDEAN_ARMS)]
     for (cohort, backbone), group in rows.groupby(["cohort", "backbone"]):
         better = group[(group["delong p (Holm)"] < 0.05) & (group["auc difference"] > 0)]["second"].tolist()
         worse = group[(group["delong p (Holm)"] < 0.05) & (group["auc difference"] < 0)]["second"].tolist()

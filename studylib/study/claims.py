@@ -30,7 +30,9 @@ import pandas as pd
 
 from .. import paper
 from ..evaluate.stats import holm
+from ..params import TWO_STAGE
 from ..train.cv import KFOLD
+from .baselines_run import PAPER_NAMES
 
 __all__ = ["CLAIMS_COLUMNS", "claims_markdown", "claims_table", "verdict"]
 
@@ -96,14 +98,12 @@ def claims_table(layout, primary: str = "xgboost") -> pd.DataFrame:
     baselines = _read(layout.tables("09_baselines") / "paired_comparisons.csv")
     if not baselines.empty:
         reported = paper.results_table("asd").set_index("model")
-        names = {"PCA+SVM": "PCA+SVM", "slice": "DenseNet-121 (slice)", "3d-volume": "DenseNet-121 (3D volume)",
-                 "3d-mesh": "DenseNet-121 (3D mesh)"}
         best = paper.results_table("asd")
-        best = float(best[(best["arm"] == "2-stage") & (best["model"] == "DenseNet-121")]["accuracy"].iloc[0])
-        for baseline, name in names.items():
-            chosen = baselines[(baselines["first"] == "2-stage") & (baselines["second"] == baseline)]
+        best = float(best[(best["arm"] == TWO_STAGE) & (best["model"] == "DenseNet-121")]["accuracy"].iloc[0])
+        for baseline, name in PAPER_NAMES.items():
+            chosen = baselines[(baselines["first"] == TWO_STAGE) & (baselines["second"] == baseline)]
             effect = (best - float(reported.loc[name, "accuracy"])) / 100
-            rows += _accuracy_rows(chosen, f"autism: 2-stage flat map > {baseline}", effect,
+            rows += _accuracy_rows(chosen, f"autism: {TWO_STAGE} flat map > {baseline}", effect,
                                    f"{best:.2f}% vs {float(reported.loc[name, 'accuracy']):.2f}% "
                                    f"({100 * effect:+.2f} points, Table 2)")
     overlap = _read(layout.tables("08_occlusion") / "paper_overlap.csv")

@@ -17,6 +17,7 @@ from ..evaluate.stacking import GROUP_KEYS, stack_predictions
 from ..evaluate.subgroups import gain_by_age, per_site_accuracy
 from ..evaluate.uncertainty import compare, holm_adjusted, metric_intervals
 from ..images import open_stores
+from ..params import IMAGENET, TWO_STAGE
 from ..storage import atomic_path
 from ..train.cv import KFOLD, SITE_OUT
 from .notebook import StageContext
@@ -148,13 +149,13 @@ def _subgroups(stage: StageContext, stacked: pd.DataFrame) -> tuple[pd.DataFrame
     settings = stage.params.stacking
     for (cohort, backbone), group in autism[autism["scheme"] == KFOLD].groupby(["cohort", "backbone"]):
         arms = {arm: rows.set_index("subject") for arm, rows in group.groupby("arm")}
-        if not {"2-stage", "imagenet"} <= set(arms):
+        if not {TWO_STAGE, IMAGENET} <= set(arms):
             continue
-        first, second = arms["2-stage"], arms["imagenet"].loc[arms["2-stage"].index]
+        first, second = arms[TWO_STAGE], arms[IMAGENET].loc[arms[TWO_STAGE].index]
         parts.append(gain_by_age(first["label"].to_numpy(), first["probability"].to_numpy(),
                                  second["probability"].to_numpy(), subjects.loc[first.index, "age"].to_numpy(),
                                  settings.age_range, settings.equivalence_margin)
-                     .assign(cohort=cohort, backbone=backbone, comparison="2-stage - imagenet"))
+                     .assign(cohort=cohort, backbone=backbone, comparison=f"{TWO_STAGE} - {IMAGENET}"))
     return per_site, (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame())
 
 

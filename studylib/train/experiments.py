@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..images import ImageStore
-from ..params import ExecutorParams, TrainParams, TransferParams
+from ..params import HCP_ONLY, IMAGENET, SCRATCH, TWO_STAGE, ExecutorParams, TrainParams, TransferParams
 from .cv import ALL_SUBJECTS, INNER, KFOLD, SITE_OUT, inner_folds, inner_scheme, is_inner, site_folds, stratified_folds
 from .engine import resolve_device
 from .executors import Executor, JobTask, make_executor
@@ -45,8 +45,8 @@ __all__ = [
 PREDICTION_COLUMNS = ["subject", "label", "fold", "probability", "cohort", "arm", "scheme", "backbone", "init",
                       "hemisphere", "metric", "seed"]
 
-#: The initialisation of the stage-1 (HCP sex) model behind each stage-2 arm.
-STAGE1_INIT = {"hcp-only": "scratch", "2-stage": "imagenet"}
+#: The direct arm (its initialisation) of the stage-1 (HCP sex) model behind each staged arm.
+STAGE1_INIT = {HCP_ONLY: SCRATCH, TWO_STAGE: IMAGENET}
 
 
 def imagenet_init(backbone: str) -> Init:
@@ -55,7 +55,7 @@ def imagenet_init(backbone: str) -> Init:
 
 
 def _direct_init(arm: str, backbone: str) -> Init:
-    return Init("scratch") if arm == "scratch" else imagenet_init(backbone)
+    return Init("scratch") if arm == SCRATCH else imagenet_init(backbone)
 
 
 def stage1_metric(metric: str, source_metrics: list[str], mapping: dict[str, str]) -> str:
