@@ -19,6 +19,7 @@ __all__ = [
     "ABLATION_GAINS",
     "ARM_CLAIMS",
     "ASD_RESULTS",
+    "BASELINE_MODELS",
     "COHORTS",
     "OCCLUSION",
     "OCCLUSION_REGIONS",
@@ -56,6 +57,10 @@ ASD_RESULTS: tuple[tuple, ...] = (
     ("asd", "unspecified", "imagenet", "leave-one-site-out", 63.45, None, None, None, "Results text"),
     ("asd", "unspecified", "2-stage", "leave-one-site-out", 65.41, None, None, None, "Results text"),
 )
+
+#: The paper's name (its Table 2 row) of each of the study's baselines (``studylib.baselines``' arm names).
+BASELINE_MODELS: dict[str, str] = {"PCA+SVM": "PCA+SVM", "slice": "DenseNet-121 (slice)",
+                                   "3d-volume": "DenseNet-121 (3D volume)", "3d-mesh": "DenseNet-121 (3D mesh)"}
 
 #: The paper's orderings of the arms, as (better, worse) pairs per task: transfer beats scratch for sex; for autism
 #: direct transfer beats scratch, and the 2-stage transfer beats both direct transfer and the scratch-trained HCP start.

@@ -38,3 +38,11 @@ def test_the_papers_arms_are_the_studys_arms():
     for task, pairs in paper.ARM_CLAIMS.items():
         assert {arm for pair in pairs for arm in pair} <= set(TASK_ARMS[task])
     assert set(STAGE1_INIT) == set(STAGED_ARMS) and set(STAGE1_INIT.values()) <= set(SEX_ARMS)
+
+
+def test_every_baseline_has_its_row_in_the_papers_table_2():
+    from studylib.study.baselines_run import BASELINE_ARMS
+
+    assert tuple(paper.BASELINE_MODELS) == BASELINE_ARMS
+    rows = paper.results_table("asd")
+    assert set(paper.BASELINE_MODELS.values()) == set(rows[rows["arm"] == "baseline"]["model"])

@@ -34,10 +34,8 @@ __all__ = ["BASELINE_ARMS", "BaselinesRun", "input_panels", "run_baselines", "su
 
 #: The network arms each baseline is compared with (the paper's best, and direct transfer).
 COMPARED_ARMS = (TWO_STAGE, IMAGENET)
-#: Every baseline, in Table 2's order, and the paper's name of each.
+#: Every baseline, in Table 2's order (the paper's name of each: ``paper.BASELINE_MODELS``).
 BASELINE_ARMS = (PCA_SVM_ARM, SLICE_ARM, VOLUME_ARM, MESH_ARM)
-PAPER_NAMES = {PCA_SVM_ARM: "PCA+SVM", SLICE_ARM: "DenseNet-121 (slice)", VOLUME_ARM: "DenseNet-121 (3D volume)",
-               MESH_ARM: "DenseNet-121 (3D mesh)"}
 #: The baselines that measure distance in 3D space (the paper's "Euclidean distance").
 EUCLIDEAN_ARMS = (SLICE_ARM, VOLUME_ARM, MESH_ARM)
 
@@ -179,7 +177,7 @@ def table2_baselines(per_stack: pd.DataFrame, method: str) -> pd.DataFrame:
     """Our stacked baselines and compared arms (``method``) beside the paper's Table 2 rows of the same models, the
     linear reference and the Bayes ceiling."""
     reported = paper.results_table("asd")
-    names = PAPER_NAMES
+    names = paper.BASELINE_MODELS
     ours = per_stack[per_stack["stacking"] == method]
     rows = []
     for _, row in ours.iterrows():

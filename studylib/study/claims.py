@@ -32,7 +32,6 @@ from .. import paper
 from ..evaluate.stats import holm
 from ..params import TWO_STAGE
 from ..train.cv import KFOLD
-from .baselines_run import PAPER_NAMES
 
 __all__ = ["CLAIMS_COLUMNS", "claims_markdown", "claims_table", "verdict"]
 
@@ -100,7 +99,7 @@ def claims_table(layout, primary: str = "xgboost") -> pd.DataFrame:
         reported = paper.results_table("asd").set_index("model")
         best = paper.results_table("asd")
         best = float(best[(best["arm"] == TWO_STAGE) & (best["model"] == "DenseNet-121")]["accuracy"].iloc[0])
-        for baseline, name in PAPER_NAMES.items():
+        for baseline, name in paper.BASELINE_MODELS.items():
             chosen = baselines[(baselines["first"] == TWO_STAGE) & (baselines["second"] == baseline)]
             effect = (best - float(reported.loc[name, "accuracy"])) / 100
             rows += _accuracy_rows(chosen, f"autism: {TWO_STAGE} flat map > {baseline}", effect,
