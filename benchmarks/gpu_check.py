@@ -48,6 +48,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -233,6 +234,8 @@ def resume_section(section: Section) -> pd.DataFrame:
     except subprocess.TimeoutExpired:
         summary, status = "timed out", "timed out"
     print(f"GPU resume test: {status} ({summary})", flush=True)
+    if status not in ("passed", "skipped (no GPU)", "timed out"):
+        print((done.stdout + done.stderr)[-4000:], flush=True)  # the assertion's numbers, for the next loan
     return pd.DataFrame([{"test": "interrupted GPU fit resumes to the uninterrupted predictions", "status": status,
                           "pytest": summary}])
 
@@ -372,51 +375,56 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="default: results/gpu-check")
     parser.add_argument("--sections", nargs="+", choices=list(BUDGETS), default=list(BUDGETS),
                         help="sections to run (device always runs; projection needs throughput)")
+    parser.add_argument("--commit", default=None,
+                        help="the code's commit, recorded where the tree has no .git (a copy sent to a GPU machine)")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     out = args.out or ResultsLayout.for_params("default", PROJECT / "results").gpu_check
     out.mkdir(parents=True, exist_ok=True)
-    backbones, size, batch, max_images = (["resnet50", "densenet121"], 224, 64, 4096)
+    backbones, size, batch, max_images = (["resnet50", "densenet121"], 224, 64, 8192)
     if args.tiny:
         backbones, size, batch, max_images = (["resnet18"], 32, 8, 64)
     started = datetime.now(timezone.utc)
     wanted = set(args.sections) | {"device"} | ({"throughput"} if "projection" in args.sections else set())
     sections, tables = [], {}
+
+    def run(name: str, measure) -> None:
+        """Run one section; an error is printed and recorded in ``sections.csv`` and the next section runs."""
+        if name not in wanted:
+            return
+        section = Section(name, args.budget_scale)
+        try:
+            tables[name] = measure(section)
+            error = None
+        except Exception as failure:  # noqa: BLE001 - one lent GPU call must still bring back the other sections
+            traceback.print_exc()
+            error = f"{type(failure).__name__}: {failure}"[:500]
+        sections.append(section.close() | {"error": error})
+
     with tempfile.TemporaryDirectory() as tmp:
-        section = Section("device", args.budget_scale)
-        tables["device"] = info = device_section(device)
-        sections.append(section.close())
-        if "throughput" in wanted:
-            section = Section("throughput", args.budget_scale)
-            tables["throughput"] = throughput_section(section, device, backbones, size, batch, max_images, Path(tmp))
-            sections.append(section.close())
-    if "resume" in wanted:
-        section = Section("resume", args.budget_scale)
-        tables["resume"] = resume_section(section)
-        sections.append(section.close())
-    if "projection" in wanted:
-        section = Section("projection", args.budget_scale)
-        card = str(info["card"].iloc[0])
-        tables["projection"] = projection_section(
-            tables["throughput"], card if not args.tiny else f"{card} (toy sizes: not a projection)", stand_in=args.tiny)
-        sections.append(section.close())
-    if "occlusion" in wanted:
-        section = Section("occlusion", args.budget_scale)
-        tables["occlusion"] = occlusion_section(section, device, backbones, size)
-        sections.append(section.close())
-    if "baselines" in wanted:
-        section = Section("baselines", args.budget_scale)
-        tables["baselines"] = baselines_section(section, device, args.tiny, tables.get("throughput"))
-        sections.append(section.close())
-    if "study" in wanted:
-        section = Section("study", args.budget_scale)
-        tables["study"] = study_section(section, device, args.tiny)
-        sections.append(section.close())
+        run("device", lambda section: device_section(device))
+        run("throughput", lambda section: throughput_section(section, device, backbones, size, batch, max_images,
+                                                             Path(tmp)))
+    card = str(tables["device"]["card"].iloc[0]) if "device" in tables else "unknown"
+    run("resume", resume_section)
+
+    def projection(section: Section) -> pd.DataFrame:
+        if "throughput" not in tables:
+            raise RuntimeError("no throughput was measured (the throughput section's error says why)")
+        return projection_section(tables["throughput"], card if not args.tiny else
+                                  f"{card} (toy sizes: not a projection)", stand_in=args.tiny)
+
+    run("projection", projection)
+    run("occlusion", lambda section: occlusion_section(section, device, backbones, size))
+    run("baselines", lambda section: baselines_section(section, device, args.tiny, tables.get("throughput")))
+    run("study", lambda section: study_section(section, device, args.tiny))
     tables["sections"] = pd.DataFrame(sections)
     for name, table in tables.items():
         table.to_csv(out / f"{name}.csv", index=False)
     record = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
               "started": started.isoformat(timespec="seconds"), "tiny": args.tiny, **collect_environment()}
+    if record["git"]["commit"] is None and args.commit:  # a copied tree without .git (a lent GPU machine)
+        record["git"] = {"commit": args.commit, "uncommitted_changes": None, "stated_by": "--commit"}
     (out / "provenance.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {out}", flush=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import runpy
 
 import pandas as pd
@@ -38,4 +39,23 @@ def test_gpu_check_runs_only_the_sections_asked_for(tmp_path):
     script = runpy.run_path(str(PROJECT / "benchmarks" / "gpu_check.py"))
     script["main"](["--device", "cpu", "--tiny", "--sections", "study", "--out", str(tmp_path)])
     assert list(pd.read_csv(tmp_path / "sections.csv")["section"]) == ["device", "study"]
+    assert not (tmp_path / "throughput.csv").exists()
+
+
+def test_a_failing_section_is_recorded_and_the_others_still_run(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("gpu_check_under_test", PROJECT / "benchmarks" / "gpu_check.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no kernel image is available for execution on the device")
+
+    monkeypatch.setattr(script, "throughput_section", broken)
+    script.main(["--device", "cpu", "--tiny", "--sections", "projection", "study", "--commit", "abc123",
+                 "--out", str(tmp_path)])
+    sections = pd.read_csv(tmp_path / "sections.csv").set_index("section")
+    assert list(sections.index) == ["device", "throughput", "projection", "study"]
+    assert "no kernel image" in sections.loc["throughput", "error"]
+    assert "throughput section" in sections.loc["projection", "error"]  # projection needs a measured rate
+    assert pd.isna(sections.loc["study", "error"]) and (tmp_path / "study.csv").is_file()
     assert not (tmp_path / "throughput.csv").exists()
