@@ -35,7 +35,11 @@ calls, e.g. ``--sections device throughput resume projection`` then ``--sections
 Each measurement sizes its own number of images from a short probe so that its section stays within budget;
 a section that runs out of time says so in its CSV row instead of blocking the rest. ``--device cpu --tiny``
 runs every section at toy sizes on a CPU (the test suite does, so the script cannot rot between GPU loans).
-The book's reproducibility page shows ``projection.csv`` with the card named, or "not measured".
+The book's reproducibility page shows these tables with the card named, or "not measured"; ``--out
+benchmarks/records/gpu-check`` records a run with the project, for books built where no GPU is. A section that
+fails is recorded with its error in ``sections.csv`` and the next section runs. Every section but ``study`` needs
+only PyTorch, the scientific stack, ``pydantic``, ``timm`` and ``monai`` (an offline GPU machine without the
+study's environment: ``PYTHONPATH=.`` and ``--commit`` where the tree has no ``.git``).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 
 from .config import load_params, params_name
-from .layout import ResultsLayout, project_root
+from .layout import ResultsLayout, project_root, recorded_gpu_check
 from .claims import claims_markdown
 from .provenance import render_markdown
 from .report import PAGES as REPORT_PAGES
@@ -87,7 +87,8 @@ def _assemble(source_root: Path, layout: ResultsLayout, src: Path) -> list[str]:
     book_seconds = json.loads(last_build.read_text())["seconds"] if last_build.is_file() else None
     cohorts_table = layout.tables("01_preprocess") / "cohorts.csv"
     cohorts = pd.read_csv(cohorts_table) if cohorts_table.is_file() else None
-    (src / f"{REPRODUCIBILITY_PAGE}.md").write_text(render_markdown(record, layout.gpu_check, book_seconds, cohorts))
+    reproducibility = render_markdown(record, layout.gpu_check, book_seconds, cohorts, recorded_gpu_check())
+    (src / f"{REPRODUCIBILITY_PAGE}.md").write_text(reproducibility)
     (src / f"{CLAIMS_PAGE}.md").write_text(claims_markdown(layout))
     for page, (title, introduction, sections) in REPORT_PAGES.items():
         (src / f"{page}.md").write_text(page_markdown(layout, src, title, introduction, sections))

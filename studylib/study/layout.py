@@ -21,12 +21,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ResultsLayout", "project_root"]
+__all__ = ["ResultsLayout", "project_root", "recorded_gpu_check"]
 
 
 def project_root() -> Path:
     """The study's checkout (the folder holding ``notebooks/``, ``params/`` and ``_toc.yml``)."""
     return Path(__file__).resolve().parents[2]
+
+
+def recorded_gpu_check() -> Path:
+    """``benchmarks/gpu_check.py``'s tables from a run on a lent GPU, committed with the project
+    (``gpu_check.py --out benchmarks/records/gpu-check``), so that a book built where no GPU is can show them."""
+    return project_root() / "benchmarks" / "records" / "gpu-check"
 
 
 @dataclass(frozen=True)

@@ -127,36 +127,117 @@ def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
     return "\n".join(lines)
 
 
-def gpu_check_markdown(folder: Path | None) -> str:
-    """The paper-scale projection from ``benchmarks/gpu_check.py``'s tables in ``folder``, with the card named and
-    its throughput; "not measured" when the check has not run on a GPU (toy CPU runs do not count)."""
+def _gpu_run(folder: Path | None) -> dict[str, Any] | None:
+    """The provenance of ``benchmarks/gpu_check.py``'s run in ``folder`` if it ran on a GPU at full size (toy and
+    CPU runs exercise the code; they measure nothing of the paper's scale), else None."""
     import pandas as pd
 
-    projection = folder / "projection.csv" if folder is not None else None
     record = folder / "provenance.json" if folder is not None else None
-    if projection is None or not projection.is_file() or not record.is_file() or json.loads(
-            record.read_text()).get("tiny", True):
+    if record is None or not record.is_file():
+        return None
+    checked = json.loads(record.read_text())
+    device = folder / "device.csv"
+    if checked.get("tiny", True) or (device.is_file() and pd.read_csv(device)["device"].iloc[0] != "cuda"):
+        return None
+    return checked
+
+
+def gpu_check_markdown(folder: Path | None, recorded: Path | None = None) -> str:
+    """``benchmarks/gpu_check.py``'s figures: the paper-scale projection with the card named, the engine's
+    throughput, the GPU resume test, occlusion and 3D-baseline rates and the ``gpu-check`` study's arms; from this
+    checkout's run in ``folder`` if it ran on a GPU, else from the run ``recorded`` with the project, else "not
+    measured"."""
+    import pandas as pd
+
+    source = "this checkout's results (`results/gpu-check/`)"
+    checked = _gpu_run(folder)
+    if checked is None and _gpu_run(recorded) is not None:
+        folder, checked = recorded, _gpu_run(recorded)
+        source = "the run recorded with the project (`benchmarks/records/gpu-check/`)"
+    if checked is None:
         rows = [(k, "not measured") for k in (1, 4, 8)]
         return (_table(("GPUs", "projected training time of the `paper` parameter set"), rows) + "\n\n"
-                "No GPU check has run for this book: `benchmarks/gpu_check.py` measures throughput and writes this "
-                "projection on a GPU machine (into `results/gpu-check/`).")
-    table = pd.read_csv(projection)
-    checked = json.loads(record.read_text())
-    rows = [(int(r.gpus), f"{r.hours:.1f} h") for r in table.itertuples()]
-    text = _table(("GPUs", f"projected training time of the `paper` parameter set ({table['card'].iloc[0]})"), rows)
-    text += (f"\n\nMeasured by `benchmarks/gpu_check.py` on {checked['started']} (commit "
-             f"`{checked['git']['commit']}`): {int(table['models'].iloc[0])} models, "
-             f"{int(table['training_images'].iloc[0]):,} training images ({table['backbones'].iloc[0]}), counted from "
-             "the study's plan (every arm, fold, stage-1 model and site-out fold), at the measured rate of the "
-             "engine with images resident on the GPU; prediction, occlusion and baselines not included.")
-    throughput = folder / "throughput.csv"
-    if throughput.is_file():
-        rates = pd.read_csv(throughput)
+                "No GPU check has run for this book: `benchmarks/gpu_check.py` measures throughput, the GPU resume "
+                "test, occlusion and 3D-baseline rates and writes this projection on a GPU machine (into "
+                "`results/gpu-check/`, or `benchmarks/records/gpu-check/` to record it with the project).")
+
+    def read(name: str) -> pd.DataFrame | None:
+        path = folder / f"{name}.csv"
+        return pd.read_csv(path) if path.is_file() else None
+
+    def shown(value, form: str = "{}") -> str:
+        return "" if value is None or pd.isna(value) else form.format(value)
+
+    card = read("device")
+    card = card["card"].iloc[0] if card is not None else "the GPU"
+    text = (f"Measured by `benchmarks/gpu_check.py` on {card}, {checked['started']} (commit "
+            f"`{checked['git']['commit']}`), from {source}.")
+    projection = read("projection")
+    if projection is None:
+        text += "\n\n" + _table(("GPUs", "projected training time of the `paper` parameter set"),
+                                 [(k, "not measured") for k in (1, 4, 8)])
+    else:
+        rows = [(int(r.gpus), f"{r.hours:.1f} h") for r in projection.itertuples()]
+        text += "\n\n" + _table(("GPUs", "projected training time of the `paper` parameter set "
+                                          f"({projection['card'].iloc[0]})"), rows)
+        text += (f"\n\n{int(projection['models'].iloc[0])} models, {int(projection['training_images'].iloc[0]):,} "
+                 f"training images ({projection['backbones'].iloc[0]}), counted from the study's plan (every arm, "
+                 "fold, stage-1 model and site-out fold), at the measured rate of the engine with images resident "
+                 "on the GPU; prediction, occlusion and baselines not included.")
+    throughput = read("throughput")
+    if throughput is not None:
         text += "\n\n" + _table(
             ("backbone", "images/s (engine)", "engine / bare loop", "AMP speed-up", "GPU utilisation %"),
-            [(r.backbone, f"{r.engine_resident:.0f}", f"{r.engine_vs_bare:.2f}",
-              "" if pd.isna(r.amp_speedup) else f"{r.amp_speedup:.2f}", r.gpu_utilisation_percent)
-             for r in rates.itertuples()])
+            [(r.backbone, f"{r.engine_resident:.0f}", f"{r.engine_vs_bare:.2f}", shown(r.amp_speedup, "{:.2f}"),
+              shown(r.gpu_utilisation_percent)) for r in throughput.itertuples()])
+    resume = read("resume")
+    if resume is not None:
+        text += (f"\n\nGPU resume test (an interrupted GPU fit resumed from its checkpoint in a new model object "
+                 f"predicts what an uninterrupted fit predicts): **{resume['status'].iloc[0]}** "
+                 f"({resume['pytest'].iloc[0]}).")
+    occlusion = read("occlusion")
+    if occlusion is not None and "occluded_images_per_s" in occlusion:
+        measured = occlusion.dropna(subset=["occluded_images_per_s"])
+        hours = measured.pivot_table(index=["backbone", "occluded_images_per_s"], columns="task",
+                                     values="hours_on_one_device").reset_index()
+        tasks = [t for t in ("sex", "autism") if t in hours]
+        size = int(measured["image_size"].iloc[0]) if len(measured) else 224
+        text += (f"\n\nOcclusion at {size} px (the paper's 30 px square scaled to the image), and the paper's "
+                 "occlusion workload (2,401 positions per test image) on one such GPU:\n\n")
+        text += _table(("backbone", "occluded images/s", *(f"{t}: hours" for t in tasks)),
+                       [(r["backbone"], f"{r['occluded_images_per_s']:.0f}", *(f"{r[t]:.2f}" for t in tasks))
+                        for r in hours.to_dict("records")])
+    baselines = read("baselines")
+    if baselines is not None:
+        rates = baselines[(baselines["kind"] == "rate") & (baselines["status"] == "measured")]
+        plan = baselines[baselines["kind"] == "paper plan"]
+        if len(rates):
+            text += "\n\n3D baselines through the engine: " + "; ".join(
+                f"{r.backbone} {r.volumes_per_s:.1f} volumes/s ({r.grid})" for r in rates.itertuples())
+            hours = pd.to_numeric(plan["hours_on_one_device"], errors="coerce")
+            if len(plan) and hours.notna().all():
+                text += f"; the `paper` set's network baselines: {hours.sum():.1f} h on one such GPU."
+    study = read("study")
+    if study is not None:
+        arms = study[study["kind"] == "arm"]
+        if len(arms):
+            text += "\n\nThe `gpu-check` study (224 px, every arm on the default's cohorts):\n\n" + _table(
+                ("cohort, scheme, arm, backbone", "image-average accuracy", "linear reference"),
+                [(r.name, shown(r.accuracy, "{:.3f}"), shown(r.linear_reference, "{:.3f}"))
+                 for r in arms.itertuples()])
+        else:
+            text += f"\n\nThe `gpu-check` study (`params/gpu-check.yaml`): {study['status'].iloc[0]}."
+    else:
+        text += ("\n\nThe `gpu-check` study (`params/gpu-check.yaml`, the `study` section) has not run on a GPU: "
+                 "its accuracies at 224 px are not measured.")
+    sections = read("sections")
+    if sections is not None:
+        trouble = [f"{r['section']} ({r['error']})" if "error" in r and isinstance(r["error"], str) else
+                   f"{r['section']} (over its budget: {r['seconds']:.0f} s of {r['budget_seconds']:.0f} s)"
+                   for r in sections.to_dict("records")
+                   if (isinstance(r.get("error"), str)) or not r["within_budget"]]
+        if trouble:
+            text += "\n\nSections that failed or ran over their budget: " + "; ".join(trouble) + "."
     return text
 
 
@@ -205,10 +286,11 @@ def cohorts_markdown(record: dict[str, Any], built: pd.DataFrame | None) -> str:
 
 
 def render_markdown(record: dict[str, Any], gpu_check: Path | None = None, book_seconds: float | None = None,
-                    cohorts: pd.DataFrame | None = None) -> str:
+                    cohorts: pd.DataFrame | None = None, recorded_gpu_check: Path | None = None) -> str:
     """The book's reproducibility page for one ``provenance.json`` record (and the GPU check's folder, if any;
     ``book_seconds``: the last book build's time, for the time budget; ``cohorts``: ``01_preprocess``'s cohorts
-    table, to say which cohorts were built and which skipped)."""
+    table, to say which cohorts were built and which skipped; ``recorded_gpu_check``: a GPU check committed with
+    the project, shown when ``gpu_check`` holds none)."""
     import yaml
 
     git = record["git"]
@@ -272,7 +354,7 @@ flattens each subject's own surface from those folders.
 
 ### Paper-scale projection
 
-{gpu_check_markdown(gpu_check)}
+{gpu_check_markdown(gpu_check, recorded_gpu_check)}
 
 ## Notebooks
 

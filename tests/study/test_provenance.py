@@ -69,3 +69,40 @@ def test_reproducibility_page_says_which_cohorts_were_built_and_which_skipped():
     page = render_markdown(record, cohorts=built)
     assert "| hcp | simulated | sex | built: 200 subjects, 0 QC exclusion(s) |" in page
     assert "| abide1 | semi-real | autism | skipped: optional (`required: false`), and the data directory `/data`" in page
+
+
+def test_a_gpu_check_recorded_with_the_project_is_shown_when_this_checkout_ran_none(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from studylib.study.provenance import gpu_check_markdown
+
+    local, recorded = tmp_path / "results", tmp_path / "records"
+    for folder, device, card in ((local, "cpu", "CPU (no GPU)"), (recorded, "cuda", "NVIDIA H200")):
+        folder.mkdir()
+        (folder / "provenance.json").write_text(json.dumps({"started": "2026-12-05T10:00:00+00:00",
+                                                            "git": {"commit": "4a3f92e"}, "tiny": False}))
+        pd.DataFrame([{"device": device, "card": card}]).to_csv(folder / "device.csv", index=False)
+    pd.DataFrame({"gpus": [1, 4, 8], "hours": [61.0, 15.3, 7.7], "card": "NVIDIA H200", "models": 3284,
+                  "training_images": 600_000_000, "backbones": "densenet121 + resnet50"}).to_csv(
+        recorded / "projection.csv", index=False)
+    pd.DataFrame([{"test": "resume", "status": "failed", "pytest": "1 failed in 9.1s"}]).to_csv(
+        recorded / "resume.csv", index=False)
+    pd.DataFrame([{"backbone": "resnet50", "image_size": 224, "occluded_images_per_s": 9000.0, "task": task,
+                   "paper_copies": 1, "hours_on_one_device": hours, "status": "measured"}
+                  for task, hours in (("sex", 1.25), ("autism", 2.5))]).to_csv(recorded / "occlusion.csv",
+                                                                               index=False)
+    pd.DataFrame([{"section": "device", "seconds": 1.0, "budget_seconds": 5.0, "within_budget": True, "error": None},
+                  {"section": "baselines", "seconds": 2.0, "budget_seconds": 40.0, "within_budget": True,
+                   "error": "OutOfMemoryError: CUDA out of memory"}]).to_csv(recorded / "sections.csv", index=False)
+
+    assert "| 1 | not measured |" in gpu_check_markdown(local)  # a CPU run of the check is no GPU measurement
+    page = gpu_check_markdown(local, recorded)
+    assert "recorded with the project" in page and "NVIDIA H200" in page and "`4a3f92e`" in page
+    assert "| 4 | 15.3 h |" in page
+    assert "GPU resume test" in page and "**failed** (1 failed in 9.1s)" in page
+    assert "| resnet50 | 9000 | 1.25 | 2.50 |" in page
+    assert "has not run on a GPU" in page  # no study.csv: the gpu-check study's accuracies are not measured
+    assert "baselines (OutOfMemoryError: CUDA out of memory)" in page
+    assert "this checkout's results" in gpu_check_markdown(recorded, local)  # a checkout's own GPU run comes first
