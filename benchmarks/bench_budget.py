@@ -5,6 +5,9 @@ By default it reads the last run's ``provenance.json`` (a notebook's time is tha
 last book build's time. ``--run`` first runs every notebook again (``--force``) and builds the book, which takes
 the full budget. Prints one line per part with its ratio to the budget and a verdict; exits non-zero when the total
 is over budget. Quote the machine's load with the figures: other processes on 2 cores slow training by up to 10x.
+It also prints the run's training speed (04's training images per second) beside the budget machine's
+(``budget.reference_training_rate``): 2-core machines differ by 2x in how fast they train, so a run over budget on
+a slower machine says that, not that the study grew.
 
 Usage: ``python benchmarks/bench_budget.py [--params params/default.yaml] [--run]``
 """
@@ -19,7 +22,7 @@ import sys
 from pathlib import Path
 
 from studylib.study.book import LAST_BUILD
-from studylib.study.budget import budget_table
+from studylib.study.budget import SPEED_NOTEBOOK, budget_table, speed_sentence, training_rate
 from studylib.study.config import load_params, params_name
 from studylib.study.layout import ResultsLayout
 
@@ -54,6 +57,8 @@ def main() -> None:
             f"{row['measured minutes']:.1f} min"
         verdict = {True: "within", False: "OVER", None: "-"}[row["within budget"]]
         print(f"  {row['part']:<22} {measured:>14} of {row['budget minutes']:.1f} min  ratio {row['ratio']}  {verdict}")
+    stages = {stage["name"]: stage for stage in record["stages"]}
+    print(speed_sentence(params.budget, training_rate(layout.training_jobs("sex"), stages.get(SPEED_NOTEBOOK))))
     total = table[table["part"] == "total"].iloc[0]
     if total["within budget"] is False:
         sys.exit(f"bench_budget: the run took {total['measured minutes']:.1f} min, over its budget of "

@@ -558,6 +558,10 @@ class BudgetParams(_Section):
                                 "book); a notebook may hold a share for work later issues will add.")
     total_minutes: PositiveFloat | None = Field(
         default=None, description="Minutes for every notebook and the book together; null: the sum of `minutes`.")
+    reference_training_rate: PositiveFloat | None = Field(
+        default=None, description="Training images per second of 04_train_sex's wall time on the budget's machine "
+                                  "(the subjects x epochs of its models over its minutes). A run's own rate, beside "
+                                  "it, says how much faster or slower the run's machine trains; null: not stated.")
 
 
 class StudyParams(DataParams):

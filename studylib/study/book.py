@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from .budget import SPEED_NOTEBOOK, training_rate
 from .config import load_params, params_name
 from .layout import ResultsLayout, project_root, recorded_gpu_check
 from .claims import claims_markdown
@@ -87,7 +88,9 @@ def _assemble(source_root: Path, layout: ResultsLayout, src: Path) -> list[str]:
     book_seconds = json.loads(last_build.read_text())["seconds"] if last_build.is_file() else None
     cohorts_table = layout.tables("01_preprocess") / "cohorts.csv"
     cohorts = pd.read_csv(cohorts_table) if cohorts_table.is_file() else None
-    reproducibility = render_markdown(record, layout.gpu_check, book_seconds, cohorts, recorded_gpu_check())
+    stages = {stage["name"]: stage for stage in record["stages"]}
+    speed = training_rate(layout.training_jobs("sex"), stages.get(SPEED_NOTEBOOK))
+    reproducibility = render_markdown(record, layout.gpu_check, book_seconds, cohorts, recorded_gpu_check(), speed)
     (src / f"{REPRODUCIBILITY_PAGE}.md").write_text(reproducibility)
     (src / f"{CLAIMS_PAGE}.md").write_text(claims_markdown(layout))
     for page, (title, introduction, sections) in REPORT_PAGES.items():

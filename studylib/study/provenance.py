@@ -241,12 +241,14 @@ def gpu_check_markdown(folder: Path | None, recorded: Path | None = None) -> str
     return text
 
 
-def _notebook_times(record: dict[str, Any], book_seconds: float | None) -> str:
-    """The notebooks' last execution, with the parameter set's time budget beside each when it has one."""
+def _notebook_times(record: dict[str, Any], book_seconds: float | None,
+                    training_speed: dict[str, float] | None = None) -> str:
+    """The notebooks' last execution, with the parameter set's time budget beside each when it has one, and the
+    run's training speed beside the budget machine's."""
     import pandas as pd
 
     from ..params import BudgetParams
-    from .budget import budget_table
+    from .budget import budget_table, speed_sentence
 
     budget = BudgetParams(**record["params"].get("budget", {}))
     executed = {s["name"]: s["executed_at"] for s in record["stages"]}
@@ -264,7 +266,7 @@ def _notebook_times(record: dict[str, Any], book_seconds: float | None) -> str:
         ("part", "last status", "minutes", "budget (min)", "ratio", "within budget", "executed at (UTC)"),
         [(r["part"], r["status"], shown(r["measured minutes"]), shown(r["budget minutes"]), shown(r["ratio"]),
           {True: "yes", False: "**no**", None: ""}[r["within budget"]], executed.get(r["part"], ""))
-         for r in table.to_dict("records")])
+         for r in table.to_dict("records")]) + "\n\n" + speed_sentence(budget, training_speed)
 
 
 def cohorts_markdown(record: dict[str, Any], built: pd.DataFrame | None) -> str:
@@ -286,11 +288,13 @@ def cohorts_markdown(record: dict[str, Any], built: pd.DataFrame | None) -> str:
 
 
 def render_markdown(record: dict[str, Any], gpu_check: Path | None = None, book_seconds: float | None = None,
-                    cohorts: pd.DataFrame | None = None, recorded_gpu_check: Path | None = None) -> str:
+                    cohorts: pd.DataFrame | None = None, recorded_gpu_check: Path | None = None,
+                    training_speed: dict[str, float] | None = None) -> str:
     """The book's reproducibility page for one ``provenance.json`` record (and the GPU check's folder, if any;
     ``book_seconds``: the last book build's time, for the time budget; ``cohorts``: ``01_preprocess``'s cohorts
     table, to say which cohorts were built and which skipped; ``recorded_gpu_check``: a GPU check committed with
-    the project, shown when ``gpu_check`` holds none)."""
+    the project, shown when ``gpu_check`` holds none; ``training_speed``: :func:`studylib.study.budget.training_rate`
+    of the run, beside the budget)."""
     import yaml
 
     git = record["git"]
@@ -299,7 +303,7 @@ def render_markdown(record: dict[str, Any], gpu_check: Path | None = None, book_
         commit += " (with uncommitted changes)"
     device = record["device"]
     device_text = ", ".join(f"{k}: {v}" for k, v in device.items())
-    stages = _notebook_times(record, book_seconds)
+    stages = _notebook_times(record, book_seconds, training_speed)
     packages = _table(("package", "version"), sorted(record["packages"].items()))
     params_yaml = yaml.safe_dump(record["params"], sort_keys=False).rstrip()
     executor = {"kind": "serial", "workers": None, "retries": 0, **record["params"].get("executor", {})}

@@ -59,3 +59,41 @@ def test_reproducibility_page_shows_the_budget():
     assert "Time budget of this parameter set (2 CPU cores)" in page
     assert "| 01_preprocess | ran | 1.5 | 3.0 | 0.5 | yes |" in page
     assert "| book | measured | 0.2 | 1.0 | 0.2 | yes |" in page
+
+
+def _job(folder, subjects, epochs, began, ended):
+    import json
+    import os
+
+    import pandas as pd
+
+    folder.mkdir(parents=True)
+    (folder / "job.json").write_text("{}")
+    pd.DataFrame({"epoch": range(epochs), "seconds": 1.0}).to_csv(folder / "history.csv", index=False)
+    (folder / "done.json").write_text(json.dumps({"train_subjects": subjects}))
+    os.utime(folder / "job.json", (began, began))
+    os.utime(folder / "done.json", (ended, ended))
+
+
+def test_training_rate_counts_only_the_jobs_a_notebook_trained_in_its_last_execution(tmp_path):
+    from datetime import datetime, timezone
+
+    from studylib.params import BudgetParams
+    from studylib.study.budget import speed_sentence, training_rate
+
+    end = datetime(2026, 12, 4, 16, 5, 15, tzinfo=timezone.utc)
+    stage = {"name": "04_train_sex", "seconds": 100.0, "executed_at": end.isoformat(timespec="seconds")}
+    t = end.timestamp()
+    _job(tmp_path / "a", 100, 20, t - 90, t - 50)
+    _job(tmp_path / "b", 50, 20, t - 50, t - 1)
+    _job(tmp_path / "earlier", 100, 20, t - 5000, t - 4000)  # finished by an earlier execution: costs it no time
+    measured = training_rate(tmp_path, stage)
+    assert measured == {"images": 3000.0, "seconds": 100.0, "rate": 30.0}
+    assert training_rate(tmp_path, None) is None and training_rate(tmp_path / "none", stage) is None
+    later = {**stage, "executed_at": datetime(2026, 12, 5, tzinfo=timezone.utc).isoformat()}
+    assert training_rate(tmp_path, later) is None  # re-executed with every job already done
+
+    sentence = speed_sentence(BudgetParams(minutes={"04_train_sex": 7.5}, reference_training_rate=60), measured)
+    assert "3,000 images" in sentence and "30 images/s" in sentence and "0.50x" in sentence and "2.0x" in sentence
+    assert "states no rate" in speed_sentence(BudgetParams(), measured)
+    assert "not measured" in speed_sentence(BudgetParams(), None)
