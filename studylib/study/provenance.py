@@ -151,7 +151,7 @@ def gpu_check_markdown(folder: Path | None, recorded: Path | None = None) -> str
 
     source = "this checkout's results (`results/gpu-check/`)"
     checked = _gpu_run(folder)
-    if checked is None and _gpu_run(recorded) is not None:
+    if checked is None:
         folder, checked = recorded, _gpu_run(recorded)
         source = "the run recorded with the project (`benchmarks/records/gpu-check/`)"
     if checked is None:
