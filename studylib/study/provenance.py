@@ -232,10 +232,13 @@ def gpu_check_markdown(folder: Path | None, recorded: Path | None = None) -> str
                  "its accuracies at 224 px are not measured.")
     sections = read("sections")
     if sections is not None:
-        trouble = [f"{r['section']} ({r['error']})" if "error" in r and isinstance(r["error"], str) else
-                   f"{r['section']} (over its budget: {r['seconds']:.0f} s of {r['budget_seconds']:.0f} s)"
-                   for r in sections.to_dict("records")
-                   if (isinstance(r.get("error"), str)) or not r["within_budget"]]
+        trouble = []
+        for r in sections.to_dict("records"):
+            error = r.get("error")  # NaN when the section ran without one; absent in checks older than the column
+            if isinstance(error, str):
+                trouble.append(f"{r['section']} ({error})")
+            elif not r["within_budget"]:
+                trouble.append(f"{r['section']} (over its budget: {r['seconds']:.0f} s of {r['budget_seconds']:.0f} s)")
         if trouble:
             text += "\n\nSections that failed or ran over their budget: " + "; ".join(trouble) + "."
     return text

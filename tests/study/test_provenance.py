@@ -95,7 +95,9 @@ def test_a_gpu_check_recorded_with_the_project_is_shown_when_this_checkout_ran_n
                                                                                index=False)
     pd.DataFrame([{"section": "device", "seconds": 1.0, "budget_seconds": 5.0, "within_budget": True, "error": None},
                   {"section": "baselines", "seconds": 2.0, "budget_seconds": 40.0, "within_budget": True,
-                   "error": "OutOfMemoryError: CUDA out of memory"}]).to_csv(recorded / "sections.csv", index=False)
+                   "error": "OutOfMemoryError: CUDA out of memory"},
+                  {"section": "occlusion", "seconds": 60.0, "budget_seconds": 40.0, "within_budget": False,
+                   "error": None}]).to_csv(recorded / "sections.csv", index=False)
 
     assert "| 1 | not measured |" in gpu_check_markdown(local)  # a CPU run of the check is no GPU measurement
     page = gpu_check_markdown(local, recorded)
@@ -105,4 +107,5 @@ def test_a_gpu_check_recorded_with_the_project_is_shown_when_this_checkout_ran_n
     assert "| resnet50 | 9000 | 1.25 | 2.50 |" in page
     assert "has not run on a GPU" in page  # no study.csv: the gpu-check study's accuracies are not measured
     assert "baselines (OutOfMemoryError: CUDA out of memory)" in page
+    assert "occlusion (over its budget: 60 s of 40 s)" in page and "device (" not in page
     assert "this checkout's results" in gpu_check_markdown(recorded, local)  # a checkout's own GPU run comes first
