@@ -70,7 +70,10 @@ def budget_table(budget: BudgetParams, stages: list[dict[str, Any]],
     table["measured minutes"] = table["measured minutes"].astype(float)
     table["budget minutes"] = table["budget minutes"].astype(float)
     table["ratio"] = (table["measured minutes"] / table["budget minutes"]).round(2)
-    table["within budget"] = [None if pd.isna(ratio) else bool(ratio <= 1.0) for ratio in table["ratio"]]
+    # object dtype: Python True/False/None, which pandas would otherwise turn into numpy booleans when every part
+    # is measured (and ``verdict is False`` would then never hold)
+    table["within budget"] = pd.Series([None if pd.isna(ratio) else bool(ratio <= 1.0) for ratio in table["ratio"]],
+                                       index=table.index, dtype=object)
     table["measured minutes"] = table["measured minutes"].round(2)
     return table
 
